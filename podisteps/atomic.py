@@ -1,0 +1,74 @@
+"""Atomic file writing: a temporary name in the same folder that keeps the suffix, then ``os.replace``.
+
+A reader never sees a half-written product, a failed write leaves no final file, and two writers of
+the same product never interleave (the last complete one wins).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_text_atomic"]
+
+_SUFFIXES = (".fits.fz", ".fits.gz", ".fits", ".ecsv", ".json", ".html", ".png", ".pdf", ".txt")
+
+
+def temporary_sibling(path: str | os.PathLike) -> Path:
+    """Return a unique temporary name beside ``path`` that keeps its suffix.
+
+    ``/a/b/o1.33.fits.fz`` -> ``/a/b/.o1.33.tmp-<hex>.fits.fz`` (hidden, same filesystem).
+    """
+    path = Path(path)
+    name = path.name
+    suffix = next((s for s in _SUFFIXES if name.endswith(s)), path.suffix)
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    return path.with_name(f".{stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path to write; on success move it onto ``path``, on error remove it.
+
+    The parent folder is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_fits_atomic(hdulist, path: str | os.PathLike, *, output_verify: str = "exception") -> Path:
+    """Write an ``astropy.io.fits.HDUList`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    hdulist : astropy.io.fits.HDUList
+        What to write. ``CompImageHDU`` members are written Rice-compressed as usual.
+    path : path-like
+        Final file name; its suffix (``.fits`` or ``.fits.fz``) is kept on the temporary file.
+    output_verify : str, optional
+        Passed to ``HDUList.writeto``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    with atomic_path(path) as tmp:
+        hdulist.writeto(tmp, output_verify=output_verify)
+    return Path(path)
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically and return ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -1,0 +1,358 @@
+"""Raw ODI OTA files: finding them, reading them into cells, writing them, resolving calibration paths.
+
+Raw format (QUICKREDUCE_SPEC.md sections 2 and 9.1): one file per OTA,
+``<dir>/<base>.<OTA:02d>.fits`` or ``.fits.fz``, with a header-only primary and 64 cell image HDUs
+``xy00`` .. ``xy77`` of uint16 (BITPIX 16, BZERO 32768). Cells are looked up by lower-cased EXTNAME;
+``WN_CELLX``/``WN_CELLY`` must agree with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from . import instrument
+from .atomic import write_fits_atomic
+
+__all__ = [
+    "RawFormatError",
+    "ExposureFiles",
+    "RawOTA",
+    "OTA_FILE_RE",
+    "ota_filename",
+    "find_exposure_files",
+    "read_primary_header",
+    "read_raw_ota",
+    "write_raw_ota",
+    "get_binning",
+    "resolve_file_or_dir",
+    "REQUIRED_PRIMARY_KEYS",
+]
+
+#: ``<base>.<OTA>.fits[.fz]`` where base is ``<letter><YYYYMMDD>T<HHMMSS>.<n>``.
+OTA_FILE_RE = re.compile(r"^(?P<base>[a-z]\d{8}T\d{6}\.\d+)\.(?P<ota>\d{2})\.fits(?P<fz>\.fz)?$")
+
+#: Primary keywords without which an OTA cannot be reduced (spec section 11.12).
+REQUIRED_PRIMARY_KEYS = (
+    "OBSID", "FILTER", "OBJECT", "EXPTIME", "DATE-OBS", "MJD-OBS", "FPPOS", "RA", "DEC", "OTA_ID", "CELLMODE",
+    "FLTARM1A", "FLTARM1B", "FLTARM1C", "FLTARM2A", "FLTARM2B", "FLTARM2C", "FLTARM3A", "FLTARM3B", "FLTARM3C",
+)
+
+
+class RawFormatError(ValueError):
+    """A raw file or exposure folder that is not valid ODI raw data; the message names the file."""
+
+
+def ota_filename(base: str, ota: int, *, fz: bool = False) -> str:
+    """Return the raw file name of OTA ``ota`` of exposure ``base`` (``o20130101T123456.0.33.fits``)."""
+    return f"{base}.{ota:02d}.fits" + (".fz" if fz else "")
+
+
+@dataclass(frozen=True)
+class ExposureFiles:
+    """The raw OTA files of one exposure.
+
+    Attributes
+    ----------
+    obsid : str
+        Exposure name with its prefix letter, e.g. ``o20130101T123456.0``.
+    directory : pathlib.Path
+        The exposure folder.
+    files : dict
+        OTA number -> path, in ascending OTA order.
+    """
+
+    obsid: str
+    directory: Path
+    files: dict = field(default_factory=dict)
+
+    @property
+    def otas(self) -> tuple[int, ...]:
+        """OTA numbers present."""
+        return tuple(self.files)
+
+
+def find_exposure_files(path: str | os.PathLike) -> ExposureFiles:
+    """Find the OTA files of an exposure from its folder or from any one of its OTA files.
+
+    Parameters
+    ----------
+    path : path-like
+        An exposure folder ``.../o20130101T123456.0/`` or one file ``.../o20130101T123456.0.33.fits``.
+
+    Raises
+    ------
+    RawFormatError
+        If the path does not exist, holds no OTA files, or holds OTA files of several exposures; or
+        if an OTA is present both as ``.fits`` and ``.fits.fz``.
+    """
+    path = Path(path)
+    if path.is_file():
+        m = OTA_FILE_RE.match(path.name)
+        if not m:
+            raise RawFormatError(f"{path}: not a raw OTA file name (<obsid>.<OTA>.fits[.fz])")
+        base, directory = m["base"], path.parent
+    elif path.is_dir():
+        base, directory = path.name, path
+    else:
+        raise RawFormatError(f"{path}: no such exposure folder or OTA file")
+
+    found: dict[int, Path] = {}
+    bases: dict[str, list[str]] = {}
+    for entry in sorted(os.listdir(directory)):
+        m = OTA_FILE_RE.match(entry)
+        if not m:
+            continue
+        bases.setdefault(m["base"], []).append(entry)
+        if m["base"] != base and path.is_file():
+            continue
+        ota = int(m["ota"])
+        if ota in found:
+            raise RawFormatError(f"{directory}: OTA {ota:02d} is present twice ({found[ota].name}, {entry})")
+        found[ota] = directory / entry
+    if path.is_dir():
+        if len(bases) > 1 or (bases and base not in bases):
+            detail = "; ".join(f"{b}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for b, v in bases.items())
+            raise RawFormatError(
+                f"{directory}: OTA files of {len(bases)} different exposures in one folder "
+                f"(the folder name says {base}): {detail}"
+            )
+    if not found:
+        raise RawFormatError(f"{directory}: no raw OTA files named {base}.<OTA>.fits[.fz]")
+    return ExposureFiles(obsid=base, directory=directory, files=dict(sorted(found.items())))
+
+
+def _open(path: Path, **kwargs):
+    try:
+        return fits.open(path, memmap=False, lazy_load_hdus=True, **kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise RawFormatError(f"{path}: not a readable FITS file ({exc})") from None
+
+
+def read_primary_header(path: str | os.PathLike) -> fits.Header:
+    """Read only the primary header of a raw OTA file.
+
+    Raises
+    ------
+    RawFormatError
+        If the file is not FITS.
+    """
+    path = Path(path)
+    try:
+        return fits.getheader(path, 0)
+    except (OSError, ValueError, TypeError) as exc:
+        raise RawFormatError(f"{path}: not a readable FITS file ({exc})") from None
+
+
+def get_binning(header: fits.Header) -> int:
+    """Return the binning from ``CCDBIN1``, else the first integer of ``CCDSUM``, else 1."""
+    if "CCDBIN1" in header:
+        return int(header["CCDBIN1"])
+    if "CCDSUM" in header:
+        return int(str(header["CCDSUM"]).split()[0])
+    return 1
+
+
+@dataclass
+class RawOTA:
+    """One raw OTA file read into memory.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file.
+    primary : astropy.io.fits.Header
+        The primary header.
+    cells : dict
+        ``(cx, cy)`` -> raw cell array, shape ``(ny, nx)``; dtype as requested (uint16 or float32).
+    cell_headers : dict
+        ``(cx, cy)`` -> cell header.
+    geometry : podisteps.instrument.CellGeometry
+        The detector geometry recognised from the cell shape and binning.
+    """
+
+    path: Path
+    primary: fits.Header
+    cells: dict
+    cell_headers: dict
+    geometry: instrument.CellGeometry
+
+    @property
+    def ota(self) -> int:
+        """The OTA position number, ``int(FPPOS[2:])``."""
+        return int(str(self.primary["FPPOS"]).strip()[2:])
+
+    @property
+    def binning(self) -> int:
+        """On-chip binning (1 or 2)."""
+        return self.geometry.binning
+
+
+def _check_primary(path: Path, header: fits.Header, required) -> None:
+    missing = [k for k in required if k not in header]
+    if missing:
+        raise RawFormatError(f"{path}: primary header lacks required keyword(s) {', '.join(missing)}")
+    fppos = str(header.get("FPPOS", "xy00")).strip()
+    if not re.fullmatch(r"xy\d\d", fppos):
+        raise RawFormatError(f"{path}: FPPOS = {fppos!r} is not of the form 'xyNN'")
+    if "CELLMODE" in header and len(str(header["CELLMODE"])) != 64:
+        raise RawFormatError(f"{path}: CELLMODE has {len(str(header['CELLMODE']))} characters, expected 64")
+    if "MJD-OBS" in header:
+        try:
+            float(header["MJD-OBS"])
+        except (TypeError, ValueError):
+            raise RawFormatError(f"{path}: MJD-OBS = {header['MJD-OBS']!r} is not a number") from None
+
+
+def read_raw_ota(
+    path: str | os.PathLike,
+    *,
+    dtype=np.float32,
+    required_keys=REQUIRED_PRIMARY_KEYS,
+) -> RawOTA:
+    """Read a raw OTA file (plain or Rice ``.fz``) into its 64 cells and headers.
+
+    Parameters
+    ----------
+    path : path-like
+        The raw OTA file.
+    dtype : numpy dtype, optional
+        Type of the returned cell arrays: float32 (default, counts as floats) or uint16 (raw values).
+    required_keys : sequence of str, optional
+        Primary keywords that must be present.
+
+    Returns
+    -------
+    RawOTA
+
+    Raises
+    ------
+    RawFormatError
+        Not FITS; fewer than 65 HDUs; a missing required keyword; a cell missing, named twice, of the
+        wrong shape, with WN_CELLX/Y disagreeing with its EXTNAME, or shorter than the data section.
+    """
+    path = Path(path)
+    with _open(path) as hdul:
+        try:
+            hdus = list(hdul)
+        except (OSError, ValueError, TypeError) as exc:
+            raise RawFormatError(f"{path}: truncated or corrupt FITS file ({exc})") from None
+        if len(hdus) < 65:
+            raise RawFormatError(
+                f"{path}: only {len(hdus)} HDU(s); a raw ODI OTA file has a primary and 64 cells xy00..xy77"
+            )
+        primary = hdus[0].header
+        _check_primary(path, primary, required_keys)
+        cells: dict = {}
+        headers: dict = {}
+        shape = None
+        for hdu in hdus[1:]:
+            hdr = hdu.header
+            name = str(hdr.get("EXTNAME", "")).strip().lower()
+            if not re.fullmatch(r"xy[0-7][0-7]", name):
+                if hdu.header.get("NAXIS", 0) == 0 and not name:
+                    continue
+                raise RawFormatError(f"{path}: extension {name or '(no EXTNAME)'!r} is not a cell xy<cx><cy>")
+            cx, cy = int(name[2]), int(name[3])
+            if (cx, cy) in cells:
+                raise RawFormatError(f"{path}: cell {name} appears twice")
+            wx, wy = hdr.get("WN_CELLX", cx), hdr.get("WN_CELLY", cy)
+            if (int(wx), int(wy)) != (cx, cy):
+                raise RawFormatError(f"{path}: cell {name} has WN_CELLX/Y = {wx}/{wy}, disagreeing with EXTNAME")
+            try:
+                data = hdu.data
+            except (OSError, ValueError, TypeError) as exc:
+                raise RawFormatError(f"{path}: cell {name} cannot be read ({exc})") from None
+            if data is None or data.ndim != 2:
+                raise RawFormatError(f"{path}: cell {name} holds no 2-D image")
+            if shape is None:
+                shape = data.shape
+            elif data.shape != shape:
+                raise RawFormatError(f"{path}: cell {name} has shape {data.shape}, the other cells {shape}")
+            cells[(cx, cy)] = data.astype(dtype, copy=False) if data.dtype != dtype else data
+            headers[(cx, cy)] = hdr
+        missing = [f"xy{cx}{cy}" for cx, cy in instrument.CELL_IDS if (cx, cy) not in cells]
+        if missing:
+            raise RawFormatError(f"{path}: cell(s) {', '.join(missing[:8])} missing")
+    binning = get_binning(headers[(0, 0)])
+    try:
+        geo = instrument.geometry_for_cell_shape(shape, binning)
+    except ValueError as exc:
+        raise RawFormatError(f"{path}: {exc}") from None
+    return RawOTA(path=path, primary=primary, cells=cells, cell_headers=headers, geometry=geo)
+
+
+def write_raw_ota(
+    path: str | os.PathLike,
+    primary: fits.Header,
+    cells: dict,
+    cell_headers: dict,
+    *,
+    fz: bool = False,
+) -> Path:
+    """Write a raw OTA file in the ODI format, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file; should end in ``.fits`` or, with ``fz``, ``.fits.fz``.
+    primary : astropy.io.fits.Header
+        Primary header (no data).
+    cells : dict
+        ``(cx, cy)`` -> uint16 array; all 64 cells, all the same shape.
+    cell_headers : dict
+        ``(cx, cy)`` -> header of the cell (EXTNAME is set from the key).
+    fz : bool, optional
+        Write each cell as a lossless Rice-compressed image HDU (as fpack does for integer data).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    hdus = [fits.PrimaryHDU(header=primary)]
+    for cx, cy in instrument.CELL_IDS:
+        data = np.asarray(cells[(cx, cy)])
+        if data.dtype != np.uint16:
+            raise TypeError(f"cell xy{cx}{cy} must be uint16, got {data.dtype}")
+        hdr = cell_headers[(cx, cy)].copy()
+        hdr["EXTNAME"] = f"xy{cx}{cy}"
+        if fz:
+            hdus.append(fits.CompImageHDU(data=data, header=hdr, compression_type="RICE_1"))
+        else:
+            hdus.append(fits.ImageHDU(data=data, header=hdr))
+    return write_fits_atomic(fits.HDUList(hdus), path)
+
+
+def resolve_file_or_dir(value: str | os.PathLike | None, default_name: str) -> Path | None:
+    """Resolve a calibration option value the way QuickReduce's ``check_filename_directory`` does.
+
+    Parameters
+    ----------
+    value : str, path-like or None
+        A file, a folder (then ``default_name`` is appended), or a comma-separated list of either;
+        the first candidate that exists wins.
+    default_name : str
+        File name used inside a folder, e.g. ``"bias_bin1.fits"``.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The first existing candidate, or None if none exists (or ``value`` is empty).
+    """
+    if value in (None, ""):
+        return None
+    for item in str(value).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        candidate = Path(item)
+        if candidate.is_dir():
+            candidate = candidate / default_name
+        if candidate.is_file():
+            return candidate
+    return None
