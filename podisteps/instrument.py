@@ -119,8 +119,11 @@ class CellGeometry:
 
     @property
     def min_raw_shape(self) -> tuple[int, int]:
-        """Smallest raw cell shape ``(ny, nx)`` that holds the data and overscan sections."""
-        return (max(self.data_ny, self.overscan_rows[1]), max(self.data_nx, self.overscan_cols[1]))
+        """Smallest raw cell shape ``(ny, nx)``: the data section and at least one overscan column.
+
+        Narrower overscans than ``raw_nx`` are accepted (QuickReduce reads 540-wide cells too).
+        """
+        return (max(self.data_ny, self.overscan_rows[1]), max(self.data_nx, self.overscan_cols[0] + 1))
 
     def cell_origin(self, cx: int, cy: int) -> tuple[int, int]:
         """Return the OTA-frame origin ``(x1, y1)`` of cell ``(cx, cy)`` in pixels."""
@@ -137,9 +140,17 @@ class CellGeometry:
         t = int(trimcell)
         return slice(t, self.data_ny - t), slice(t, self.data_nx - t)
 
-    def overscan_section(self) -> tuple[slice, slice]:
-        """Return the ``(rows, cols)`` slices of the overscan block inside a raw cell."""
-        return slice(*self.overscan_rows), slice(*self.overscan_cols)
+    def overscan_section(self, raw_shape: tuple[int, int] | None = None) -> tuple[slice, slice]:
+        """Return the ``(rows, cols)`` slices of the overscan block inside a raw cell.
+
+        Parameters
+        ----------
+        raw_shape : tuple of int, optional
+            Shape of the actual raw cell; the block is clipped to it (narrow overscans).
+        """
+        ny, nx = raw_shape if raw_shape is not None else (self.raw_ny, self.raw_nx)
+        return (slice(self.overscan_rows[0], min(self.overscan_rows[1], ny)),
+                slice(self.overscan_cols[0], min(self.overscan_cols[1], nx)))
 
     def target_region(self, cx: int, cy: int, *, trimcell: int = 0) -> tuple[slice, slice]:
         """Return the ``(rows, cols)`` slices of cell ``(cx, cy)`` in the OTA frame.
@@ -204,26 +215,22 @@ def geometry(kind: str, binning: int) -> CellGeometry:
 def geometry_for_cell_shape(shape: tuple[int, int], binning: int) -> CellGeometry:
     """Find the detector geometry whose raw cells have ``shape`` at ``binning``.
 
-    A raw cell belongs to a kind when it holds that kind's data and overscan sections and is smaller
-    than the next larger kind's data section. Full-size cells are 494 rows at bin1; test cells 62.
+    A raw cell belongs to a kind when it holds that kind's data section and at least one overscan
+    column, and is less than twice that kind's data height (full-size cells have 494 rows at bin1,
+    test cells 62).
 
     Raises
     ------
     ValueError
         If no kind fits the shape.
     """
-    fits = []
     for kind in geometry_kinds():
         geo = geometry(kind, binning)
         ny, nx = geo.min_raw_shape
-        if shape[0] >= ny and shape[1] >= nx:
-            fits.append(geo)
-    if not fits:
-        known = ", ".join(
-            f"{k}: >= {geometry(k, binning).min_raw_shape}" for k in geometry_kinds()
-        )
-        raise ValueError(f"cell shape {tuple(shape)} at bin{binning} fits no known OTA geometry ({known})")
-    return max(fits, key=lambda g: g.data_ny)
+        if ny <= shape[0] < 2 * geo.data_ny and shape[1] >= nx:
+            return geo
+    known = ", ".join(f"{k}: >= {geometry(k, binning).min_raw_shape}" for k in geometry_kinds())
+    raise ValueError(f"cell shape {tuple(shape)} at bin{binning} fits no known OTA geometry ({known})")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,10 +238,12 @@ def read_raw_ota(
         wrong shape, with WN_CELLX/Y disagreeing with its EXTNAME, or shorter than the data section.
     """
     path = Path(path)
-    with _open(path) as hdul:
+    with _open(path) as hdul, warnings.catch_warnings():
+        # astropy only warns about a truncated file; for raw data that is an error.
+        warnings.filterwarnings("error", message=".*truncated.*")
         try:
             hdus = list(hdul)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, Warning) as exc:
             raise RawFormatError(f"{path}: truncated or corrupt FITS file ({exc})") from None
         if len(hdus) < 65:
             raise RawFormatError(
@@ -266,7 +269,7 @@ def read_raw_ota(
                 raise RawFormatError(f"{path}: cell {name} has WN_CELLX/Y = {wx}/{wy}, disagreeing with EXTNAME")
             try:
                 data = hdu.data
-            except (OSError, ValueError, TypeError) as exc:
+            except (OSError, ValueError, TypeError, Warning) as exc:
                 raise RawFormatError(f"{path}: cell {name} cannot be read ({exc})") from None
             if data is None or data.ndim != 2:
                 raise RawFormatError(f"{path}: cell {name} holds no 2-D image")

@@ -1,0 +1,243 @@
+"""The night index: every exposure of one observing night, read from primary headers only.
+
+The index is what the DAG is scheduled from (ARCHITECTURE section 2): it must be cheap to consult, so it
+is cached on disk as JSON and rebuilt only when the night folder changes (an exposure folder added,
+removed or modified; raw data are otherwise immutable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from astropy.coordinates import Angle
+from astropy.time import Time
+
+from .atomic import write_text_atomic
+from .rawio import RawFormatError, find_exposure_files, get_binning, read_primary_header
+
+__all__ = [
+    "ExposureRecord",
+    "NightIndex",
+    "observing_night",
+    "night_signature",
+    "scan_night",
+    "load_night_index",
+    "INDEX_VERSION",
+]
+
+#: Bumped whenever the record layout changes, so stale caches are rebuilt.
+INDEX_VERSION = 1
+
+#: Kitt Peak local time is UT - 7 h (no daylight saving in Arizona).
+KITT_PEAK_UTC_OFFSET_HOURS = -7.0
+
+
+def observing_night(when, *, utc_offset_hours: float = KITT_PEAK_UTC_OFFSET_HOURS) -> str:
+    """Return the observing night ``YYYYMMDD`` of an instant: the local date of (local time - 12 h).
+
+    Parameters
+    ----------
+    when : float, str or datetime
+        An MJD (float), an ISO time string (UT), or a datetime (naive = UT).
+    utc_offset_hours : float, optional
+        Local time minus UT, hours (Kitt Peak: -7).
+
+    Returns
+    -------
+    str
+        e.g. ``"20130101"`` for every exposure from local noon 2013-01-01 to local noon 2013-01-02.
+    """
+    if isinstance(when, (int, float)):
+        dt = Time(float(when), format="mjd", scale="utc").to_datetime()
+    elif isinstance(when, str):
+        dt = Time(when, format="isot", scale="utc").to_datetime()
+    else:
+        dt = when.astimezone(timezone.utc).replace(tzinfo=None) if when.tzinfo else when
+    local = dt + timedelta(hours=utc_offset_hours) - timedelta(hours=12)
+    return local.strftime("%Y%m%d")
+
+
+@dataclass(frozen=True)
+class ExposureRecord:
+    """What the scheduler needs to know about one exposure (from its primary header).
+
+    Attributes
+    ----------
+    obsid : str
+        Exposure folder name with prefix letter, ``o20130101T123456.0``.
+    path : str
+        The exposure folder.
+    obstype : str
+        OBSTYPE (BIAS, DARK, DFLAT, TFLAT, OBJECT, FOCUS, ...).
+    filter : str
+        FILTER.
+    binning : int
+        1 or 2.
+    exptime, expmeas : float
+        Requested and measured exposure time, s.
+    mjd : float
+        MJD-OBS at the exposure start.
+    ra, dec : float
+        Telescope pointing, deg (NaN if the header has none).
+    object : str
+        OBJECT.
+    otas : tuple of int
+        OTA files present.
+    fz : bool
+        True if the OTA files are Rice-compressed ``.fits.fz``.
+    error : str
+        Empty for a readable exposure; otherwise why it cannot be reduced (the night goes on).
+    """
+
+    obsid: str
+    path: str
+    obstype: str = ""
+    filter: str = ""
+    binning: int = 1
+    exptime: float = 0.0
+    expmeas: float = 0.0
+    mjd: float = 0.0
+    ra: float = float("nan")
+    dec: float = float("nan")
+    object: str = ""
+    otas: tuple = ()
+    fz: bool = False
+    error: str = ""
+
+
+def _sexagesimal(value, unit) -> float:
+    try:
+        return float(Angle(str(value).strip(), unit=unit).degree)
+    except (ValueError, TypeError):
+        return float("nan")
+
+
+def read_exposure_record(folder: str | os.PathLike) -> ExposureRecord:
+    """Build the record of one exposure folder from the primary header of its first OTA file.
+
+    Never raises for bad data: an unreadable exposure gets a record with ``error`` set.
+    """
+    folder = Path(folder)
+    try:
+        files = find_exposure_files(folder)
+        first = next(iter(files.files.values()))
+        hdr = read_primary_header(first)
+        missing = [k for k in ("OBSTYPE", "MJD-OBS", "EXPTIME") if k not in hdr]
+        if missing:
+            raise RawFormatError(f"{first}: primary header lacks {', '.join(missing)}")
+        return ExposureRecord(
+            obsid=files.obsid,
+            path=str(folder),
+            obstype=str(hdr["OBSTYPE"]).strip().upper(),
+            filter=str(hdr.get("FILTER", "")).strip(),
+            binning=get_binning(hdr),
+            exptime=float(hdr["EXPTIME"]),
+            expmeas=float(hdr.get("EXPMEAS", hdr["EXPTIME"])),
+            mjd=float(hdr["MJD-OBS"]),
+            ra=_sexagesimal(hdr.get("RA", ""), "hourangle"),
+            dec=_sexagesimal(hdr.get("DEC", ""), "deg"),
+            object=str(hdr.get("OBJECT", "")).strip(),
+            otas=files.otas,
+            fz=str(first).endswith(".fz"),
+        )
+    except (RawFormatError, ValueError, TypeError, KeyError) as exc:
+        return ExposureRecord(obsid=folder.name, path=str(folder), error=str(exc))
+
+
+def night_signature(night_dir: str | os.PathLike) -> list:
+    """Return what identifies the state of a night folder: (name, mtime_ns) of every exposure folder.
+
+    Adding, removing or rewriting an OTA file changes its folder's mtime (a rename or a new file does).
+    """
+    night_dir = Path(night_dir)
+    sig = []
+    with os.scandir(night_dir) as it:
+        for entry in it:
+            if entry.is_dir() and not entry.name.startswith("."):
+                sig.append([entry.name, entry.stat().st_mtime_ns])
+    return sorted(sig)
+
+
+@dataclass(frozen=True)
+class NightIndex:
+    """All exposures of one night, sorted by MJD.
+
+    Attributes
+    ----------
+    night : str
+        ``YYYYMMDD``.
+    exposures : tuple of ExposureRecord
+    """
+
+    night: str
+    exposures: tuple
+
+    def by_obsid(self) -> dict:
+        """Return ``{obsid: record}``."""
+        return {e.obsid: e for e in self.exposures}
+
+    def select(self, *, obstype: str | None = None, filter: str | None = None,
+               binning: int | None = None) -> tuple:
+        """Return the readable exposures matching the given OBSTYPE, FILTER and binning."""
+        out = []
+        for e in self.exposures:
+            if e.error:
+                continue
+            if obstype is not None and e.obstype != obstype.upper():
+                continue
+            if filter is not None and e.filter != filter:
+                continue
+            if binning is not None and e.binning != binning:
+                continue
+            out.append(e)
+        return tuple(out)
+
+    @property
+    def failed(self) -> tuple:
+        """Exposures that cannot be read, each with its ``error``."""
+        return tuple(e for e in self.exposures if e.error)
+
+
+def scan_night(night_dir: str | os.PathLike) -> NightIndex:
+    """Read every exposure folder of ``night_dir`` into a :class:`NightIndex` (no caching)."""
+    night_dir = Path(night_dir)
+    if not night_dir.is_dir():
+        raise FileNotFoundError(f"{night_dir}: no such night folder")
+    records = [read_exposure_record(night_dir / name) for name, _ in night_signature(night_dir)]
+    records.sort(key=lambda r: (r.mjd, r.obsid))
+    return NightIndex(night=night_dir.name, exposures=tuple(records))
+
+
+def load_night_index(night_dir: str | os.PathLike, cache_path: str | os.PathLike) -> NightIndex:
+    """Return the night index, from ``cache_path`` if it is current, else rescanned and re-cached.
+
+    Parameters
+    ----------
+    night_dir : path-like
+        ``<raw>/<night>``.
+    cache_path : path-like
+        JSON cache file (written atomically).
+    """
+    night_dir, cache_path = Path(night_dir), Path(cache_path)
+    signature = night_signature(night_dir)
+    try:
+        cached = json.loads(cache_path.read_text())
+        if cached.get("version") == INDEX_VERSION and cached.get("signature") == signature:
+            records = tuple(ExposureRecord(**{**r, "otas": tuple(r["otas"])}) for r in cached["exposures"])
+            return NightIndex(night=cached["night"], exposures=records)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    index = scan_night(night_dir)
+    payload = {
+        "version": INDEX_VERSION,
+        "night": index.night,
+        "signature": signature,
+        "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exposures": [asdict(e) for e in index.exposures],
+    }
+    write_text_atomic(json.dumps(payload, indent=1, allow_nan=True), cache_path)
+    return index

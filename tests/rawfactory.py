@@ -1,0 +1,62 @@
+"""Minimal raw OTA files for the I/O tests (the simulator writes the realistic ones)."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+
+from podisteps import instrument, rawio
+
+OBSID = "o20130301T040000.0"
+
+
+def primary_header(*, ota: int = 33, mjd: float = 56352.1666667, obsid: str = OBSID, binning: int = 1) -> fits.Header:
+    """A primary header with every keyword the reader requires."""
+    hdr = fits.Header()
+    hdr["OBSID"] = obsid[1:]
+    hdr["FILENAME"] = rawio.ota_filename(obsid, ota)
+    hdr["OBSTYPE"] = "OBJECT"
+    hdr["OBJECT"] = "test field"
+    hdr["FILTER"] = "odi_r"
+    hdr["FILTERID"] = "w105"
+    for arm in "123":
+        for slot in "ABC":
+            hdr[f"FLTARM{arm}{slot}"] = "IN" if (arm, slot) == ("2", "A") else "OUT"
+    hdr["EXPTIME"] = 30.0
+    hdr["EXPMEAS"] = 30.02
+    hdr["DATE-OBS"] = "2013-03-01T04:00:00.000"
+    hdr["MJD-OBS"] = mjd
+    hdr["RA"] = "10:00:00.00"
+    hdr["DEC"] = "+20:00:00.0"
+    hdr["FPPOS"] = f"xy{ota:02d}"
+    hdr["OTA_ID"] = instrument.layout_for_mjd(mjd).serial(ota)
+    hdr["CELLMODE"] = "S" * 64
+    hdr["CCDBIN1"] = binning
+    hdr["CCDBIN2"] = binning
+    hdr["CCDSUM"] = f"{binning} {binning}"
+    return hdr
+
+
+def cells(geo: instrument.CellGeometry, *, seed: int = 0) -> dict:
+    """Random uint16 cells of the geometry's raw shape."""
+    rng = np.random.default_rng(seed)
+    return {c: rng.integers(0, 65536, (geo.raw_ny, geo.raw_nx), dtype=np.uint16) for c in instrument.CELL_IDS}
+
+
+def cell_headers(binning: int = 1) -> dict:
+    """Cell headers with WN_CELLX/Y and CCDSUM."""
+    return {
+        (cx, cy): fits.Header({"WN_CELLX": cx, "WN_CELLY": cy, "CCDSUM": f"{binning} {binning}"})
+        for cx, cy in instrument.CELL_IDS
+    }
+
+
+def write_ota(directory, *, ota: int = 33, obsid: str = OBSID, kind: str = "test", binning: int = 1,
+              fz: bool = False, seed: int = 0, mjd: float = 56352.1666667):
+    """Write one raw OTA file into ``directory`` and return (path, cells)."""
+    geo = instrument.geometry(kind, binning)
+    data = cells(geo, seed=seed)
+    path = directory / rawio.ota_filename(obsid, ota, fz=fz)
+    rawio.write_raw_ota(path, primary_header(ota=ota, obsid=obsid, binning=binning, mjd=mjd), data,
+                        cell_headers(binning), fz=fz)
+    return path, data

@@ -1,0 +1,175 @@
+"""Raw OTA file I/O: round trips and every bad input named in issue 2."""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from podisteps import instrument, rawio
+from podisteps.assemble import MASK_BITS, assemble_ota
+
+from .rawfactory import OBSID, cell_headers, cells, primary_header, write_ota
+
+
+@pytest.mark.parametrize("fz", [False, True])
+@pytest.mark.parametrize("binning", [1, 2])
+def test_round_trip_bit_exact(tmp_path, fz, binning):
+    path, data = write_ota(tmp_path, fz=fz, binning=binning)
+    assert path.name == f"{OBSID}.33.fits" + (".fz" if fz else "")
+    raw = rawio.read_raw_ota(path, dtype=np.uint16)
+    assert raw.ota == 33 and raw.binning == binning and raw.geometry.kind == "test"
+    for c in instrument.CELL_IDS:
+        assert raw.cells[c].dtype == np.uint16
+        assert np.array_equal(raw.cells[c], data[c])
+    as_float = rawio.read_raw_ota(path)
+    assert as_float.cells[(3, 4)].dtype == np.float32
+    assert np.array_equal(as_float.cells[(3, 4)], data[(3, 4)].astype(np.float32))
+    with fits.open(path) as hdul:
+        hdu = hdul["xy34"]
+        assert hdu.header["BITPIX"] == 16 or hdu.header.get("ZBITPIX") == 16
+
+
+@pytest.mark.fullsize
+@pytest.mark.parametrize("fz", [False, True])
+def test_round_trip_full_size(tmp_path, fz):
+    path, data = write_ota(tmp_path, kind="full", fz=fz)
+    raw = rawio.read_raw_ota(path, dtype=np.uint16)
+    assert raw.geometry.kind == "full" and raw.cells[(0, 0)].shape == (494, 550)
+    assert all(np.array_equal(raw.cells[c], data[c]) for c in instrument.CELL_IDS)
+
+
+def test_find_exposure_files_from_dir_and_file(tmp_path):
+    expdir = tmp_path / OBSID
+    expdir.mkdir()
+    for ota in (33, 34, 44):
+        write_ota(expdir, ota=ota, fz=(ota == 44))
+    (expdir / "notes.txt").write_text("ignored")
+    by_dir = rawio.find_exposure_files(expdir)
+    by_file = rawio.find_exposure_files(expdir / f"{OBSID}.34.fits")
+    assert by_dir.obsid == by_file.obsid == OBSID
+    assert by_dir.otas == by_file.otas == (33, 34, 44)
+    assert by_dir.files[44].name.endswith(".fits.fz")
+
+
+def test_assemble_places_cells_and_flags_gaps(tmp_path):
+    path, data = write_ota(tmp_path)
+    raw = rawio.read_raw_ota(path)
+    geo = raw.geometry
+    used = {c: c != (2, 5) for c in instrument.CELL_IDS}
+    sci, mask = assemble_ota(raw.cells, geo, used=used)
+    assert sci.dtype == np.float32 and sci.shape == (geo.ota_size, geo.ota_size)
+    rows, cols = geo.target_region(0, 7)
+    assert np.array_equal(sci[rows, cols], data[(0, 7)][: geo.data_ny, : geo.data_nx])
+    assert rows.start == 0 and cols.start == 0  # xy07 at the pixel origin
+    r2, c2 = geo.target_region(2, 5)
+    assert np.isnan(sci[r2, c2]).all() and (mask[r2, c2] == MASK_BITS["BADCELL"]).all()
+    gap_x = geo.data_nx + 1
+    assert np.isnan(sci[:, gap_x]).all() and (mask[:, gap_x] == MASK_BITS["GAP"]).all()
+    assert np.isfinite(sci).sum() == 63 * geo.data_nx * geo.data_ny
+
+
+# ---- bad input: every message names the file and the problem
+
+
+def _write(path, primary, data, headers, **kw):
+    rawio.write_raw_ota(path, primary, data, headers, **kw)
+    return path
+
+
+def test_too_few_hdus(tmp_path):
+    path, _ = write_ota(tmp_path)
+    with fits.open(path) as hdul:
+        fits.HDUList(hdul[:13]).writeto(tmp_path / "short.fits")
+    with pytest.raises(rawio.RawFormatError, match=r"short\.fits: only 13 HDU"):
+        rawio.read_raw_ota(tmp_path / "short.fits")
+
+
+@pytest.mark.parametrize("key", ["FPPOS", "CELLMODE", "MJD-OBS"])
+def test_missing_keyword(tmp_path, key):
+    geo = instrument.geometry("test", 1)
+    hdr = primary_header()
+    del hdr[key]
+    path = _write(tmp_path / f"{OBSID}.33.fits", hdr, cells(geo), cell_headers())
+    with pytest.raises(rawio.RawFormatError, match=rf"{OBSID}\.33\.fits: primary header lacks .*{key}"):
+        rawio.read_raw_ota(path)
+
+
+def test_bad_fppos_and_cellmode(tmp_path):
+    geo = instrument.geometry("test", 1)
+    hdr = primary_header()
+    hdr["FPPOS"] = "33"
+    path = _write(tmp_path / "a.fits", hdr, cells(geo), cell_headers())
+    with pytest.raises(rawio.RawFormatError, match=r"a\.fits: FPPOS = '33' is not of the form"):
+        rawio.read_raw_ota(path)
+    hdr = primary_header()
+    hdr["CELLMODE"] = "S" * 60
+    path = _write(tmp_path / "b.fits", hdr, cells(geo), cell_headers())
+    with pytest.raises(rawio.RawFormatError, match=r"b\.fits: CELLMODE has 60 characters"):
+        rawio.read_raw_ota(path)
+
+
+def test_cell_of_wrong_shape(tmp_path):
+    geo = instrument.geometry("test", 1)
+    data = cells(geo)
+    data[(4, 4)] = data[(4, 4)][:-5]
+    path = _write(tmp_path / f"{OBSID}.33.fits", primary_header(), data, cell_headers())
+    with pytest.raises(rawio.RawFormatError, match=r"33\.fits: cell xy44 has shape \(57, 70\)"):
+        rawio.read_raw_ota(path)
+
+
+def test_cells_too_small_for_any_geometry(tmp_path):
+    data = {c: np.zeros((40, 70), np.uint16) for c in instrument.CELL_IDS}
+    path = _write(tmp_path / "small.fits", primary_header(), data, cell_headers())
+    with pytest.raises(rawio.RawFormatError, match=r"small\.fits: cell shape \(40, 70\) at bin1 fits no known"):
+        rawio.read_raw_ota(path)
+
+
+def test_wn_cell_disagrees_with_extname(tmp_path):
+    geo = instrument.geometry("test", 1)
+    headers = cell_headers()
+    headers[(1, 2)]["WN_CELLX"] = 5
+    path = _write(tmp_path / "w.fits", primary_header(), cells(geo), headers)
+    with pytest.raises(rawio.RawFormatError, match=r"w\.fits: cell xy12 has WN_CELLX/Y = 5/2"):
+        rawio.read_raw_ota(path)
+
+
+def test_non_fits_and_truncated(tmp_path):
+    junk = tmp_path / f"{OBSID}.33.fits"
+    junk.write_text("this is not FITS\n" * 200)
+    with pytest.raises(rawio.RawFormatError, match=r"33\.fits: not a readable FITS file"):
+        rawio.read_raw_ota(junk)
+    path, _ = write_ota(tmp_path, ota=34)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(rawio.RawFormatError, match=r"34\.fits: .*(truncated|corrupt|only|cannot be read)"):
+        rawio.read_raw_ota(path)
+
+
+def test_folder_without_ota_files(tmp_path):
+    empty = tmp_path / OBSID
+    empty.mkdir()
+    (empty / "README").write_text("x")
+    with pytest.raises(rawio.RawFormatError, match=rf"{OBSID}: no raw OTA files"):
+        rawio.find_exposure_files(empty)
+    with pytest.raises(rawio.RawFormatError, match="no such exposure folder"):
+        rawio.find_exposure_files(tmp_path / "missing")
+
+
+def test_mixed_exposures_in_one_folder(tmp_path):
+    expdir = tmp_path / OBSID
+    expdir.mkdir()
+    write_ota(expdir, ota=33)
+    write_ota(expdir, ota=34, obsid="o20130301T041500.0")
+    with pytest.raises(rawio.RawFormatError, match=r"OTA files of 2 different exposures .*o20130301T041500\.0"):
+        rawio.find_exposure_files(expdir)
+
+
+def test_resolve_file_or_dir(tmp_path):
+    (tmp_path / "cals").mkdir()
+    (tmp_path / "cals" / "bias_bin1.fits").write_bytes(b"")
+    (tmp_path / "other.fits").write_bytes(b"")
+    assert rawio.resolve_file_or_dir(str(tmp_path / "cals"), "bias_bin1.fits") == tmp_path / "cals" / "bias_bin1.fits"
+    assert rawio.resolve_file_or_dir(str(tmp_path / "other.fits"), "bias_bin1.fits") == tmp_path / "other.fits"
+    first_missing = f"{tmp_path / 'nope'},{tmp_path / 'cals'}"
+    assert rawio.resolve_file_or_dir(first_missing, "bias_bin1.fits") == tmp_path / "cals" / "bias_bin1.fits"
+    assert rawio.resolve_file_or_dir(str(tmp_path / "cals"), "dark_yes_bin1.fits") is None
+    assert rawio.resolve_file_or_dir(None, "x") is None

@@ -1,0 +1,106 @@
+"""The ``podiflow`` and ``podi_collectcells`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from podisteps import __version__
+
+__all__ = ["podiflow_main", "collectcells_main"]
+
+
+def _cmd_index(args) -> int:
+    from podisteps.nightindex import load_night_index, scan_night
+
+    night_dir = Path(args.night_dir)
+    if not night_dir.is_dir():
+        print(f"podiflow index: {night_dir}: no such night folder", file=sys.stderr)
+        return 2
+    index = load_night_index(night_dir, args.cache) if args.cache else scan_night(night_dir)
+    if args.json:
+        print(json.dumps([asdict(e) for e in index.exposures], indent=1))
+        return 0
+    print(f"night {index.night}: {len(index.exposures)} exposures, {len(index.failed)} unreadable")
+    for e in index.exposures:
+        if e.error:
+            print(f"  {e.obsid:22s} ERROR {e.error}")
+        else:
+            print(f"  {e.obsid:22s} {e.obstype:7s} {e.filter:8s} bin{e.binning} {e.exptime:7.1f}s "
+                  f"MJD {e.mjd:.5f} {len(e.otas):2d} OTAs{' fz' if e.fz else ''}  {e.object}")
+    return 0
+
+
+def _cmd_simulate(argv: list[str]) -> int:
+    from podisteps.simulate.cli import main
+
+    return main(argv)
+
+
+def podiflow_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``podiflow``: ``simulate``, ``index``, ``options``."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="podiflow", description="podiflow: the WIYN ODI reduction pipeline as a Luigi DAG."
+    )
+    parser.add_argument("--version", action="version", version=f"podiflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("simulate", help="simulate a night of raw ODI data (see `podiflow simulate -h`)",
+                   add_help=False)
+    p_index = sub.add_parser("index", help="list the exposures of a raw night folder")
+    p_index.add_argument("night_dir", help="<raw>/<night> folder")
+    p_index.add_argument("--cache", help="JSON cache file to use and refresh")
+    p_index.add_argument("--json", action="store_true", help="print the records as JSON")
+    sub.add_parser("options", help="list every reduction option with its default and meaning")
+    if argv and argv[0] == "simulate":
+        return _cmd_simulate(argv[1:])
+    args = parser.parse_args(argv)
+    if args.command == "index":
+        return _cmd_index(args)
+    return _cmd_options()
+
+
+def _cmd_options() -> int:
+    from .options import OPTIONS
+
+    for opt in OPTIONS:
+        state = "" if opt.available else f"  [arrives with issue {opt.issue}]"
+        print(f"{opt.cli_flag:20s} {opt.kind:7s} default={opt.format(opt.default) or '-':8s} {opt.doc}{state}")
+    return 0
+
+
+def collectcells_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``podi_collectcells INPUT OUTPUT.fits [-flag[=value] ...]``.
+
+    Exit codes: 0 success, 2 bad command line or input.
+    """
+    from podisteps.rawio import RawFormatError, find_exposure_files
+
+    from .options import OptionError, parse_collectcells_args
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "-help"):
+        print("usage: podi_collectcells INPUT OUTPUT.fits [-flag[=value] ...]\n"
+              "INPUT is an exposure folder or any one of its OTA files; `podiflow options` lists the flags.")
+        return 0 if argv else 2
+    try:
+        positionals, _options, warnings = parse_collectcells_args(argv)
+    except OptionError as exc:
+        print(f"podi_collectcells: {exc}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(f"podi_collectcells: warning: {w}", file=sys.stderr)
+    if len(positionals) != 2:
+        print("podi_collectcells: expected INPUT and OUTPUT.fits", file=sys.stderr)
+        return 2
+    try:
+        files = find_exposure_files(positionals[0])
+    except RawFormatError as exc:
+        print(f"podi_collectcells: {exc}", file=sys.stderr)
+        return 2
+    print(f"podi_collectcells: {files.obsid}: {len(files.files)} OTA files found; the reduction chain "
+          "arrives with issue 10 (the final MEF).", file=sys.stderr)
+    return 3

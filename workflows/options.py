@@ -1,0 +1,397 @@
+"""The one typed definition of every reduction option (ARCHITECTURE section 1).
+
+Every option has a name, a kind, a default, a meaning, the ``podi_collectcells`` flag that sets it, and the
+task families whose products it shapes (and therefore whose target identity it enters). ``luigi.cfg``
+(section ``[reduction]``), task parameters and the ``podi_collectcells`` flags all map onto this table;
+nothing else parses ``sys.argv``.
+
+Kinds
+-----
+``switch``
+    Off unless given. ``-flag`` -> True.
+``path``
+    A step that is off unless given. ``-flag`` -> ``"auto"`` (the mastercals default); ``-flag=x`` -> x
+    (a file, a folder or a comma list, resolved like QuickReduce's ``check_filename_directory``).
+``path_on``
+    A step that is on by default (``"auto"``); ``-flag=x`` chooses the file; ``-flag=no`` turns it off
+    (QuickReduce could not turn crosstalk off: spec section 8.1 [bug] 8).
+``int``, ``float``, ``str``
+    A value; ``-flag=value``.
+``choice``
+    One of ``choices``.
+``floats``
+    A comma-separated list of numbers of fixed length ``length`` (e.g. ``-wcsoffset=dra,ddec``).
+``list``
+    A comma-separated list of strings (e.g. ``-selectota=33,34``); repeated flags append.
+``multi``
+    A repeatable flag whose every value is kept whole (e.g. ``-addfitskey=KEY,value``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any
+
+__all__ = [
+    "Option",
+    "OPTIONS",
+    "OPTIONS_BY_NAME",
+    "ReductionOptions",
+    "OptionError",
+    "parse_collectcells_args",
+    "option_for_flag",
+]
+
+
+class OptionError(ValueError):
+    """A bad option name or value; the message names the option."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One reduction option.
+
+    Attributes
+    ----------
+    name : str
+        Python identifier (``luigi.cfg`` key in ``[reduction]``, task parameter, attribute).
+    kind : str
+        See the module docstring.
+    default : Any
+        Default value (already parsed).
+    doc : str
+        What it does, in a sentence or two, with units.
+    flag : str
+        The ``podi_collectcells`` flag without the leading dash (default: ``name``).
+    shapes : tuple of str
+        Task families whose products depend on it.
+    issue : int
+        The issue that implements the step. Options whose step is not built are rejected by the
+        command line with a clear message (``OptionError``) until ``available`` is True.
+    available : bool
+        Whether the step behind this option is implemented.
+    choices : tuple of str
+        Allowed values for ``choice`` options.
+    length : int
+        Number of values for ``floats`` options.
+    aliases : tuple of str
+        Further flags meaning the same option.
+    deprecated : str
+        If set, the flag is accepted with this warning and has no effect.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    doc: str
+    shapes: tuple = ()
+    issue: int = 0
+    available: bool = False
+    flag: str = ""
+    choices: tuple = ()
+    length: int = 0
+    aliases: tuple = ()
+    deprecated: str = ""
+
+    @property
+    def cli_flag(self) -> str:
+        """The flag as typed on the ``podi_collectcells`` command line, with its dash."""
+        return "-" + (self.flag or self.name)
+
+    def parse(self, text: str | bool | None) -> Any:
+        """Parse a value given on the command line or in ``luigi.cfg``.
+
+        Parameters
+        ----------
+        text : str, bool or None
+            The text after ``=``; None or True when the flag was given without a value.
+
+        Raises
+        ------
+        OptionError
+            If the value does not fit the option's kind.
+        """
+        where = self.cli_flag
+        if self.kind == "switch":
+            if text in (None, True, "", "true", "True", "yes", "1"):
+                return True
+            if text in (False, "false", "False", "no", "0"):
+                return False
+            raise OptionError(f"{where} takes no value (got {text!r})")
+        if self.kind in ("path", "path_on"):
+            if text in (None, True, "", "auto", "yes", "true"):
+                return "auto"
+            if text in (False, "no", "none", "false", "off"):
+                return None
+            return str(text)
+        if text in (None, True, ""):
+            raise OptionError(f"{where} needs a value ({self.doc})")
+        text = str(text).strip()
+        try:
+            if self.kind == "int":
+                return int(text)
+            if self.kind == "float":
+                return float(text)
+            if self.kind == "floats":
+                values = tuple(float(v) for v in text.split(","))
+                if len(values) != self.length:
+                    raise ValueError(f"expected {self.length} comma-separated numbers")
+                return values
+        except ValueError as exc:
+            raise OptionError(f"{where}={text}: {exc}") from None
+        if self.kind == "choice":
+            if text not in self.choices:
+                raise OptionError(f"{where}={text}: choose one of {', '.join(self.choices)}")
+            return text
+        if self.kind == "list":
+            return tuple(v.strip() for v in text.split(",") if v.strip())
+        if self.kind == "multi":
+            return (text,)
+        return text
+
+    def format(self, value: Any) -> str:
+        """Format a parsed value back into the text form ``parse`` accepts."""
+        if value is None:
+            return "no" if self.kind in ("path", "path_on") else ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, tuple):
+            return ",".join(str(v) for v in value)
+        return str(value)
+
+
+# Task families (the products an option can shape).
+_DETREND = ("DetrendOTA",)
+_FOCAL = ("FocalPlaneCorrections", "CorrectedOTA")
+_CAT = ("OTACatalog",)
+_WCS = ("FixWCS",)
+_PHOT = ("PhotCalib",)
+_MEF = ("CollectCells",)
+_QA = ("QAPlots",)
+
+OPTIONS: tuple[Option, ...] = (
+    # ---- calibration inputs and detrending (issue 5, masters issue 6)
+    Option("cals", "str", None, "Folder(s) with master bias/dark/flat (and techdata, illumination) "
+           "files in QuickReduce's names; a comma list means the first folder that has the file.",
+           _DETREND, 6),
+    Option("bias", "path", None, "Subtract the master bias (bias_bin<B>.fits); a file or folder "
+           "overrides -cals.", _DETREND, 5),
+    Option("dark", "path", None, "Subtract the master dark (dark_yes_bin<B>.fits, ADU/s) scaled by "
+           "the exposure time; a file or folder overrides -cals.", _DETREND, 5),
+    Option("flat", "path", None, "Divide by the master flat, searching tflat, dflat, flat "
+           "(<type>_<FILTER>_bin<B>.fits); a file or folder overrides -cals.", _DETREND, 5),
+    Option("illumcorr", "path", None, "Divide by the illumination correction "
+           "illumination__<FILTER>_bin<B>.fits.", _DETREND, 5),
+    Option("overscan", "choice", "scalar", "Overscan model: 'scalar' = median of the overscan block "
+           "per cell (QuickReduce); 'rowwise' = a smoothed row-by-row overscan; 'none'.",
+           _DETREND, 5, choices=("scalar", "rowwise", "none")),
+    Option("crosstalk", "path_on", "auto", "Crosstalk correction with the inverse matrix per cell row "
+           "(on by default; a file or folder chooses the matrix, 'no' turns it off).", _DETREND, 5),
+    Option("nonlinearity", "path", None, "Apply the per-cell non-linearity d + c2 d^2 + c3 d^3 "
+           "(table from the mastercals history by MJD and layout, or the file/folder given).",
+           _DETREND, 5),
+    Option("gain", "choice", None, "Gain normalisation: 'relative' (RELATIVE_GAIN of the "
+           "non-linearity table), 'header' (cell GAIN, to electrons), 'techdata' (per-cell gain "
+           "from a TECHDATA file); the bare flag means relative with -nonlinearity, else header.",
+           _DETREND, 5, choices=("relative", "header", "techdata", "auto")),
+    Option("techdata", "str", None, "Source of per-cell gain and read noise: 'from_flat', "
+           "'from_bias', or a file/folder with techdata_<type>_<FILTER>_bin<B>.fits.", _DETREND, 6),
+    Option("bpm", "path", None, "Mask bad-pixel regions from ds9 region files bpm_xyNN.reg "
+           "('auto' = the mastercals tree; a single file applies to every OTA).", _DETREND, 5),
+    Option("persistency", "str", None, "Folder of saturation catalogues (*.saturated.fits): mask "
+           "bleed trails of this exposure and persistency of earlier ones within the window; the "
+           "exposure's own catalogues are written there too.", _DETREND, 5),
+    Option("persistency_window", "float", 600.0, "Persistency window after the end of an earlier "
+           "exposure, seconds.", _DETREND, 5),
+    Option("keepcells", "str", None, "Keep broken/video cells: bare flag = all; 'most' = all but dead "
+           "and floated cells; or a list of OTA.cxcy ids.", _DETREND, 5),
+    Option("trimcell", "int", 0, "Trim this many pixels off every edge of each cell.", _DETREND, 5),
+    Option("crj", "int", 0, "Cosmic-ray rejection with L.A.Cosmic, this many iterations (0 = off).",
+           _DETREND, 5),
+    Option("crjsigclip", "float", 5.0, "L.A.Cosmic detection limit, sigma.", _DETREND, 5),
+    Option("crjsigfrac", "float", 0.3, "L.A.Cosmic neighbour detection fraction.", _DETREND, 5),
+    Option("crjobjlim", "float", 5.0, "L.A.Cosmic contrast limit against stars.", _DETREND, 5),
+    Option("crjsaturation", "float", 55000.0, "Saturation level for L.A.Cosmic, ADU.", _DETREND, 5),
+    Option("crjmethod", "choice", "cy", "Cosmic-ray implementation (kept for compatibility; podiflow "
+           "always uses a compiled L.A.Cosmic).", _DETREND, 5, choices=("cy", "py")),
+    Option("photflat", "path", None, "Divide by the photometric flat photflat_<FILTER>_bin<B>.fits.",
+           _DETREND, 8),
+    # ---- WCS (issue 5 attaches the canned distortion, issue 7 solves it)
+    Option("wcs", "path_on", "auto", "Canned distortion WCS: 'auto' = the mastercals history by MJD; "
+           "a file or folder; 'plain' = no distortion, CRPIX from the OTA position; 'no' keeps the "
+           "raw header WCS.", _DETREND, 5),
+    Option("simplewcs", "switch", False, "Use a plain RA---TAN WCS without distortion terms.",
+           _DETREND, 7),
+    Option("tanwcs", "switch", False, "After attaching the distortion, label CTYPE TAN (PV cards kept).",
+           _DETREND, 7),
+    Option("wcsoffset", "floats", None, "Offset added to the pointing, degrees (dRA, dDec); the RA "
+           "offset is divided by cos(Dec).", _DETREND, 7, length=2, aliases=("pointing",)),
+    Option("dither", "floats", None, "Defunct in QuickReduce: accepted with a warning, no effect.",
+           (), 7, length=2, deprecated="-dither has no effect (defunct in QuickReduce too)"),
+    Option("target", "str", None, "Replace the header pointing by 'ra,dec' (sexagesimal or degrees).",
+           _DETREND, 7),
+    Option("nonsidereal", "str", None, "Non-sidereal tracking 'dra,ddec,ref': arcsec/hour "
+           "(dRA*cos Dec, dDec), ref an MJD or a FITS file whose MJD-OBS is used.", _WCS, 7),
+    Option("fixwcs", "switch", False, "Source catalogues and astrometric calibration against the "
+           "reference catalogue.", _WCS + _CAT, 7),
+    Option("wcscatalog", "str", "auto", "Reference catalogue for astrometry: a file, a sharded folder "
+           "with an index, or 'auto' ([podiflow] refcat).", _WCS, 7),
+    # ---- focal-plane corrections (issue 9)
+    Option("pupilghost", "path", None, "Pupil-ghost removal (template by filter-arm level from the "
+           "mastercals history, or the file/folder given).", _FOCAL, 9),
+    Option("fringe", "path", None, "Fringe removal (template from the mastercals history, or the "
+           "file/folder given).", _FOCAL, 9),
+    Option("fringevectors", "str", None, "Folder of fringe vectors fringevectors__<FILTER>__OTAnn.reg.",
+           _FOCAL, 9),
+    # ---- photometry (issue 8)
+    Option("photcalib", "switch", False, "Photometric zero point against the reference catalogue "
+           "(needs -fixwcs).", _PHOT, 8),
+    Option("photcatalog", "str", "auto", "Reference catalogue for photometry (as -wcscatalog).",
+           _PHOT, 8),
+    Option("photmatchradius", "float", 2.0, "Match radius for photometric calibration, arcsec.",
+           _PHOT, 8),
+    Option("fitradialZP", "switch", False, "Fit the radial trend of the zero point (RADZP_*).", _PHOT, 8),
+    Option("autophotflat", "switch", False, "Build a photometric flat from the zero-point residuals, "
+           "apply it and calibrate again.", _PHOT, 8),
+    # ---- final MEF (issue 10)
+    Option("prep4sex", "switch", False, "Undefined pixels become -1e31 in the final MEF.", _MEF, 10),
+    Option("indefval", "float", None, "Value for undefined pixels in the final MEF (default NaN; "
+           "overrides -prep4sex).", _MEF, 10),
+    Option("softbin", "choice", None, "Software-bin the output by 2, 4 or 8.", _MEF, 10,
+           choices=("2", "4", "8")),
+    Option("fpack", "switch", False, "Write the final MEF Rice-compressed (.fits.fz).", _MEF, 10),
+    Option("maskext", "switch", False, "Add OTAxy.MASK extensions with the mask bits.", _MEF, 10),
+    Option("addfitskey", "multi", (), "Add a primary keyword 'KEY,value' (repeatable).", _MEF, 10),
+    Option("centralonly", "switch", False, "pODI: reduce only the central 3x3 OTAs.", _MEF, 10),
+    Option("singleota", "int", None, "Reduce only this OTA.", _MEF, 10),
+    Option("selectota", "list", (), "Reduce only these OTAs (comma list).", _MEF, 10),
+    Option("skipota", "list", (), "Do not reduce these OTAs (comma list).", _MEF, 10),
+    Option("noclobber", "switch", False, "Do not replace an existing output file.", (), 10),
+    # ---- QA (issue 11)
+    Option("noqaplots", "switch", False, "Make no QA plots.", _QA, 11),
+    Option("plotformat", "list", ("png",), "QA plot formats (comma list).", _QA, 11),
+    Option("nootalevelplots", "switch", False, "No per-OTA QA plots.", _QA, 11),
+    Option("qasubdirs", "switch", False, "Put QA plots in a QA/ folder tree beside the output.", _QA, 11),
+    Option("qasubdirname", "str", None, "Name of the QA folder (implies -qasubdirs).", _QA, 11),
+    # ---- run control
+    Option("ncpu", "int", 1, "Number of Luigi worker processes.", (), 10),
+    Option("timeout", "float", None, "Abort the whole run after this many seconds.", (), 10),
+    Option("verbose", "switch", False, "Print the resolved options.", (), 10),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+_FLAGS: dict[str, Option] = {}
+for _o in OPTIONS:
+    for _f in (_o.flag or _o.name,) + _o.aliases:
+        _FLAGS[_f.lower()] = _o
+
+
+def option_for_flag(flag: str) -> Option:
+    """Return the option a command-line flag (with or without its dash, any case) sets.
+
+    Raises
+    ------
+    OptionError
+        For an unknown flag.
+    """
+    key = flag.lstrip("-").lower()
+    try:
+        return _FLAGS[key]
+    except KeyError:
+        raise OptionError(f"unknown option -{flag.lstrip('-')}") from None
+
+
+def _make_options_class():
+    spec = [(o.name, Any, field(default=o.default)) for o in OPTIONS]
+    cls = make_dataclass("ReductionOptions", spec, frozen=True)
+    cls.__doc__ = (
+        "All reduction options with their values (see :data:`OPTIONS` for meanings).\n\n"
+        "Build with :meth:`from_mapping`; ``significant(family)`` gives the values that shape a task family."
+    )
+    return cls
+
+
+ReductionOptions = _make_options_class()
+
+
+def _from_mapping(cls, values: dict | None = None) -> "ReductionOptions":
+    """Build options from ``{name: text or value}`` (e.g. a ``luigi.cfg`` section).
+
+    Unknown names raise ``OptionError``; an empty text means the default.
+    """
+    parsed = {}
+    for key, value in (values or {}).items():
+        opt = OPTIONS_BY_NAME.get(key)
+        if opt is None:
+            raise OptionError(f"unknown reduction option {key!r}")
+        if value == "":
+            continue
+        parsed[key] = opt.parse(value) if isinstance(value, (str, bool)) or value is None else value
+    return cls(**parsed)
+
+
+def _significant(self, family: str) -> dict:
+    """Return ``{name: value}`` of the options that shape task family ``family`` (for target identity)."""
+    return {o.name: getattr(self, o.name) for o in OPTIONS if family in o.shapes}
+
+
+def _replace(self, **changes) -> "ReductionOptions":
+    """Return a copy with some values changed."""
+    values = {f.name: getattr(self, f.name) for f in fields(self)}
+    values.update(changes)
+    return type(self)(**values)
+
+
+ReductionOptions.from_mapping = classmethod(_from_mapping)
+ReductionOptions.significant = _significant
+ReductionOptions.replace = _replace
+
+_FLAG_RE = re.compile(r"^-(?P<name>[A-Za-z][A-Za-z0-9_]*)(=(?P<value>.*))?$")
+
+
+def parse_collectcells_args(argv: list[str]) -> tuple[list[str], "ReductionOptions", list[str]]:
+    """Parse a ``podi_collectcells`` command line into positionals, options and warnings.
+
+    Positional arguments are the items that do not start with '-' or start with '-<digit>'. Flags are
+    ``-name`` or ``-name=value``; ``list`` options repeat (``-addfitskey=A,1 -addfitskey=B,2``).
+
+    Parameters
+    ----------
+    argv : list of str
+        The arguments after the program name.
+
+    Returns
+    -------
+    positionals : list of str
+    options : ReductionOptions
+    warnings : list of str
+        Deprecated flags that were accepted without effect.
+
+    Raises
+    ------
+    OptionError
+        For an unknown flag, a bad value, or a flag whose step is not implemented yet.
+    """
+    positionals: list[str] = []
+    values: dict[str, Any] = {}
+    warnings: list[str] = []
+    for arg in argv:
+        m = _FLAG_RE.match(arg)
+        if not m:
+            positionals.append(arg)
+            continue
+        opt = option_for_flag(m["name"])
+        if opt.deprecated:
+            warnings.append(opt.deprecated)
+            continue
+        if not opt.available:
+            raise OptionError(
+                f"{opt.cli_flag} is not available yet: its step arrives with issue {opt.issue} "
+                f"({opt.doc})"
+            )
+        value = opt.parse(m["value"])
+        if opt.kind in ("list", "multi") and opt.name in values:
+            value = values[opt.name] + value
+        values[opt.name] = value
+    return positionals, ReductionOptions(**values), warnings
