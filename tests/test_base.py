@@ -1,0 +1,74 @@
+"""Target identity, atomic outputs and provenance of the task base."""
+
+import os
+
+import luigi
+import pytest
+from astropy.io import fits
+
+from workflows.base import FitsTarget, PodiTask, options_param, provenance_cards
+from workflows.options import ReductionOptions
+
+
+class _Upstream(PodiTask):
+    source = luigi.Parameter()
+
+    def external_inputs(self):
+        return [self.source]
+
+
+class _Product(PodiTask):
+    source = luigi.Parameter()
+
+    def requires(self):
+        return _Upstream(source=self.source)
+
+
+@pytest.fixture()
+def source(tmp_path):
+    path = tmp_path / "raw.fits"
+    fits.PrimaryHDU().writeto(path)
+    return path
+
+
+def test_identity_tracks_options_upstream_and_external_files(source):
+    plain = _Product(source=str(source), options=options_param(ReductionOptions(), ["DetrendOTA"]))
+    nonlin = _Product(source=str(source),
+                      options=options_param(ReductionOptions().replace(nonlinearity="auto"), ["DetrendOTA"]))
+    assert plain.identity != nonlin.identity
+    # options that do not shape the product do not change it
+    fix = _Product(source=str(source), options=options_param(ReductionOptions().replace(fixwcs=True),
+                                                               ["DetrendOTA"]))
+    assert fix.identity == plain.identity
+    before = _Upstream(source=str(source)).identity
+    st = source.stat()
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the input replaced in place
+    luigi.task_register.Register.clear_instance_cache()  # a new scheduling run
+    assert _Upstream(source=str(source)).identity != before
+    # the downstream product sees the new upstream id
+    assert _Product(source=str(source), options=plain.options).identity != plain.identity
+
+
+def test_atomic_fits_target_and_provenance(tmp_path, source):
+    task = _Upstream(source=str(source))
+    target = FitsTarget(str(tmp_path / "sub" / "p.fits"))
+    hdu = fits.PrimaryHDU()
+    for card in provenance_cards(task, {"raw": source}):
+        hdu.header[card[0]] = (card[1], card[2])
+    target.write_hdulist(fits.HDUList([hdu]))
+    assert target.exists() and os.listdir(tmp_path / "sub") == ["p.fits"]
+    hdr = fits.getheader(target.path)
+    assert hdr["PFTASK"] == "_Upstream" and hdr["PFID"] == task.identity
+    assert hdr["PFIN001"].endswith("raw.fits") and len(hdr["PFSUM001"]) == 40
+
+
+def test_failed_write_leaves_no_target(tmp_path):
+    target = FitsTarget(str(tmp_path / "bad.fits"))
+    broken = fits.HDUList([fits.PrimaryHDU(), fits.PrimaryHDU()])  # two primaries: invalid
+    with pytest.raises(Exception):
+        target.write_hdulist(broken)
+    assert os.listdir(tmp_path) == []
+
+
+def test_progress_is_safe_outside_a_worker(source):
+    _Upstream(source=str(source)).progress(50, "half way")

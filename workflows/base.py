@@ -1,0 +1,152 @@
+"""The shared base of podiflow's Luigi tasks: target identity, atomic outputs, provenance, progress.
+
+Target identity (ARCHITECTURE section 4): a product's file name carries ``<id>``, a short hash of
+
+- the task family and its significant parameters (including the reduction options that shape it),
+- the ids of the upstream products it reads,
+- for files from outside the DAG (raw frames, ``-cals`` files, mastercals): path, size and mtime.
+
+So reducing with different options gives different products side by side, and a replaced input gives
+a new id downstream; ``complete()`` stays a stat. Computing an id never reads a file's content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from functools import cached_property
+from pathlib import Path
+
+import luigi
+from astropy.io import fits
+
+from podisteps import __version__
+from podisteps.atomic import write_fits_atomic
+
+from .options import OPTIONS, ReductionOptions
+
+__all__ = [
+    "PodiTask",
+    "FitsTarget",
+    "fingerprint",
+    "file_checksum",
+    "provenance_cards",
+    "options_param",
+    "ID_LENGTH",
+]
+
+#: Hex digits of the identity hash in file names.
+ID_LENGTH = 10
+
+
+def fingerprint(path: str | os.PathLike) -> list:
+    """Return ``[absolute path, size, mtime_ns]`` of a file from outside the DAG (one stat)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return [str(p), st.st_size, st.st_mtime_ns]
+
+
+def file_checksum(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
+    """Return the SHA-1 hex digest of a file's content (for provenance; read in 4 MiB chunks)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance_cards(task: "PodiTask", inputs: dict) -> list:
+    """Header cards recording how a product was made.
+
+    Parameters
+    ----------
+    task : PodiTask
+        The task writing the product.
+    inputs : dict
+        ``role -> path or list of paths`` of every file read (upstream products and external files).
+
+    Returns
+    -------
+    list of tuple
+        ``(keyword, value, comment)``: ``PFVERS``, ``PFTASK``, ``PFID``, ``PFPARAMS`` (JSON), and per
+        input ``PFINnnn`` (role:path) with ``PFSUMnnn`` (SHA-1).
+    """
+    cards = [
+        ("PFVERS", __version__, "podiflow version"),
+        ("PFTASK", task.get_task_family(), "podiflow task family"),
+        ("PFID", task.identity, "podiflow product identity"),
+        ("PFPARAMS", json.dumps(task.to_str_params(), sort_keys=True), "task parameters"),
+        ("PFDATE", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UT time the product was written"),
+    ]
+    n = 0
+    for role, paths in inputs.items():
+        for path in paths if isinstance(paths, (list, tuple)) else [paths]:
+            n += 1
+            cards.append((f"PFIN{n:03d}", f"{role}:{Path(path).resolve()}", "input file"))
+            cards.append((f"PFSUM{n:03d}", file_checksum(path), "SHA-1 of that input"))
+    return cards
+
+
+class FitsTarget(luigi.LocalTarget):
+    """A FITS product written atomically (temporary name keeping the suffix, then rename)."""
+
+    def write_hdulist(self, hdulist: fits.HDUList) -> None:
+        """Write ``hdulist`` to the target atomically."""
+        write_fits_atomic(hdulist, self.path)
+
+
+def options_param(options: ReductionOptions, families) -> dict:
+    """Return the text form of the options that shape any of ``families`` (a task's ``options`` value)."""
+    wanted = set(families)
+    return {
+        o.name: o.format(getattr(options, o.name))
+        for o in OPTIONS
+        if wanted.intersection(o.shapes)
+    }
+
+
+class PodiTask(luigi.Task):
+    """Base of every podiflow task.
+
+    Subclasses set ``stage`` (output folder name) and implement ``external_inputs()`` (files from
+    outside the DAG that the product depends on) and ``run()``. ``identity`` and ``progress()`` are
+    provided.
+    """
+
+    stage = "task"
+
+    #: Options that shape this product, in text form (see :func:`options_param`).
+    options = luigi.DictParameter(default={}, significant=True, visibility=luigi.parameter.ParameterVisibility.HIDDEN)
+
+    @property
+    def reduction_options(self) -> ReductionOptions:
+        """The parsed reduction options of this task (defaults for options it does not carry)."""
+        return ReductionOptions.from_mapping(dict(self.options))
+
+    def external_inputs(self) -> list:
+        """Files from outside the DAG this product depends on (raw frames, external calibrations)."""
+        return []
+
+    @cached_property
+    def identity(self) -> str:
+        """Short hash of family, parameters, upstream identities and external input fingerprints."""
+        upstream = sorted(
+            t.identity for t in luigi.task.flatten(self.requires()) if isinstance(t, PodiTask)
+        )
+        payload = {
+            "family": self.get_task_family(),
+            "params": self.to_str_params(only_significant=True),
+            "upstream": upstream,
+            "external": [fingerprint(p) for p in self.external_inputs()],
+        }
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:ID_LENGTH]
+
+    def progress(self, percent: float, message: str) -> None:
+        """Report progress to the scheduler's web UI (no-op outside a worker, e.g. in unit tests)."""
+        if self.set_progress_percentage is not None:
+            self.set_progress_percentage(int(percent))
+        if self.set_status_message is not None:
+            self.set_status_message(message)
