@@ -1,0 +1,49 @@
+"""Robust statistics used throughout the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["three_sigma_clip"]
+
+
+def three_sigma_clip(
+    values: np.ndarray,
+    *,
+    lo: float = -np.inf,
+    hi: float = np.inf,
+    nrep: int = 3,
+    nsigma: float = 3.0,
+) -> np.ndarray:
+    """QuickReduce's ``three_sigma_clip``: iterative clipping with a percentile sigma.
+
+    Start from the finite values inside ``(lo, hi)``; ``nrep`` times, with
+    ``sigma = (P84 - P16) / 2``, keep the values within ``median +- nsigma * sigma``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Any shape; flattened.
+    lo, hi : float, optional
+        Open range of acceptable values.
+    nrep : int, optional
+        Iterations.
+    nsigma : float, optional
+        Clipping half-width in sigma.
+
+    Returns
+    -------
+    numpy.ndarray
+        The kept values, 1-D (possibly empty).
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > lo) & (v < hi)]
+    for _ in range(nrep):
+        if v.size < 3:
+            break
+        p16, med, p84 = np.percentile(v, [15.87, 50.0, 84.13])
+        keep = np.abs(v - med) <= nsigma * 0.5 * (p84 - p16)
+        if keep.all():
+            break
+        v = v[keep]
+    return v
