@@ -1,1 +1,5 @@
-"""Luigi tasks of podiflow."""
+"""Luigi tasks of podiflow: ``luigi --module workflows <Task> ...``."""
+
+from .detrend import DetrendOTA, SaturationCatalog
+
+__all__ = ["DetrendOTA", "SaturationCatalog"]

@@ -77,15 +77,15 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
         ("PFVERS", __version__, "podiflow version"),
         ("PFTASK", task.get_task_family(), "podiflow task family"),
         ("PFID", task.identity, "podiflow product identity"),
-        ("PFPARAMS", json.dumps(task.to_str_params(), sort_keys=True), "task parameters"),
+        ("PFPARAMS", json.dumps(task.to_str_params(), sort_keys=True), ""),
         ("PFDATE", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UT time the product was written"),
     ]
     n = 0
     for role, paths in inputs.items():
         for path in paths if isinstance(paths, (list, tuple)) else [paths]:
             n += 1
-            cards.append((f"PFIN{n:03d}", f"{role}:{Path(path).resolve()}", "input file"))
-            cards.append((f"PFSUM{n:03d}", file_checksum(path), "SHA-1 of that input"))
+            cards.append((f"PFIN{n:03d}", f"{role}:{Path(path).resolve()}", ""))
+            cards.append((f"PFSUM{n:03d}", file_checksum(path), "SHA-1 of PFIN"))
     return cards
 
 

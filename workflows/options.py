@@ -199,9 +199,10 @@ OPTIONS: tuple[Option, ...] = (
            "'from_bias', or a file/folder with techdata_<type>_<FILTER>_bin<B>.fits.", _DETREND, 6),
     Option("bpm", "path", None, "Mask bad-pixel regions from ds9 region files bpm_xyNN.reg "
            "('auto' = the mastercals tree; a single file applies to every OTA).", _DETREND, 5),
-    Option("persistency", "str", None, "Folder of saturation catalogues (*.saturated.fits): mask "
-           "bleed trails of this exposure and persistency of earlier ones within the window; the "
-           "exposure's own catalogues are written there too.", _DETREND, 5),
+    Option("persistency", "path_on", "auto", "Mask the persistence of earlier exposures' saturated "
+           "pixels within the window (on by default, through the DAG's saturation catalogues; 'no' turns "
+           "it off; a folder also shares QuickReduce-format *.saturated.fits catalogues there).",
+           _DETREND, 5),
     Option("persistency_window", "float", 600.0, "Persistency window after the end of an earlier "
            "exposure, seconds.", _DETREND, 5),
     Option("keepcells", "str", None, "Keep broken/video cells: bare flag = all; 'most' = all but dead "

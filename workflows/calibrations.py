@@ -1,0 +1,141 @@
+"""Which calibration files an exposure's detrending reads (resolved at scheduling time, stats only).
+
+Sources, by option (``workflows.options``):
+
+- ``-cals=dir[,dir]`` with per-type ``-bias``/``-dark``/``-flat``/``-illumcorr`` overrides: master files in
+  QuickReduce's names (``bias_bin<B>.fits``, ``dark_yes_bin<B>.fits``, ``<type>_<FILTER>_bin<B>.fits``
+  searched tflat, dflat, flat, ``illumination__<FILTER>_bin<B>.fits``);
+- ``-crosstalk``, ``-nonlinearity``, ``-wcs``: a file, a folder with the type's ``.history``, or ``auto`` =
+  the mastercals tree (``[podiflow] mastercals_dir``) chosen by MJD and layout;
+- ``-bpm``: a folder of ``bpm_xyNN.reg`` files, one file for every OTA, or ``auto`` = ``bpm/<layout>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from podisteps import calibrate, history, instrument
+from podisteps.calibrate import CalibrationError
+from podisteps.nightindex import ExposureRecord
+from podisteps.rawio import resolve_file_or_dir
+
+from .options import ReductionOptions
+from .paths import mastercals_root
+
+__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file"]
+
+
+@dataclass(frozen=True)
+class CalibrationFiles:
+    """The external calibration files one exposure's detrending reads (None = step not applied)."""
+
+    bias: Path | None = None
+    dark: Path | None = None
+    flat: Path | None = None
+    illumcorr: Path | None = None
+    crosstalk: Path | None = None
+    nonlinearity: Path | None = None
+    wcs: Path | None = None
+    bpm: Path | None = None          # a folder of bpm_xyNN.reg, or one file used for every OTA
+    techdata: Path | None = None
+
+    def files(self) -> dict:
+        """``step -> path`` of the files that exist (the BPM folder is not a file)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None and v.is_file()}
+
+
+def _folders(value: str | None) -> list[Path]:
+    return [Path(v.strip()) for v in str(value).split(",") if v.strip()] if value else []
+
+
+def _master(options_value, cals: list[Path], name: str, what: str) -> Path | None:
+    """A master from its own option (file/folder/list), else from -cals; error if asked for but absent."""
+    if options_value is None:
+        return None
+    if options_value != "auto":
+        found = resolve_file_or_dir(options_value, name)
+        if found is None:
+            raise CalibrationError(f"-{what}={options_value}: no {name} there")
+        return found
+    found = calibrate.find_in_folders(cals, name)
+    if found is None:
+        where = ", ".join(str(c) for c in cals) or "(no -cals folder given)"
+        raise CalibrationError(f"-{what}: no {name} in {where}")
+    return found
+
+
+def _mastercal_dir(*parts: str) -> Path | None:
+    root = mastercals_root()
+    folder = root.joinpath(*parts)
+    return folder if folder.is_dir() else None
+
+
+def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> CalibrationFiles:
+    """Resolve every calibration file of one exposure.
+
+    ``-cals`` switches bias, dark and flat on (QuickReduce: ``-cals`` implies all three). Only stats and
+    small ``.history`` files are read.
+
+    Raises
+    ------
+    CalibrationError
+        A requested calibration is missing (the message says which file and where it was looked for).
+    """
+    cals = _folders(options.cals)
+    implied = "auto" if cals else None
+    binning, filt = record.binning, record.filter
+    layout = instrument.layout_for_mjd(record.mjd).name
+
+    bias = _master(options.bias or implied, cals, calibrate.bias_filename(binning), "bias")
+    dark = _master(options.dark or implied, cals, calibrate.dark_filename(binning), "dark")
+    flat_opt = options.flat or implied
+    if flat_opt is None:
+        flat = None
+    else:
+        folders = cals if flat_opt == "auto" else _folders(flat_opt)
+        single = [f for f in folders if f.is_file()]
+        flat = single[0] if single else calibrate.find_flat([f for f in folders if f.is_dir()], filt, binning)
+        if flat is None:
+            raise CalibrationError(
+                f"-flat: no tflat/dflat/flat_{filt}_bin{binning}.fits in {', '.join(map(str, folders)) or '(none)'}"
+            )
+    illum = _master(options.illumcorr, cals, calibrate.illumination_filename(filt, binning), "illumcorr")
+
+    def typed(value, kind: str, history_name: str, *sub: str) -> Path | None:
+        try:
+            return history.resolve_calibration(value, history_name=history_name, mjd=record.mjd,
+                                               default_dir=_mastercal_dir(kind, *sub))
+        except FileNotFoundError as exc:
+            raise CalibrationError(f"-{kind}: {exc}") from None
+
+    crosstalk = typed(options.crosstalk, "crosstalk", "crosstalk.history", layout) if options.crosstalk else None
+    nonlin = typed(options.nonlinearity, "nonlinearity", "nonlinearity.history") if options.nonlinearity else None
+    wcs_file = None
+    if options.wcs not in (None, "plain"):
+        wcs_file = typed(options.wcs, "wcs", "wcs.history", layout)
+
+    bpm = None
+    if options.bpm == "auto":
+        bpm = _mastercal_dir("bpm", layout)
+        if bpm is None:
+            raise CalibrationError(
+                f"-bpm: no bpm/{layout}/ folder in the mastercals tree {mastercals_root()} "
+                "([podiflow] mastercals_dir); give -bpm=FOLDER or FILE"
+            )
+    elif options.bpm:
+        bpm = Path(options.bpm)
+        if not bpm.exists():
+            raise CalibrationError(f"-bpm={options.bpm}: no such file or folder")
+    return CalibrationFiles(bias=bias, dark=dark, flat=flat, illumcorr=illum, crosstalk=crosstalk,
+                            nonlinearity=nonlin, wcs=wcs_file, bpm=bpm)
+
+
+def bpm_file(bpm: Path | None, ota: int) -> Path | None:
+    """The region file of ``ota``: ``bpm/bpm_xyNN.reg`` in a folder (None if that OTA has none), or the file."""
+    if bpm is None:
+        return None
+    if bpm.is_dir():
+        candidate = bpm / f"bpm_xy{ota:02d}.reg"
+        return candidate if candidate.is_file() else None
+    return bpm

@@ -1,0 +1,376 @@
+"""Per-OTA detrending: ``SaturationCatalog(obsid, ota)`` and ``DetrendOTA(obsid, ota)``.
+
+``DetrendOTA`` does QUICKREDUCE_SPEC.md section 3 steps 0-17 to one OTA: crosstalk, overscan,
+non-linearity, assembly, bias, dark, flat, illumination, gain, BPM, saturation/bleed and persistency
+masks, cosmic rays, the canned distortion WCS, and the sky boxes the focal-plane fit needs. Persistency
+is an explicit dependency: the task requires the ``SaturationCatalog`` of the same OTA of every earlier
+exposure of the night inside the persistency window, found through the night index at scheduling time.
+
+Checkpoint layout: PRIMARY (provenance), ``OTAxy.SCI`` (float32, NaN undefined), ``OTAxy.MASK``
+(uint16 bits, ``podisteps.assemble.MASK_BITS``), ``SKYBOXES`` (table).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import zlib
+
+import luigi
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from podisteps import calibrate, cosmics, crosstalk, instrument, masks, nonlinearity, overscan, persistency, rawio
+from podisteps import wcs as wcs_step
+from podisteps.assemble import MASK_BITS, assemble_ota
+from podisteps.background import sample_sky_boxes, sky_statistics
+
+from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .calibrations import bpm_file, resolve_calibrations
+from .paths import checkpoint_path, exposure_dir, night_index, night_of
+
+__all__ = ["SaturationCatalog", "DetrendOTA", "REDUCTION_LOG_KEYS", "ExposureError"]
+
+#: Reduction-log keywords (spec section 4.12) in the order they are written.
+REDUCTION_LOG_KEYS = {
+    "overscan": "_OVERSCN", "crosstalk": "_XTALK", "gain": "_GAIN", "trimcell": "_TRIMCEL",
+    "nonlinearity": "_NONLIN", "bias": "_BIAS", "dark": "_DARK", "flat": "_FLAT", "illumcorr": "_ILLUMCR",
+    "bpm": "_BADPXLS", "persistency": "_PERSIST", "saturation": "_SATURAT", "wcs": "_WCSDIST",
+    "cosmics": "_COSMICS",
+}
+
+#: Raw primary cards not copied into the OTA header (spec section 4.5, headers_to_delete_from_otas).
+_DROP_CARDS = ("CELLGAP1", "CELLGAP2", "CNAXIS1", "CNAXIS2", "NAMPS", "NEXTEND", "PRESCAN1", "PRESCAN2",
+               "OVRSCAN1", "OVRSCAN2", "IMNAXIS1", "IMNAXIS2", "EXTEND", "SIMPLE", "BITPIX", "NAXIS",
+               "RADESYS")
+
+
+class ExposureError(RuntimeError):
+    """An exposure or OTA that cannot be reduced; the message names the file and the problem."""
+
+
+def _record(obsid: str):
+    rec = night_index(night_of(obsid)).by_obsid().get(obsid)
+    if rec is None:
+        raise ExposureError(f"{exposure_dir(obsid)}: exposure {obsid} is not in the night index")
+    if rec.error:
+        raise ExposureError(rec.error)
+    return rec
+
+
+def _raw_file(obsid: str, ota: int):
+    rec = _record(obsid)
+    if ota not in rec.otas:
+        raise ExposureError(f"{exposure_dir(obsid)}: exposure {obsid} has no file for OTA {ota:02d}")
+    return exposure_dir(obsid) / rawio.ota_filename(obsid, ota, fz=rec.fz)
+
+
+class SaturationCatalog(PodiTask):
+    """The saturated raw pixels (>= 65535) of one OTA, in QuickReduce's ``OTAnn.SATPIX`` layout."""
+
+    obsid = luigi.Parameter(description="exposure, e.g. o20130301T040000.0")
+    ota = luigi.IntParameter(description="OTA position, e.g. 33")
+    stage = "satcat"
+
+    def external_inputs(self):
+        return [_raw_file(self.obsid, self.ota)]
+
+    def output(self):
+        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+
+    def run(self):
+        path = _raw_file(self.obsid, self.ota)
+        raw = rawio.read_raw_ota(path, dtype=np.uint16)
+        table = persistency.saturated_pixels(raw.cells)
+        hdul = persistency.saturation_catalog_hdulist(raw.primary, {self.ota: table} if len(table) else {})
+        for key, value, comment in provenance_cards(self, {"raw": path}):
+            hdul[0].header[key] = (value, comment)
+        self.output().write_hdulist(hdul)
+
+
+class DetrendOTA(PodiTask):
+    """One OTA detrended: SCI + MASK + sky boxes, with the canned distortion WCS."""
+
+    obsid = luigi.Parameter(description="exposure, e.g. o20130301T040000.0")
+    ota = luigi.IntParameter(description="OTA position, e.g. 33")
+    stage = "detrend"
+    resources = {"memory_gb": 1}
+
+    @property
+    def record(self):
+        """The exposure's night-index record."""
+        return _record(self.obsid)
+
+    @property
+    def calibrations(self):
+        """The external calibration files (resolved from the options; stats only)."""
+        return resolve_calibrations(self.record, self.reduction_options)
+
+    def earlier_exposures(self) -> list:
+        """Exposures of the night whose persistence reaches this one (same OTA present)."""
+        opts = self.reduction_options
+        if not opts.persistency:
+            return []
+        me = self.record
+        return [
+            e.obsid for e in night_index(night_of(self.obsid)).exposures
+            if not e.error and self.ota in e.otas and e.obsid != self.obsid
+            and persistency.in_persistency_window(me.mjd, e.mjd, e.exptime, window=opts.persistency_window)
+        ]
+
+    def requires(self):
+        return {
+            "saturation": SaturationCatalog(obsid=self.obsid, ota=self.ota),
+            "persistency": [SaturationCatalog(obsid=o, ota=self.ota) for o in self.earlier_exposures()],
+        }
+
+    def external_inputs(self):
+        cal = self.calibrations
+        files = [_raw_file(self.obsid, self.ota), *cal.files().values()]
+        bpm = bpm_file(cal.bpm, self.ota)
+        return files + ([bpm] if bpm is not None else [])
+
+    def output(self):
+        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+
+    # ------------------------------------------------------------------------------------------------
+
+    def run(self):
+        started = time.perf_counter()
+        opts = self.reduction_options
+        cal = self.calibrations
+        raw_path = _raw_file(self.obsid, self.ota)
+        log = dict.fromkeys(REDUCTION_LOG_KEYS, "not selected")
+        used_files = {"raw": raw_path}
+
+        self.progress(5, f"{self.obsid} OTA{self.ota:02d}: reading raw cells")
+        raw = rawio.read_raw_ota(raw_path)
+        geo, primary = raw.geometry, raw.primary
+        fppos = str(primary["FPPOS"]).strip()
+        if int(fppos[2:]) != self.ota:
+            raise ExposureError(f"{raw_path}: FPPOS = {fppos!r} but the file name says OTA {self.ota:02d}")
+        header = self._ota_header(primary)
+
+        cells = raw.cells
+        if cal.crosstalk is not None:
+            with fits.open(cal.crosstalk) as hdul:
+                cells = crosstalk.correct_crosstalk(cells, crosstalk.read_crosstalk(hdul))
+            log["crosstalk"], used_files["crosstalk"] = "successful", cal.crosstalk
+        elif opts.crosstalk:
+            log["crosstalk"] = "failed"
+
+        self.progress(20, f"{self.obsid} OTA{self.ota:02d}: overscan, non-linearity, assembly")
+        if opts.overscan != "none":
+            levels = {}
+            for c in instrument.CELL_IDS:
+                cells[c], levels[c] = overscan.subtract_overscan(cells[c], geo, rowwise=opts.overscan == "rowwise")
+            header["OVSCNMED"] = (float(np.median([np.median(v) for v in levels.values()])),
+                                  "median overscan level of the cells, ADU")
+            log["overscan"] = "successful"
+
+        nonlin_table = None
+        if cal.nonlinearity is not None:
+            with warnings.catch_warnings(), fits.open(cal.nonlinearity) as hdul:
+                warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+                nonlin_table = nonlinearity.read_nonlinearity(hdul)
+            if self.ota not in nonlin_table.otas:
+                raise calibrate.CalibrationError(
+                    f"{cal.nonlinearity}: non-linearity table has no rows for OTA {self.ota:02d} "
+                    f"(it lists {', '.join(f'{o:02d}' for o in nonlin_table.otas)}): a table for another layout?"
+                )
+            coeffs = nonlin_table.for_ota(self.ota)
+            ds = geo.data_section()
+            for c in instrument.CELL_IDS:
+                k = coeffs[c]
+                cells[c][ds] = nonlinearity.apply_nonlinearity(cells[c][ds], k.c2, k.c3)
+            log["nonlinearity"], used_files["nonlinearity"] = "successful", cal.nonlinearity
+
+        keep = instrument.parse_keepcells(opts.keepcells)
+        used = {
+            (cx, cy): instrument.cell_is_used(self.ota, cx, cy, cellmode=str(primary["CELLMODE"]),
+                                              serial=str(primary["OTA_ID"]).strip(), mjd=float(primary["MJD-OBS"]),
+                                              keepcells=keep)
+            for cx, cy in instrument.CELL_IDS
+        }
+        sci, mask = assemble_ota(cells, geo, used=used, trimcell=opts.trimcell)
+        cell_headers = raw.cell_headers
+        del cells, raw
+        header["TRIMCELL"] = (opts.trimcell if opts.trimcell else -1, "pixels trimmed off every cell edge")
+        log["trimcell"] = "successful" if opts.trimcell else "not selected"
+
+        self.progress(40, f"{self.obsid} OTA{self.ota:02d}: bias, dark, flat")
+        sci, mask, flat_gain = self._calibrate(sci, mask, header, primary, geo, cal, opts, keep, log, used_files)
+        sci, mask = self._gain(sci, mask, header, geo, cell_headers, nonlin_table, used, flat_gain, opts, log)
+
+        self.progress(60, f"{self.obsid} OTA{self.ota:02d}: masks")
+        if cal.bpm is not None:
+            region_path = bpm_file(cal.bpm, self.ota)
+            if region_path is not None:
+                region_file = masks.read_bpm_regions(region_path)
+                bad, ignored = masks.bpm_mask(region_file, geo)
+                masks.apply_mask(sci, mask, bad, "BPM")
+                header["BPMFILE"] = (region_path.name, "bad-pixel regions applied")
+                header["BPMNIGN"] = (len(ignored), "region lines ignored (see the task log)")
+                for item in ignored:
+                    print(f"{region_path}:{item.line}: ignored: {item.reason}")
+                used_files["bpm"] = region_path
+                log["bpm"] = "successful"
+            else:
+                log["bpm"] = "missing data"
+
+        self._saturation(sci, mask, header, geo, log, used_files)
+
+        if opts.crj > 0:
+            self.progress(75, f"{self.obsid} OTA{self.ota:02d}: cosmic rays")
+            params = cosmics.CosmicParameters(niter=opts.crj, sigclip=opts.crjsigclip, sigfrac=opts.crjsigfrac,
+                                              objlim=opts.crjobjlim, satlevel=opts.crjsaturation)
+            sci, crmask = cosmics.remove_cosmics(sci, geo, gain=float(header.get("GAINX", 1.3)),
+                                                 readnoise=float(header.get("RDNOISEE", 8.5)), params=params,
+                                                 trimcell=opts.trimcell)
+            mask[crmask] |= MASK_BITS["COSMIC"]
+            header.update(cosmics.crj_header(params))
+            log["cosmics"] = "successful"
+        else:
+            header.update(cosmics.crj_header(None))
+
+        self._attach_wcs(header, primary, geo, cal, opts, log, used_files)
+
+        self.progress(90, f"{self.obsid} OTA{self.ota:02d}: sky boxes, writing")
+        rng = np.random.default_rng(zlib.crc32(f"{self.obsid}.{self.ota}".encode()))
+        boxes = sample_sky_boxes(sci, rng=rng, box=max(4, 60 // geo.scale), min_distance=90 / geo.scale)
+        stats = sky_statistics(np.asarray(boxes["INTENSITY"]))
+        header["SKY_MEDI"] = (stats["SKYLEVEL"], "median sky of the sky boxes, ADU")
+        header["SKY_MEAN"] = (float(np.mean(boxes["INTENSITY"])) if len(boxes) else stats["SKYLEVEL"],
+                              "mean sky of the sky boxes, ADU")
+        header["SKY_STD"] = (stats["SKYBGSTD"], "std of the sky boxes, ADU")
+        for step, key in REDUCTION_LOG_KEYS.items():
+            header[key] = (log[step], f"reduction log: {step}")
+        header["DETRTIME"] = (round(time.perf_counter() - started, 3), "DetrendOTA wall time, s")
+
+        primary_hdu = fits.PrimaryHDU()
+        for key, value, comment in provenance_cards(self, {**used_files, "saturation": [
+                t.path for t in luigi.task.flatten(self.input())]}):
+            primary_hdu.header[key] = (value, comment)
+        mask_header = fits.Header({"EXTNAME": f"OTA{self.ota:02d}.MASK"})
+        for name, bit in MASK_BITS.items():
+            mask_header[f"MASKB{bit.bit_length() - 1}"] = (name, f"bit value {bit}")
+        sky_hdu = fits.table_to_hdu(Table(boxes, meta={}))
+        sky_hdu.name = "SKYBOXES"
+        self.output().write_hdulist(fits.HDUList([
+            primary_hdu,
+            fits.ImageHDU(sci, header=header),
+            fits.ImageHDU(mask, header=mask_header),
+            sky_hdu,
+        ]))
+
+    # ------------------------------------------------------------------------------------------------
+
+    def _ota_header(self, primary: fits.Header) -> fits.Header:
+        header = fits.Header()
+        header["EXTNAME"] = f"OTA{self.ota:02d}.SCI"
+        header["OTA"] = (self.ota, "OTA position")
+        header["INHERIT"] = True
+        for card in primary.cards:
+            if card.keyword not in _DROP_CARDS and card.keyword not in header and card.keyword:
+                header.append(card)
+        header["SOFTBIN"] = 0
+        return header
+
+    def _calibrate(self, sci, mask, header, primary, geo, cal, opts, keep, log, used_files):
+        fppos, filt = str(primary["FPPOS"]).strip(), str(primary.get("FILTER", "")).strip()
+        fill = calibrate.KEEPCELLS_NAN_FILL if keep.mode != "none" else {}
+        flat_gain = None
+        for step in ("bias", "dark", "flat", "illumcorr"):
+            path = getattr(cal, step)
+            if path is None:
+                continue
+            with fits.open(path) as hdul:
+                kind = "illumination" if step == "illumcorr" else step
+                frame = calibrate.master_frame(hdul, fppos, geo, source=str(path), nan_fill=fill.get(kind),
+                                               filtername=filt if step in ("flat", "illumcorr") else None)
+                if step == "bias":
+                    sci = calibrate.subtract_bias(sci, frame)
+                elif step == "dark":
+                    scale = calibrate.dark_scale(primary, hdul[0].header)
+                    sci = calibrate.subtract_dark(sci, frame, scale)
+                    header["DARKSCL"] = (scale, "dark scale factor (EXPTIME / dark EXPMEAS)")
+                elif step == "flat":
+                    sci, mask = calibrate.divide_flat(sci, mask, frame)
+                    flat_gain = calibrate.flat_gain(hdul)
+                else:
+                    sci = calibrate.divide_illumination(sci, frame)
+            header["HISTORY"] = f"CC-{step.upper()}: {path}"
+            used_files[step] = path
+            log[step] = "successful"
+        return sci, mask, flat_gain
+
+    def _gain(self, sci, mask, header, geo, cell_headers, nonlin_table, used, flat_gain, opts, log):
+        relative = nonlin_table is not None and nonlin_table.has_relative_gain
+        method = calibrate.choose_gain_method(opts.gain, relative_gains_available=relative)
+        noise = calibrate.cell_noise_from_headers(cell_headers)
+        if method == "techdata":
+            raise calibrate.CalibrationError("-gain=techdata needs a TECHDATA file (-techdata), not built yet")
+        if method is not None:
+            rel = ({c: k.relative_gain for c, k in nonlin_table.for_ota(self.ota).items()}
+                   if method == "relative" else None)
+            factors, noise = calibrate.gain_factors(method, noise, relative_gain=rel)
+            sci, mask = calibrate.apply_cell_factors(sci, mask, geo, factors, trimcell=opts.trimcell)
+            log["gain"] = "successful"
+        summary = calibrate.gain_summary(noise, [c for c, u in used.items() if u], method=method,
+                                         flat_gain_value=flat_gain)
+        header.update(summary)
+        return sci, mask
+
+    def _saturation(self, sci, mask, header, geo, log, used_files):
+        inputs = self.input()
+        with fits.open(inputs["saturation"].path) as hdul:
+            own = persistency.read_saturation_catalog(hdul)
+        saturated, bleed = masks.saturation_masks(own.table(self.ota), geo, catalog_binning=own.binning)
+        masks.apply_mask(sci, mask, saturated, "SATURATED")
+        masks.apply_mask(sci, mask, bleed & ~saturated, "BLEED")
+        header["NSATPIX"] = (int(len(own.table(self.ota))), "saturated raw pixels")
+        log["saturation"] = "successful"
+        if not self.reduction_options.persistency:
+            return
+        n = 0
+        for target in inputs["persistency"]:
+            with fits.open(target.path) as hdul:
+                earlier = persistency.read_saturation_catalog(hdul)
+            table = earlier.table(self.ota)
+            if len(table):
+                n += 1
+                region = persistency.persistency_mask(table, geo, catalog_binning=earlier.binning)
+                masks.apply_mask(sci, mask, region, "PERSISTENCY")
+                header[f"PERSIS{n:02d}"] = (target.path.split("/")[-1], "persistency source")
+        log["persistency"] = "successful"
+        header["NPERSIST"] = (n, "earlier exposures whose persistence is masked")
+
+    def _attach_wcs(self, header, primary, geo, cal, opts, log, used_files):
+        if opts.wcs is None:
+            return
+        ra, dec = wcs_step.pointing_from_header(primary)
+        if opts.wcs == "plain":
+            cd = [[float(primary.get("CD1_1", 3.125e-5)), float(primary.get("CD1_2", 0.0))],
+                  [float(primary.get("CD2_1", 0.0)), float(primary.get("CD2_2", 3.125e-5))]]
+            wcs_step.apply_wcs(header, wcs_step.plain_wcs_cards(self.ota, ra=ra, dec=dec, cd=cd, scale=geo.scale))
+            log["wcs"] = "successful"
+            return
+        if cal.wcs is None:
+            log["wcs"] = "failed"
+            return
+        with fits.open(cal.wcs) as hdul:
+            try:
+                canned = hdul[f"OTA{self.ota:02d}.SCI"].header
+            except KeyError:
+                raise calibrate.CalibrationError(f"{cal.wcs}: no extension OTA{self.ota:02d}.SCI") from None
+            cards = wcs_step.canned_wcs_cards(canned, ra=ra, dec=dec, scale=geo.scale,
+                                              tanwcs=opts.tanwcs, simple=opts.simplewcs)
+        wcs_step.apply_wcs(header, cards)
+        used_files["wcs"] = cal.wcs
+        log["wcs"] = "successful"
+
+
+def detrend_options(options) -> dict:
+    """The ``options`` parameter value of DetrendOTA for a full set of reduction options."""
+    return options_param(options, ["DetrendOTA"])
