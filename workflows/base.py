@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from functools import cached_property
 from pathlib import Path
 
@@ -71,14 +70,14 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
     -------
     list of tuple
         ``(keyword, value, comment)``: ``PFVERS``, ``PFTASK``, ``PFID``, ``PFPARAMS`` (JSON), and per
-        input ``PFINnnn`` (role:path) with ``PFSUMnnn`` (SHA-1).
+        input ``PFINnnn`` (role:path) with ``PFSUMnnn`` (SHA-1). No time stamp: a product rebuilt from the
+        same inputs is byte-identical (the file's mtime says when it was written).
     """
     cards = [
         ("PFVERS", __version__, "podiflow version"),
         ("PFTASK", task.get_task_family(), "podiflow task family"),
         ("PFID", task.identity, "podiflow product identity"),
         ("PFPARAMS", json.dumps(task.to_str_params(), sort_keys=True), ""),
-        ("PFDATE", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UT time the product was written"),
     ]
     n = 0
     for role, paths in inputs.items():

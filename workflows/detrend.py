@@ -340,7 +340,7 @@ class DetrendOTA(PodiTask):
             table = earlier.table(self.ota)
             if len(table):
                 n += 1
-                region = persistency.persistency_mask(table, geo, catalog_binning=earlier.binning)
+                region = masks.persistency_mask(table, geo, catalog_binning=earlier.binning)
                 masks.apply_mask(sci, mask, region, "PERSISTENCY")
                 header[f"PERSIS{n:02d}"] = (target.path.split("/")[-1], "persistency source")
         log["persistency"] = "successful"
