@@ -19,8 +19,15 @@ cli         ``podiflow simulate NIGHTSPEC OUTDIR``
 See ``docs/simulator.md`` for the night-spec schema and the truth format.
 """
 
-from .night import simulate_night
-from .nightspec import Night, load_night
-from .render import render_exposure
+import importlib
 
 __all__ = ["simulate_night", "render_exposure", "load_night", "Night"]
+
+_HOME = {"simulate_night": "night", "render_exposure": "render", "load_night": "nightspec", "Night": "nightspec"}
+
+
+def __getattr__(name):
+    """Import the public functions lazily (``podisteps.simulate.simulate_night`` etc.)."""
+    if name in _HOME:
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
