@@ -117,7 +117,8 @@ class PodiTask(luigi.Task):
     stage = "task"
 
     #: Options that shape this product, in text form (see :func:`options_param`).
-    options = luigi.DictParameter(default={}, significant=True, visibility=luigi.parameter.ParameterVisibility.HIDDEN)
+    #: (Public: Luigi's task_id only hashes public parameters, so a hidden one would merge tasks.)
+    options = luigi.DictParameter(default={}, significant=True)
 
     @property
     def reduction_options(self) -> ReductionOptions:

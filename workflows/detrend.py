@@ -12,9 +12,11 @@ Checkpoint layout: PRIMARY (provenance), ``OTAxy.SCI`` (float32, NaN undefined),
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 import zlib
+from pathlib import Path
 
 import luigi
 import numpy as np
@@ -119,10 +121,36 @@ class DetrendOTA(PodiTask):
             and persistency.in_persistency_window(me.mjd, e.mjd, e.exptime, window=opts.persistency_window)
         ]
 
+    def night_masters(self) -> dict:
+        """``step -> MasterOTA`` for the calibrations built from the night's own frames (``-masters``).
+
+        A step with an explicit option (``-bias``/``-dark``/``-flat`` or ``-cals``) keeps that file.
+        Flats: twilight flats of the filter if the night has any, else dome flats (QuickReduce's order).
+        """
+        from .masters import MasterOTA, frame_options
+
+        opts, rec = self.reduction_options, self.record
+        night = night_of(self.obsid)
+        out = {}
+        for step in opts.masters:
+            if step not in ("bias", "dark", "flat"):
+                raise ExposureError(f"-masters: unknown calibration {step!r} (bias, dark, flat)")
+            if getattr(opts, step) is not None or opts.cals:
+                continue
+            kind, filt = step, ""
+            if step == "flat":
+                filt = rec.filter
+                has_tflat = night_index(night).select(obstype="TFLAT", filter=filt, binning=rec.binning)
+                kind = "tflat" if has_tflat else "dflat"
+            out[step] = MasterOTA(night=night, kind=kind, binning=rec.binning, filter=filt, ota=self.ota,
+                                  options=frame_options(self.options, kind))
+        return out
+
     def requires(self):
         return {
             "saturation": SaturationCatalog(obsid=self.obsid, ota=self.ota),
             "persistency": [SaturationCatalog(obsid=o, ota=self.ota) for o in self.earlier_exposures()],
+            "masters": self.night_masters(),
         }
 
     def external_inputs(self):
@@ -139,7 +167,8 @@ class DetrendOTA(PodiTask):
     def run(self):
         started = time.perf_counter()
         opts = self.reduction_options
-        cal = self.calibrations
+        cal = dataclasses.replace(self.calibrations,
+                                  **{step: Path(t.path) for step, t in self.input()["masters"].items()})
         raw_path = _raw_file(self.obsid, self.ota)
         log = dict.fromkeys(REDUCTION_LOG_KEYS, "not selected")
         used_files = {"raw": raw_path}
@@ -249,8 +278,9 @@ class DetrendOTA(PodiTask):
         header["DETRTIME"] = (round(time.perf_counter() - started, 3), "DetrendOTA wall time, s")
 
         primary_hdu = fits.PrimaryHDU()
+        inputs = self.input()
         for key, value, comment in provenance_cards(self, {**used_files, "saturation": [
-                t.path for t in luigi.task.flatten(self.input())]}):
+                t.path for t in luigi.task.flatten([inputs["saturation"], inputs["persistency"]])]}):
             primary_hdu.header[key] = (value, comment)
         mask_header = fits.Header({"EXTNAME": f"OTA{self.ota:02d}.MASK"})
         for name, bit in MASK_BITS.items():

@@ -181,6 +181,10 @@ OPTIONS: tuple[Option, ...] = (
            "the exposure time; a file or folder overrides -cals.", _DETREND, 5),
     Option("flat", "path", None, "Divide by the master flat, searching tflat, dflat, flat "
            "(<type>_<FILTER>_bin<B>.fits); a file or folder overrides -cals.", _DETREND, 5),
+    Option("masters", "list", (), "Calibrations built from the night's own raw frames by the DAG "
+           "(comma list of bias, dark, flat); an explicit -bias/-dark/-flat or -cals file wins.",
+           _DETREND, 6),
+    Option("mincalframes", "int", 2, "Fewest input frames a night master may be built from.", (), 6),
     Option("illumcorr", "path", None, "Divide by the illumination correction "
            "illumination__<FILTER>_bin<B>.fits.", _DETREND, 5),
     Option("overscan", "choice", "scalar", "Overscan model: 'scalar' = median of the overscan block "

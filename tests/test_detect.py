@@ -1,0 +1,135 @@
+"""sep source catalogue: positions, aperture photometry, flags, CAT.ODI columns."""
+
+import math
+
+import numpy as np
+import pytest
+import sep
+from astropy.io import fits
+from scipy.special import erf
+
+from podisteps.astrometry import header_wcs, sky_offsets
+from podisteps.detect import APERTURE_DIAMETERS, CATALOG_COLUMNS, FLAG_BITS, source_catalog, source_positions
+
+SCALE = 0.5  # arcsec/px
+SIGMA = 1.5  # px
+SKY = 400.0  # ADU
+GAIN = 1.3
+
+
+def _header(ny, nx, *, tpv=False):
+    h = fits.Header()
+    h["CTYPE1"], h["CTYPE2"] = ("RA---TPV", "DEC--TPV") if tpv else ("RA---TAN", "DEC--TAN")
+    h["CRPIX1"], h["CRPIX2"] = nx / 2.0 + 300.0, ny / 2.0 - 200.0  # the axis lies off the frame
+    h["CRVAL1"], h["CRVAL2"] = 359.99, 30.0
+    h["CD1_1"], h["CD2_2"] = SCALE / 3600.0, SCALE / 3600.0
+    h["CD1_2"], h["CD2_1"] = 0.0, 0.0
+    if tpv:
+        for axis in (1, 2):
+            h[f"PV{axis}_1"] = 1.0
+            h[f"PV{axis}_7"] = h[f"PV{axis}_9"] = 0.12
+    h["GAIN"] = GAIN
+    return h
+
+
+def _render(shape, x, y, flux, sigma=SIGMA):
+    """Pixel-integrated circular Gaussians at 0-based (x, y), total flux ``flux`` ADU."""
+    ny, nx = shape
+    img = np.zeros(shape)
+    edges_x, edges_y = np.arange(nx + 1) - 0.5, np.arange(ny + 1) - 0.5
+    for xi, yi, fi in zip(x, y, flux):
+        px = np.diff(0.5 * erf((edges_x - xi) / (math.sqrt(2) * sigma)))
+        py = np.diff(0.5 * erf((edges_y - yi) / (math.sqrt(2) * sigma)))
+        img += fi * np.outer(py, px)
+    return img
+
+
+def _scene(seed=11, n_side=8, shape=(320, 320)):
+    rng = np.random.default_rng(seed)
+    g = np.linspace(30, shape[1] - 31, n_side)
+    xx, yy = np.meshgrid(g, g)
+    x = xx.ravel() + rng.uniform(-0.5, 0.5, xx.size)
+    y = yy.ravel() + rng.uniform(-0.5, 0.5, xx.size)
+    flux = 10 ** rng.uniform(3.6, 5.3, x.size)  # S/N ~ 30 ... 500 in the AUTO aperture
+    truth = _render(shape, x, y, flux)
+    noisy = rng.poisson((truth + SKY) * GAIN) / GAIN + rng.normal(0.0, 4.0, shape)
+    return x, y, flux, truth, noisy.astype(np.float32)
+
+
+def _match(cat, x, y):
+    d = np.hypot(np.asarray(cat["X"])[:, None] - 1.0 - x, np.asarray(cat["Y"])[:, None] - 1.0 - y)
+    return np.argmin(d, axis=0), np.min(d, axis=0)
+
+
+def test_positions_photometry_and_columns():
+    x, y, flux, truth, image = _scene()
+    header = _header(*image.shape, tpv=True)
+    # FITS data arrive big-endian
+    cat = source_catalog(image.astype(">f4"), header, ota=33)
+    assert cat.colnames == CATALOG_COLUMNS
+    assert len(cat) == x.size and (cat["OTA"] == 33).all() and (cat["FLAGS"] == 0).all()
+    row, dist = _match(cat, x, y)
+    cat = cat[row]
+    snr = 1.0857 / np.asarray(cat["MAGERR_AUTO"])
+    assert snr.min() > 20
+    assert np.median(dist[snr > 50]) < 0.03 and dist[snr > 100].max() < 0.05  # px
+
+    wcs = header_wcs(header)
+    ra, dec = wcs.all_pix2world(x, y, 0)
+    scale = np.asarray(cat["FWHM_WORLD"] / cat["FWHM_IMAGE"])
+    da, dd = sky_offsets(cat["RA"], cat["DEC"], ra, dec)
+    assert np.allclose(np.hypot(da, dd), dist * scale, atol=1e-4)  # RA/DEC through the TPV WCS, 1-based X/Y
+    assert 0.99 * SCALE < np.median(scale) < 1.05 * SCALE  # the real (distorted) scale, not 0.11
+    assert abs(np.median(cat["FWHM_IMAGE"]) / (2.3548 * SIGMA) - 1.0) < 0.05  # Gaussian: FWHM = 2 r_half
+    assert abs(np.median(cat["BACKGROUND"]) - SKY) < 1.0
+
+    # aperture magnitudes against the noise-free image in the same apertures at the true positions
+    pulls = []
+    for d in APERTURE_DIAMETERS:
+        name = f"D{int(round(d * 10))}"
+        f_true, _, _ = sep.sum_circle(truth, x, y, d / 2.0 / scale, subpix=0)
+        m_true = -2.5 * np.log10(f_true)
+        dm = np.asarray(cat[f"MAG_{name}"]) - m_true
+        assert abs(np.median(dm)) < 0.01, name
+        err = np.asarray(cat[f"MAGERR_{name}"])
+        assert np.max(np.abs(dm)[err < 0.005]) < 0.02, name
+        pulls.append(dm / err)
+    assert 0.8 < np.std(np.concatenate(pulls)) < 1.25
+    # the largest aperture holds all the light: analytic magnitude
+    assert np.median(np.asarray(cat["MAG_D120"]) + 2.5 * np.log10(flux)) == pytest.approx(0.0, abs=0.01)
+    assert np.median(np.asarray(cat["MAG_AUTO"]) + 2.5 * np.log10(flux)) == pytest.approx(0.0, abs=0.05)
+    assert np.median(cat["ELONGATION"]) < 1.05 and np.median(cat["ELLIPTICITY"]) < 0.05
+    assert np.allclose(cat["ELLIPTICITY"], 1.0 - 1.0 / cat["ELONGATION"], atol=1e-5)
+
+    pos = source_positions(cat)
+    assert pos.shape == (x.size, 2) and np.allclose(pos, np.column_stack([cat["X"], cat["Y"]]) - 1.0)
+
+
+def test_flags_saturation_and_masked_pixels():
+    shape = (200, 200)
+    x = np.array([50.3, 150.2, 100.1, 60.0])
+    y = np.array([50.1, 60.4, 150.3, 150.0])
+    flux = np.array([2e4, 2e4, 3e6, 2e4])
+    image = (_render(shape, x, y, flux) + SKY).astype(np.float32)
+    image += np.random.default_rng(2).normal(0.0, 5.0, shape).astype(np.float32)
+    image[60, 143:147] = np.nan  # NaN pixels inside the AUTO aperture of star 1
+    mask = np.zeros(shape, np.uint16)
+    mask[150, 63:65] = 4  # a BPM pixel pair 3-4 px from star 3
+    cat = source_catalog(image, _header(*shape), ota=11, mask=mask)
+    row, dist = _match(cat, x, y)
+    assert dist.max() < 0.1
+    flags = np.asarray(cat["FLAGS"])[row]
+    assert flags[0] == 0
+    assert flags[1] & FLAG_BITS["MASKED"] and flags[3] & FLAG_BITS["MASKED"]
+    assert flags[2] & FLAG_BITS["SATURATED"]
+    # incomplete apertures are not reported as magnitudes
+    assert cat["MAG_D120"][row[1]] == 99.0 and cat["MAG_D20"][row[1]] < 0 and cat["MAG_D120"][row[0]] < 0
+
+
+def test_empty_and_blank_frames():
+    shape = (128, 128)
+    flat = np.random.default_rng(0).normal(SKY, 5.0, shape)
+    assert len(source_catalog(flat, _header(*shape), ota=22)) == 0
+    blank = np.full(shape, np.nan)
+    cat = source_catalog(blank, _header(*shape), ota=22)
+    assert len(cat) == 0 and cat.colnames == CATALOG_COLUMNS

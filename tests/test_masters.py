@@ -1,0 +1,78 @@
+"""Night masters built by the DAG and used by DetrendOTA (test-small night, test instrument)."""
+
+import os
+from pathlib import Path
+
+import luigi
+import numpy as np
+from astropy.io import fits
+
+from podisteps import instrument
+from workflows.detrend import DetrendOTA, detrend_options
+from workflows.masters import MasterCalibration, MasterOTA, frame_options
+from workflows.options import ReductionOptions
+from workflows.paths import night_index
+
+NIGHT = "20131004"
+
+
+def _build(tasks):
+    return luigi.build(tasks, local_scheduler=True, detailed_summary=True, log_level="WARNING")
+
+
+def _cell_medians(data, geo):
+    return np.array([np.nanmedian(data[geo.target_region(cx, cy)]) for cx, cy in instrument.CELL_IDS])
+
+
+def test_night_masters_and_their_use(small_night, podiflow_config):
+    podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals")
+    opts = detrend_options(ReductionOptions())
+    bias = MasterCalibration(night=NIGHT, kind="bias", options=frame_options(opts, "bias"))
+    assert _build([bias]).status.name == "SUCCESS"
+    with fits.open(bias.output().path) as hdul:
+        names = [h.name for h in hdul]
+        assert names[0] == "PRIMARY" and names[-2:] == ["FILELIST", "ASSOCIATIONS"]
+        assert len(names) == 3 + 13 and all(h.header["FPPOS"] == f"xy{h.header['OTA']:02d}" for h in hdul[1:14])
+        assert hdul[0].header["NCOMBINE"] == len(night_index(NIGHT).select(obstype="BIAS"))
+        # part-1 bias = pedestal (seen in the overscan) + read noise: the master is zero within noise
+        data = hdul["OTA33.SCI"].data
+        assert abs(np.nanmean(data)) < 0.5 and np.nanstd(data) < 6.5
+    link = os.path.join(os.path.dirname(bias.output().path), "bias_bin1.fits")
+    assert os.path.realpath(link) == os.path.realpath(bias.output().path)
+
+    sci = night_index(NIGHT).select(obstype="OBJECT", filter="odi_r")[0]
+    plain = DetrendOTA(obsid=sci.obsid, ota=33, options=opts)
+    full = DetrendOTA(obsid=sci.obsid, ota=33,
+                      options=detrend_options(ReductionOptions().replace(masters=("bias", "dark", "flat"))))
+    assert set(full.requires()["masters"]) == {"bias", "dark", "flat"}
+    assert plain.task_id != full.task_id
+    assert _build([plain, full]).status.name == "SUCCESS"
+    geo = instrument.geometry("test", 1)
+    with fits.open(plain.output().path) as a, fits.open(full.output().path) as b:
+        assert b[1].header["_FLAT"] == "successful" and b[1].header["_BIAS"] == "successful"
+        before = _cell_medians(a[1].data, geo)
+        after = _cell_medians(b[1].data, geo)
+    # the per-cell gain steps (3 % rms in the simulation) are flattened by the night's dome flat
+    assert np.std(before / np.median(before)) > 0.015
+    assert np.std(after / np.median(after)) < np.std(before / np.median(before)) / 3
+
+
+def test_removing_one_master_ota_rebuilds_only_it(small_night, podiflow_config):
+    podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals")
+    opts = frame_options(detrend_options(ReductionOptions()), "dflat")
+    flat = MasterCalibration(night=NIGHT, kind="dflat", filter="odi_r", options=opts)
+    everything = [flat, *flat.requires().values()]
+    assert _build(everything).status.name == "SUCCESS"
+    parts = {ota: t.output().path for ota, t in flat.requires().items()}
+    stamps = {p: os.stat(p).st_mtime_ns for p in parts.values()}
+    victim = parts[44]
+    blob = Path(victim).read_bytes()
+    os.remove(victim)
+    luigi.task_register.Register.clear_instance_cache()
+    flat = MasterCalibration(night=NIGHT, kind="dflat", filter="odi_r", options=opts)
+    assert _build([flat, *flat.requires().values()]).status.name == "SUCCESS"
+    assert Path(victim).read_bytes() == blob
+    for path, stamp in stamps.items():
+        if path != victim:
+            assert os.stat(path).st_mtime_ns == stamp
+    assert isinstance(flat.requires()[44], MasterOTA)

@@ -1,0 +1,268 @@
+"""Master bias, dark and flat from a night's own raw frames (QUICKREDUCE_SPEC.md section 5).
+
+```
+MasterOTA(night, kind, binning, filter, ota)     one OTA of a master, combined from DetrendOTA checkpoints
+FlatLevel(obsid)                                 the normalisation level of one flat frame (small JSON)
+MasterCalibration(night, kind, binning, filter)  the assembled MEF with QuickReduce's name, in <work>/<night>/cals/
+```
+
+Each input frame is detrended by ``DetrendOTA`` to the right level: biases with overscan and crosstalk;
+darks also minus the night's master bias and divided by EXPMEAS (ADU/s); flats also minus bias and dark
+and divided by the frame's level over the layout's normalisation OTAs. Frames are combined per pixel with
+the spec's sigma-clipped mean, reading row blocks of memory-mapped checkpoints. Flats below 0.1 are NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import luigi
+import numpy as np
+from astropy.io import fits
+
+from podisteps import calibrate, combine, flatfield, instrument, mastermef
+from podisteps.atomic import write_text_atomic
+
+from .base import FitsTarget, PodiTask, provenance_cards
+from .paths import checkpoint_path, night_index, work_root
+from .settings import reduction_options
+
+__all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "KINDS", "master_name", "prerequisites"]
+
+#: Master kinds and the OBSTYPEs they are built from.
+KINDS = {"bias": ("BIAS",), "dark": ("DARK",), "dflat": ("DFLAT",), "tflat": ("TFLAT",)}
+
+
+def prerequisites(kind: str) -> tuple[str, ...]:
+    """Night masters an input frame of ``kind`` is detrended with (bias: none; dark: bias; flats: both)."""
+    return {"bias": (), "dark": ("bias",)}.get(kind, ("bias", "dark"))
+
+
+def master_name(kind: str, binning: int, filtername: str = "") -> str:
+    """QuickReduce's file name stem: ``bias_bin1``, ``dark_yes_bin1``, ``dflat_odi_r_bin1``."""
+    if kind == "bias":
+        return calibrate.bias_filename(binning)[:-5]
+    if kind == "dark":
+        return calibrate.dark_filename(binning)[:-5]
+    return calibrate.flat_filename(kind, filtername, binning)[:-5]
+
+
+def _frames(night: str, kind: str, binning: int, filtername: str):
+    return tuple(
+        e for obstype in KINDS[kind]
+        for e in night_index(night).select(obstype=obstype, binning=binning,
+                                           filter=filtername if kind in ("dflat", "tflat") else None)
+    )
+
+
+def frame_options(options: dict, kind: str) -> dict:
+    """The DetrendOTA options of an input frame of ``kind``, from the master's own options."""
+    from .options import OPTIONS_BY_NAME
+
+    out = dict(options)
+    out["masters"] = OPTIONS_BY_NAME["masters"].format(prerequisites(kind))
+    for step in ("bias", "dark", "flat", "illumcorr", "photflat"):
+        out[step] = "no"
+    out["crj"] = "0"
+    out["gain"] = ""  # masters are in raw ADU: the gain step comes after bias, dark and flat
+    return out
+
+
+class _MasterBase(PodiTask):
+    night = luigi.Parameter(description="observing night YYYYMMDD")
+    kind = luigi.ChoiceParameter(choices=tuple(KINDS), description="bias, dark, dflat or tflat")
+    binning = luigi.IntParameter(default=1)
+    filter = luigi.Parameter(default="", description="filter (flats only)")
+
+    @property
+    def name(self) -> str:
+        """QuickReduce's name stem of this master."""
+        return master_name(self.kind, self.binning, self.filter)
+
+    def frames(self):
+        """Night-index records of the input frames."""
+        return _frames(self.night, self.kind, self.binning, self.filter)
+
+
+class FlatLevel(PodiTask):
+    """The normalisation level of one flat frame: clipped median of 8x8 means over the normalisation OTAs."""
+
+    obsid = luigi.Parameter()
+    stage = "flatlevel"
+
+    def norm_otas(self) -> tuple:
+        """Normalisation OTAs of this frame's filter that the frame has."""
+        from .detrend import _record
+
+        rec = _record(self.obsid)
+        wanted = instrument.layout_for_mjd(rec.mjd).flat_normalisation_otas(rec.filter)
+        return tuple(o for o in wanted if o in rec.otas)
+
+    def requires(self):
+        from .detrend import DetrendOTA
+
+        return {ota: DetrendOTA(obsid=self.obsid, ota=ota, options=self.options) for ota in self.norm_otas()}
+
+    def output(self):
+        return luigi.LocalTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, suffix=".json")))
+
+    def run(self):
+        hduls = {ota: fits.open(t.path, memmap=True) for ota, t in self.input().items()}
+        try:
+            frames = {ota: h[1].data for ota, h in hduls.items()}
+            gains = {ota: (h[1].header.get("GAIN", -1.0), h[1].header.get("NGAIN", 0)) for ota, h in hduls.items()}
+            level = flatfield.flat_level(frames, list(frames))
+            gain = flatfield.flat_gain(gains, list(frames))
+        finally:
+            for h in hduls.values():
+                h.close()
+        write_text_atomic(json.dumps({"obsid": self.obsid, "level": level, "gain": gain,
+                                      "otas": list(frames)}), self.output().path)
+
+
+class MasterOTA(_MasterBase):
+    """One OTA of a master calibration."""
+
+    ota = luigi.IntParameter()
+    stage = "cals"
+    resources = {"memory_gb": 2}
+
+    def requires(self):
+        from .detrend import DetrendOTA
+
+        frames = self.frames()
+        opts = frame_options(self.options, self.kind)
+        req = {"frames": [DetrendOTA(obsid=e.obsid, ota=self.ota, options=opts) for e in frames
+                          if self.ota in e.otas]}
+        if self.kind in ("dflat", "tflat"):
+            req["levels"] = [FlatLevel(obsid=e.obsid, options=opts) for e in frames if self.ota in e.otas]
+        return req
+
+    def output(self):
+        path = work_root() / self.night / "cals" / "ota" / f"{self.name}.{self.ota:02d}.{self.identity}.fits"
+        return FitsTarget(str(path))
+
+    def run(self):
+        inputs = self.input()
+        paths = [t.path for t in inputs["frames"]]
+        minimum = reduction_options().mincalframes
+        if len(paths) < minimum:
+            raise calibrate.CalibrationError(
+                f"{self.name} OTA{self.ota:02d} of night {self.night}: {len(paths)} input frame(s), at least "
+                f"{minimum} needed ([reduction] mincalframes)"
+            )
+        levels = [json.loads(Path(t.path).read_text()) for t in inputs.get("levels", [])]
+        hduls = [fits.open(p, memmap=True) for p in paths]
+        try:
+            headers = [h[1].header for h in hduls]
+            scale = self._scales(headers, levels)
+            frames = [_Scaled(h[1].data, s) for h, s in zip(hduls, scale)]
+            self.progress(30, f"{self.name} OTA{self.ota:02d}: combining {len(frames)} frames")
+            master, n_used = combine.sigma_clip_mean(frames)
+            first = headers[0]
+        finally:
+            for h in hduls:
+                h.close()
+        cards = {"NCOMBINE": (len(paths), "frames combined"), "NMINUSED": (int(n_used.min()), "fewest per pixel")}
+        if self.kind in ("dflat", "tflat"):
+            low = ~(master >= 0.1)
+            master[low] = np.nan
+            cards["GAIN"] = (float(np.mean([lv["gain"] for lv in levels])), "flat gain, e-/ADU")
+            cards["FF_NORM"] = (float(np.mean([lv["level"] for lv in levels])), "mean normalisation level, ADU")
+        cards["GAINMTHD"] = first.get("GAINMTHD", "none")
+        primary = self._primary(first)
+        if "GAIN" in cards:
+            primary["GAIN"] = cards["GAIN"]
+        hdul = mastermef.master_hdulist({self.ota: master}, filelist=[os.path.basename(p) for p in paths],
+                                        primary=primary, ota_headers={self.ota: cards})
+        for key, value, comment in provenance_cards(self, {"frames": paths}):
+            hdul[0].header[key] = (value, comment)
+        self.output().write_hdulist(hdul)
+
+    def _scales(self, headers, levels) -> list:
+        if self.kind == "dark":
+            return [1.0 / float(h.get("EXPMEAS", h.get("EXPTIME", 1.0)) or 1.0) for h in headers]
+        if self.kind in ("dflat", "tflat"):
+            return [1.0 / lv["level"] for lv in levels]
+        return [1.0] * len(headers)
+
+    def _primary(self, first: fits.Header) -> dict:
+        cards = {"OBSTYPE": self.kind.upper(), "BINNING": self.binning, "NIGHT": self.night}
+        if self.filter:
+            cards["FILTER"] = self.filter
+        if self.kind == "dark":
+            cards["EXPTIME"] = cards["EXPMEAS"] = (1.0, "master dark is in ADU/s")
+        for key in ("INSTRUME", "MJD-OBS"):
+            if key in first:
+                cards[key] = first[key]
+        return cards
+
+
+class _Scaled:
+    """A lazily scaled 2-D frame: ``frame[rows] * factor`` (so combining reads row blocks of memmaps)."""
+
+    def __init__(self, data, factor: float):
+        self.data, self.factor = data, np.float32(factor)
+        self.shape, self.ndim, self.dtype = data.shape, 2, np.dtype(np.float32)
+
+    def __getitem__(self, key):
+        return np.asarray(self.data[key], dtype=np.float32) * self.factor
+
+
+class MasterCalibration(_MasterBase):
+    """A master calibration MEF in QuickReduce's name, e.g. ``<work>/<night>/cals/bias_bin1.<id>.fits``.
+
+    A symbolic link ``<name>.fits`` beside it points at the newest one, so ``<work>/<night>/cals/`` can be
+    handed to ``-cals`` as QuickReduce's calibration folder.
+    """
+
+    stage = "cals"
+
+    def otas(self) -> tuple:
+        """OTAs present in any input frame, in the layout's order."""
+        present = {o for e in self.frames() for o in e.otas}
+        if not present:
+            return ()
+        layout = instrument.layout_for_mjd(self.frames()[0].mjd)
+        return tuple(o for o in layout.otas if o in present)
+
+    def requires(self):
+        return {ota: MasterOTA(night=self.night, kind=self.kind, binning=self.binning, filter=self.filter,
+                               ota=ota, options=self.options) for ota in self.otas()}
+
+    def output(self):
+        return FitsTarget(str(work_root() / self.night / "cals" / f"{self.name}.{self.identity}.fits"))
+
+    def run(self):
+        parts = self.input()
+        if not parts:
+            raise calibrate.CalibrationError(
+                f"night {self.night}: no {'/'.join(KINDS[self.kind])} frames at bin{self.binning}"
+                + (f" in {self.filter}" if self.filter else "")
+            )
+        frames, headers, filelist, gains = {}, {}, None, {}
+        for ota, target in parts.items():
+            with fits.open(target.path) as hdul:
+                frames[ota] = hdul[1].data.astype(np.float32)
+                headers[ota] = hdul[1].header.copy()
+                filelist = filelist or mastermef.master_filelist(hdul)
+                primary = hdul[0].header
+        if self.kind in ("dflat", "tflat"):
+            layout = instrument.layout_for_mjd(float(primary.get("MJD-OBS", 0.0)))
+            norm = layout.flat_normalisation_otas(self.filter)
+            gains = {o: (h.get("GAIN", -1.0), 1) for o, h in headers.items()}
+            primary["GAIN"] = (flatfield.flat_gain(gains, norm), "NGAIN-weighted flat gain, e-/ADU")
+        keep = {k: primary[k] for k in ("OBSTYPE", "BINNING", "NIGHT", "FILTER", "EXPTIME", "EXPMEAS", "GAIN",
+                                        "MJD-OBS") if k in primary}
+        hdul = mastermef.master_hdulist(frames, filelist=filelist, primary=keep, ota_headers=headers,
+                                        associations=[("master-ota", t.path) for t in parts.values()])
+        for key, value, comment in provenance_cards(self, {"otas": [t.path for t in parts.values()]}):
+            hdul[0].header[key] = (value, comment)
+        target = self.output()
+        target.write_hdulist(hdul)
+        link = os.path.join(os.path.dirname(target.path), f"{self.name}.fits")
+        tmp = f"{link}.tmp-{os.getpid()}"
+        os.symlink(os.path.basename(target.path), tmp)
+        os.replace(tmp, link)
