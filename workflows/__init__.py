@@ -1,5 +1,8 @@
 """Luigi tasks of podiflow: ``luigi --module workflows <Task> ...``."""
 
+from .astrometry import FixWCS, OTACatalog, ReferenceCatalog
 from .detrend import DetrendOTA, SaturationCatalog
+from .masters import FlatLevel, MasterCalibration, MasterOTA
 
-__all__ = ["DetrendOTA", "SaturationCatalog"]
+__all__ = ["DetrendOTA", "SaturationCatalog", "MasterOTA", "FlatLevel", "MasterCalibration", "OTACatalog",
+           "ReferenceCatalog", "FixWCS"]

@@ -1,0 +1,207 @@
+"""Source catalogues and astrometric calibration: ``OTACatalog``, ``ReferenceCatalog``, ``FixWCS``.
+
+``OTACatalog(obsid, ota)`` runs sep on the OTA (the detrended one until the focal-plane corrections land)
+and keeps the OTA's WCS cards in the table header, so ``FixWCS`` never opens an image.
+``ReferenceCatalog(obsid)`` cuts the reference stars around the pointing (radius 0.8 deg + the largest
+pointing error searched) and moves them to the exposure epoch. ``FixWCS(obsid)`` solves the pointing and
+rotation over the focal plane, then refines each OTA (QUICKREDUCE_SPEC.md section 4.6).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import luigi
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table, vstack
+from astropy.time import Time
+
+from podisteps import astrometry, detect, refcat
+from podisteps.wcs import WCS_CARD_RE
+
+from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .detrend import DetrendOTA, _record
+from .paths import checkpoint_path
+from .settings import podiflow
+
+__all__ = ["OTACatalog", "ReferenceCatalog", "FixWCS", "SEARCH_RADIUS_DEG"]
+
+#: Reference cut-out radius around the pointing: the field (0.8 deg) plus the largest pointing error searched.
+SEARCH_RADIUS_DEG = 0.8 + 20.0 / 60.0
+
+#: Source selection for the solution (spec section 4.6 step 3).
+MIN_FWHM_ARCSEC, MAX_MAGERR_4 = 0.3, 0.3
+
+
+def _table_hdu(table: Table, name: str, header_cards=()) -> fits.BinTableHDU:
+    hdu = fits.table_to_hdu(table)
+    hdu.name = name
+    for key, value, comment in header_cards:
+        hdu.header[key] = (value, comment)
+    return hdu
+
+
+class OTACatalog(PodiTask):
+    """The sep catalogue of one OTA with QuickReduce's ``CAT.ODI`` columns (canned WCS)."""
+
+    obsid = luigi.Parameter()
+    ota = luigi.IntParameter()
+    stage = "catalog"
+
+    def requires(self):
+        return DetrendOTA(obsid=self.obsid, ota=self.ota, options=options_param(
+            self.reduction_options, ["DetrendOTA"]))
+
+    def output(self):
+        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+
+    def run(self):
+        path = self.input().path
+        with fits.open(path) as hdul:
+            header = hdul[1].header
+            data = hdul[1].data.astype(np.float32)
+            mask = hdul[2].data
+        scale = max(1, 4096 // data.shape[0])
+        catalog = detect.source_catalog(data, header, ota=self.ota, mask=mask, back_size=max(8, 64 // scale),
+                                        gain=float(header.get("GAIN", 1.3)))
+        wcs_cards = [(c.keyword, c.value, c.comment) for c in header.cards if WCS_CARD_RE.match(c.keyword)
+                     or c.keyword in ("CRVAL1", "CRVAL2")]
+        hdu = _table_hdu(catalog, "CAT.ODI", wcs_cards + [("OTA", self.ota, "OTA position"),
+                                                          ("IMWIDTH", data.shape[1], "image width, px"),
+                                                          ("IMHEIGHT", data.shape[0], "image height, px")])
+        primary = fits.PrimaryHDU()
+        for key, value, comment in provenance_cards(self, {"detrended": path}):
+            primary.header[key] = (value, comment)
+        self.output().write_hdulist(fits.HDUList([primary, hdu]))
+
+
+class ReferenceCatalog(PodiTask):
+    """Reference stars around an exposure, at its epoch (``-wcscatalog``; default ``[podiflow] refcat``)."""
+
+    obsid = luigi.Parameter()
+    stage = "refcat"
+
+    def source(self) -> str:
+        """The catalogue: a file, a sharded folder, or an online provider name."""
+        value = self.reduction_options.wcscatalog
+        source = podiflow().refcat if value in (None, "auto") else value
+        if not source:
+            raise refcat.NetworkDisabledError(
+                "no reference catalogue: set [podiflow] refcat (a file or SkyTable folder) or -wcscatalog"
+            )
+        return source
+
+    def external_inputs(self):
+        src = Path(self.source())
+        return [src] if src.is_file() else ([src / "SkyTable.fits"] if (src / "SkyTable.fits").is_file() else [])
+
+    def output(self):
+        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity)))
+
+    def run(self):
+        rec = _record(self.obsid)
+        epoch = Time(rec.mjd, format="mjd").jyear
+        table = refcat.load_reference(self.source(), rec.ra, rec.dec, SEARCH_RADIUS_DEG, epoch=epoch,
+                                      allow_network=podiflow().allow_network)
+        cards = [("REFCAT", Path(self.source()).name, "reference catalogue"), ("EPOCH", epoch, "yr"),
+                 ("RADIUS", SEARCH_RADIUS_DEG, "cut-out radius, deg"), ("NREF", len(table), "stars")]
+        primary = fits.PrimaryHDU()
+        for key, value, comment in provenance_cards(self, {"refcat": self.external_inputs()}):
+            primary.header[key] = (value, comment)
+        self.output().write_hdulist(fits.HDUList([primary, _table_hdu(table, "CAT.WCSREF", cards)]))
+
+
+def _selected_sources(cat: Table) -> tuple:
+    """``(x, y, mag)`` of the sources usable for the solution: FLAGS 0, resolved, 4" error < 0.3 mag."""
+    good = ((cat["FLAGS"] == 0) & (cat["FWHM_WORLD"] > MIN_FWHM_ARCSEC) & (cat["MAGERR_D40"] < MAX_MAGERR_4)
+            & np.isfinite(cat["MAG_AUTO"]))
+    return (np.asarray(cat["X"][good], float), np.asarray(cat["Y"][good], float),
+            np.asarray(cat["MAG_AUTO"][good], float))
+
+
+class FixWCS(PodiTask):
+    """Astrometric calibration of an exposure: solved WCS per OTA, quality keywords and tables."""
+
+    obsid = luigi.Parameter()
+    stage = "fixwcs"
+
+    def requires(self):
+        rec = _record(self.obsid)
+        return {
+            "catalogs": {ota: OTACatalog(obsid=self.obsid, ota=ota, options=self.options) for ota in rec.otas},
+            "refcat": ReferenceCatalog(obsid=self.obsid, options=options_param(self.reduction_options,
+                                                                               ["FixWCS"])),
+        }
+
+    def output(self):
+        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity)))
+
+    def run(self):
+        inputs = self.input()
+        headers, catalogs, sources = {}, {}, {}
+        for ota, target in inputs["catalogs"].items():
+            with fits.open(target.path) as hdul:
+                hdr = hdul["CAT.ODI"].header
+                headers[ota] = fits.Header([c for c in hdr.cards if WCS_CARD_RE.match(c.keyword)
+                                            or c.keyword in ("CRVAL1", "CRVAL2")])
+                catalogs[ota] = Table(hdul["CAT.ODI"].data)
+            sources[ota] = _selected_sources(catalogs[ota])
+        with fits.open(inputs["refcat"].path) as hdul:
+            refs = Table(hdul["CAT.WCSREF"].data)
+        self.progress(30, f"{self.obsid}: solving the WCS with {sum(len(s[0]) for s in sources.values())} "
+                          f"sources and {len(refs)} reference stars")
+        solution = astrometry.solve_focal_plane(headers, sources, (np.asarray(refs["ra"]), np.asarray(refs["dec"])),
+                                                mode="otashear")
+        self.output().write_hdulist(self._products(solution, headers, catalogs, refs))
+
+    def _products(self, solution, headers, catalogs, refs) -> fits.HDUList:
+        primary = fits.PrimaryHDU()
+        hdr = primary.header
+        p = solution.pointing
+        hdr["WCSCAL"] = (bool(solution.valid), "valid astrometric solution")
+        hdr["WCSFIXED"] = (bool(solution.valid), "WCS changed by fixwcs")
+        hdr["WCS_MODE"] = ("otashear", "fixwcs mode")
+        hdr["WCS1_DA"] = (float(p.angle), "rotation found, deg")
+        hdr["WCS1_DRA"] = (float(p.shift[0]), "shift found, dRA cos(Dec), arcsec")
+        hdr["WCS1_DDE"] = (float(p.shift[1]), "shift found, dDec, arcsec")
+        hdr["WCS1_N"] = (int(p.n_matches), "matches of the search")
+        hdr["WCS_QUAL"] = (float(p.contrast) if math.isfinite(p.contrast) else -1.0, "contrast of the solution")
+        hdr["WCSMXPOS"] = (float(p.radius), "search radius used, arcmin")
+        hdr["WCSQUALS"] = (str([round(q, 1) for q in p.qualities])[:68], "contrast per radius")
+        for key, value in solution.quality.items():
+            hdr[key] = float(value) if math.isfinite(value) else -1.0
+        hdr["WCSXRMS"], hdr["WCSYRMS"] = hdr.get("WCS_RMSA", -1.0), hdr.get("WCS_RMSD", -1.0)
+        for key, value, comment in provenance_cards(self, {"catalogs": [t.path for t in self.input()["catalogs"].values()],
+                                                          "refcat": self.input()["refcat"].path}):
+            hdr[key] = (value, comment)
+        hdus = [primary]
+        final = solution.headers if solution.valid else headers
+        for ota, h in final.items():
+            ext = fits.ImageHDU(header=h.copy())
+            ext.name = f"OTA{ota:02d}.WCS"
+            for key, value in solution.quality_by_ota.get(ota, {}).items():
+                ext.header[key] = float(value) if math.isfinite(value) else -1.0
+            hdus.append(ext)
+        if solution.valid:
+            hdus += self._tables(solution, catalogs, refs)
+        return fits.HDUList(hdus)
+
+    @staticmethod
+    def _tables(solution, catalogs, refs) -> list:
+        merged, pairs = [], []
+        for ota, cat in catalogs.items():
+            cat = cat.copy()
+            x, y = np.asarray(cat["X"], float), np.asarray(cat["Y"], float)
+            cat["RA"], cat["DEC"] = astrometry.odi2wcs(solution.headers, ota, x, y)
+            merged.append(cat)
+        for ota, (i1, i2) in solution.matches.items():
+            ra, dec = solution.radec[ota]
+            pairs.append(Table({"ODI_RA": ra[i1], "ODI_DEC": dec[i1], "REF_RA": np.asarray(refs["ra"])[i2],
+                                "REF_DEC": np.asarray(refs["dec"])[i2], "OTA": np.full(len(i1), ota, np.int16)}))
+        odi = vstack(merged) if merged else Table()
+        cal = vstack(pairs) if pairs else Table()
+        return [_table_hdu(refs, "CAT.WCSREF"), _table_hdu(odi, "CAT.ODI"),
+                _table_hdu(cal, "WCSCAL.CAT", [("MATCHRAD", 2.0, "match radius, arcsec")])]
+
