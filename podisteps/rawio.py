@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,11 +129,21 @@ def find_exposure_files(path: str | os.PathLike) -> ExposureFiles:
     return ExposureFiles(obsid=base, directory=directory, files=dict(sorted(found.items())))
 
 
-def _open(path: Path, **kwargs):
-    try:
-        return fits.open(path, memmap=False, lazy_load_hdus=True, **kwargs)
-    except (OSError, ValueError, TypeError) as exc:
-        raise RawFormatError(f"{path}: not a readable FITS file ({exc})") from None
+@contextmanager
+def _open(path: Path):
+    """Open a FITS file for reading; any failure (also astropy's truncation warning) is a RawFormatError.
+
+    The file handle is ours, so it is closed whatever astropy does on a corrupt file.
+    """
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        # astropy only warns about a truncated file; for raw data that is an error.
+        warnings.filterwarnings("error", message=".*truncated.*")
+        try:
+            hdul = fits.open(fh, memmap=False, lazy_load_hdus=True)
+        except (OSError, ValueError, TypeError, IndexError, Warning) as exc:
+            raise RawFormatError(f"{path}: not a readable FITS file ({exc})") from None
+        with hdul:
+            yield hdul
 
 
 def read_primary_header(path: str | os.PathLike) -> fits.Header:
@@ -238,12 +249,10 @@ def read_raw_ota(
         wrong shape, with WN_CELLX/Y disagreeing with its EXTNAME, or shorter than the data section.
     """
     path = Path(path)
-    with _open(path) as hdul, warnings.catch_warnings():
-        # astropy only warns about a truncated file; for raw data that is an error.
-        warnings.filterwarnings("error", message=".*truncated.*")
+    with _open(path) as hdul:
         try:
             hdus = list(hdul)
-        except (OSError, ValueError, TypeError, Warning) as exc:
+        except (OSError, ValueError, TypeError, IndexError, Warning) as exc:
             raise RawFormatError(f"{path}: truncated or corrupt FITS file ({exc})") from None
         if len(hdus) < 65:
             raise RawFormatError(

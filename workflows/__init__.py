@@ -3,6 +3,7 @@
 from .astrometry import FixWCS, OTACatalog, ReferenceCatalog
 from .detrend import DetrendOTA, SaturationCatalog
 from .masters import FlatLevel, MasterCalibration, MasterOTA
+from .night import ReduceExposure, ReduceNight
 
 __all__ = ["DetrendOTA", "SaturationCatalog", "MasterOTA", "FlatLevel", "MasterCalibration", "OTACatalog",
-           "ReferenceCatalog", "FixWCS"]
+           "ReferenceCatalog", "FixWCS", "ReduceExposure", "ReduceNight"]

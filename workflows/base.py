@@ -120,6 +120,18 @@ class PodiTask(luigi.Task):
     #: (Public: Luigi's task_id only hashes public parameters, so a hidden one would merge tasks.)
     options = luigi.DictParameter(default={}, significant=True)
 
+    #: Peak memory of one run of this task, GB (Luigi resource ``memory_gb``).
+    memory_gb = 0
+
+    @property
+    def resources(self) -> dict:
+        """``{"memory_gb": N}`` when luigi.cfg has a ``[resources] memory_gb`` pool, else nothing.
+
+        Luigi treats an unconfigured resource as a pool of 1, which would never grant a task needing 2.
+        """
+        pool = luigi.configuration.get_config().getint("resources", "memory_gb", 0)
+        return {"memory_gb": min(self.memory_gb, pool)} if pool and self.memory_gb else {}
+
     @property
     def reduction_options(self) -> ReductionOptions:
         """The parsed reduction options of this task (defaults for options it does not carry)."""

@@ -97,7 +97,7 @@ class DetrendOTA(PodiTask):
     obsid = luigi.Parameter(description="exposure, e.g. o20130301T040000.0")
     ota = luigi.IntParameter(description="OTA position, e.g. 33")
     stage = "detrend"
-    resources = {"memory_gb": 1}
+    memory_gb = 1
 
     @property
     def record(self):

@@ -127,7 +127,7 @@ class MasterOTA(_MasterBase):
 
     ota = luigi.IntParameter()
     stage = "cals"
-    resources = {"memory_gb": 2}
+    memory_gb = 2
 
     def requires(self):
         from .detrend import DetrendOTA
