@@ -11,7 +11,7 @@ export LUIGI_CONFIG_PATH ?= $(CURDIR)/luigi.cfg
 help:
 	@echo "make test       create .venv if needed, run the default suite, then the full-size accuracy tests"
 	@echo "make test-fast  the default suite only (< 10 min)"
-	@echo "make demo       simulate the demo night into ./$(DEMO)/ (reduction arrives with the nights issue)"
+	@echo "make demo       simulate the demo night into ./$(DEMO)/ and reduce it (local scheduler, 2 workers)"
 	@echo "make bench      raw-I/O benchmark (more benchmarks arrive with the bench issue)"
 
 venv: $(STAMP)
@@ -34,7 +34,13 @@ test-fullsize: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/podiflow simulate configs/nights/demo.toml $(DEMO)
-	@for n in $(DEMO)/raw/*/; do $(BIN)/podiflow index $$n --cache $(DEMO)/work/$$(basename $$n)/night-index.json; done
+	@for n in $(DEMO)/raw/*/; do \
+	  night=$$(basename $$n); \
+	  $(BIN)/podiflow index $$n --cache $(DEMO)/work/$$night/night-index.json; \
+	  (cd $(DEMO) && $(abspath $(BIN))/luigi --module workflows ReduceNight --night $$night \
+	     --local-scheduler --workers 2 --reduction-fixwcs true --podiflow-refcat refcat/refcat.fits) || exit $$?; \
+	done
+	@echo "demo: checkpoints in $(DEMO)/work/, astrometric solutions in $(DEMO)/work/*/*/fixwcs/"
 
 bench: $(STAMP)
 	$(BIN)/python bench/raw_read.py --out bench/results
