@@ -15,6 +15,7 @@ from .base import options_param
 from .detrend import DetrendOTA, _record
 from .options import ReductionOptions
 from .paths import night_index
+from .photometry import PhotCalib
 from .settings import reduction_options
 
 __all__ = ["ReduceExposure", "ReduceNight", "NIGHT_DEFAULTS"]
@@ -22,7 +23,7 @@ __all__ = ["ReduceExposure", "ReduceNight", "NIGHT_DEFAULTS"]
 #: What a night reduction does unless luigi.cfg's [reduction] says otherwise.
 NIGHT_DEFAULTS = {"masters": ("bias", "dark", "flat")}
 
-_FAMILIES = ["DetrendOTA", "OTACatalog", "FixWCS"]
+_FAMILIES = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib"]
 
 
 def _night_options(options: dict) -> dict:
@@ -48,8 +49,10 @@ class ReduceExposure(luigi.WrapperTask):
         tasks = [DetrendOTA(obsid=self.obsid, ota=ota, options=detrend) for ota in _record(self.obsid).otas]
         for task in list(tasks):
             tasks += luigi.task.flatten(task.requires())
-        if opts.get("fixwcs") == "true":
+        if opts.get("fixwcs") == "true" or opts.get("photcalib") == "true":
             tasks.append(FixWCS(obsid=self.obsid, options=opts))
+        if opts.get("photcalib") == "true":
+            tasks.append(PhotCalib(obsid=self.obsid, options=opts))
         return tasks
 
 
