@@ -9,6 +9,8 @@ distortion  the TPV distortion model per OTA, true per-exposure WCS, perturbed m
 psf         the Moffat PSF: enclosed energy and pixel-integrated stamps
 sky         sky background and dome-flat illumination models
 detector    gains, bias pedestals, dark current, noise and digitisation
+effects     part 2: crosstalk, non-linearity, full well and bleeding, persistence, cells, defects, bias
+            structure, glow, flat response, cosmic rays, pupil ghost, fringes
 headers     raw primary and cell headers (ZPX WCS included)
 render      one exposure: cells and truth
 mastercals  the mastercals tree (WCS) and the reference catalogue files

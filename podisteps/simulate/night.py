@@ -65,8 +65,15 @@ def simulate_night(spec: str | os.PathLike | dict | Night, outdir, *, seed: int 
         if unknown:
             raise ValueError(f"--only: no exposure(s) {', '.join(sorted(unknown))} in night {night.name}")
         exposures = [e for e in exposures if e.obsid in wanted]
+    geo = night.exposures[0].geometry if night.exposures else None
     for layout in night.layouts:
         mastercals.write_wcs_mastercals(outdir, layout, seed=night.seed)
+        mastercals.write_crosstalk(outdir, layout)
+        mastercals.write_bpm(outdir, layout, geo)
+        mastercals.write_fringevectors(outdir, layout)
+        mastercals.write_detector_truth(outdir, layout, geo)
+    if night.layouts:
+        mastercals.write_nonlinearity(outdir, seed=night.seed)
     if any(e.field is not None for e in night.exposures):
         mastercals.write_refcat(outdir, night.population, seed=night.seed)
         mastercals.write_population(outdir, night.population)

@@ -30,6 +30,18 @@ Schema (all keys of ``[night]`` except ``start`` are optional; see ``docs/simula
     airmass = [1.1, 1.3]            # same
     sky_mag = 21.0                  # optional: override the filter's dark-sky mag/arcsec^2
     start = "2013-10-05T03:00:00"   # optional: start of this block
+    bright_star = {mag = 9.0, ota = 43, x = 2000, y = 1500}   # optional: a saturating star (see below)
+
+    [effects]                       # detector and optics effects, all on by default (effects.Effects)
+    all = true                      # optional: set every switch first
+    crosstalk = true                # ... nonlinearity, saturation, persistence, broken_cells, video_cells,
+                                    # bad_pixels, bias_structure, dark_glow, flat_response, cosmic_rays,
+                                    # pupil_ghost, fringes
+    cosmic_ray_rate = 0.025         # events per cm^2 per s
+
+``bright_star`` puts a star of magnitude ``mag`` (in the block's filter) at full-size bin1 pixel
+``(x, y)`` (0-based) of OTA ``ota`` in the block's first exposure; it keeps that sky position in the
+block's other exposures and exists only in that block.
 
 The layout follows the date (pODI before MJD 57023, ODI 5x6 after); the night name is the date of
 UT - 7 h - 12 h.
@@ -38,6 +50,7 @@ UT - 7 h - 12 h.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
 import os
@@ -49,6 +62,7 @@ from pathlib import Path
 
 from .. import instrument
 from . import photometry
+from .effects import Effects
 from .randomness import rng_for
 
 __all__ = ["FieldSpec", "ExposureSpec", "Night", "load_night", "night_of", "mjd_of", "DITHER_PATTERNS"]
@@ -97,6 +111,19 @@ class FieldSpec:
     """A science field: name and telescope pointing (before dithers), degrees."""
 
     name: str
+    ra: float
+    dec: float
+
+
+@dataclass(frozen=True)
+class BrightStar:
+    """A saturating star of one block: magnitude in the block's filter, where it was asked for, and its
+    sky position (deg) fixed from the block's first exposure."""
+
+    mag: float
+    ota: int
+    x: float
+    y: float
     ra: float
     dec: float
 
@@ -170,6 +197,7 @@ class ExposureSpec:
     seeing: float = 1.0
     airmass: float = 1.0
     sky_mag: float | None = None
+    bright_star: "BrightStar | None" = None
 
     @property
     def dirname(self) -> str:
@@ -226,6 +254,9 @@ class Night:
     star_density: float
     fields: dict
     exposures: list = field(default_factory=list)
+    effects: Effects = field(default_factory=Effects)
+    #: Saturated columns per (obsid, ota) of rendered exposures (persistence sources), filled by the renderer.
+    saturation_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @functools.cached_property
     def population(self):
@@ -331,6 +362,7 @@ def load_night(spec: str | os.PathLike | dict, *, seed: int | None = None) -> Ni
         binning=int(head.get("binning", 1)),
         star_density=float(head.get("star_density", 3000.0)),
         fields={},
+        effects=Effects.from_spec(data.get("effects")),
     )
     instrument.geometry(night.kind, night.binning)  # validates kind and binning
     for f in data.get("field", []):
@@ -388,9 +420,30 @@ def load_night(spec: str | os.PathLike | dict, *, seed: int | None = None) -> Ni
                     airmass=_ramp(block.get("airmass", 1.2), i, count),
                     sky_mag=None if "sky_mag" not in block else float(block["sky_mag"]),
                 )
+            if "bright_star" in block and fld is not None:
+                if i == 0:
+                    bright = _bright_star(block["bright_star"], exp, bi)
+                exp = dataclasses.replace(exp, bright_star=bright)
             night.exposures.append(exp)
             t = start + timedelta(seconds=exptime + overhead)
     return night
+
+
+def _bright_star(spec: dict, exposure: ExposureSpec, block: int) -> BrightStar:
+    """Place a block's bright star: full-size pixel (x, y) of an OTA in the block's first exposure."""
+    from astropy.wcs import WCS
+
+    from .distortion import true_header
+
+    try:
+        mag, ota, x, y = float(spec["mag"]), int(spec["ota"]), float(spec["x"]), float(spec["y"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"night spec: sequence block {block}: bright_star needs mag, ota, x, y") from None
+    if ota not in exposure.otas:
+        raise ValueError(f"night spec: sequence block {block}: bright_star OTA {ota} is not in the layout")
+    scale = exposure.geometry.scale
+    ra, dec = WCS(true_header(exposure, ota)).all_pix2world([[x / scale, y / scale]], 0)[0]
+    return BrightStar(mag, ota, x, y, float(ra), float(dec))
 
 
 def pointing_error_radius(night: Night) -> float:

@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from .. import instrument
 from ..atomic import write_fits_atomic, write_text_atomic
-from . import detector, distortion, photometry
+from . import detector, distortion, effects, photometry
 
 __all__ = ["exposure_truth", "write_exposure_truth", "stars_table", "truth_dir"]
 
@@ -101,6 +101,33 @@ def exposure_truth(render) -> dict:
         }
     out["gains"] = {f"{o:02d}": detector.cell_table(r.gains) for o, r in render.otas.items()}
     out["bias_pedestal_adu"] = {f"{o:02d}": detector.cell_table(r.pedestals) for o, r in render.otas.items()}
+    eff = render.effects
+    out["effects"] = eff.as_dict()
+    out["overscan_level_adu"] = {f"{o:02d}": detector.cell_table(r.overscan) for o, r in render.otas.items()
+                                 if r.overscan is not None}
+    out["cellmode"] = {f"{o:02d}": r.primary["CELLMODE"] for o, r in render.otas.items()}
+    out["detector_serial"] = {f"{o:02d}": r.primary["OTA_ID"] for o, r in render.otas.items()}
+    out["effects_per_ota"] = {f"{o:02d}": r.info for o, r in render.otas.items()}
+    if e.bright_star is not None:
+        b = e.bright_star
+        out["bright_star"] = {"mag": b.mag, "ota": b.ota, "x_fullsize": b.x, "y_fullsize": b.y, "ra": b.ra,
+                              "dec": b.dec, "id": -1}
+    out["detector_truth"] = (f"truth/detector/{e.layout}/detector_{e.kind}_bin{e.binning}.json "
+                             "(non-linearity, full well, bias structure, glow, defects, response steps per serial)")
+    out["masks"] = {"file": "masks.fits", "bits": effects.MASK_BITS,
+                    "note": "uint8 OTAxy.MASK images in the OTA frame: BADPIX true defects (listed in the BPM or "
+                            "not), SATURATED own charge above full well, BLEED spilled charge, PERSISTENCE "
+                            "persistent charge from earlier exposures, COSMIC >= 3 read noises of cosmic-ray "
+                            "charge, CELL broken or video cells"}
+    out["persistence_model"] = {
+        "adu": "(A1 exp(-t/tau1) + A2 exp(-t/tau2)) (1 - t/window), nominal ADU per pixel, 0 <= t <= window",
+        "A": list(effects.PERSISTENCE_AMPLITUDES), "tau_s": list(effects.PERSISTENCE_TAUS),
+        "window_s": effects.PERSISTENCE_WINDOW,
+        "where": "rows [0, top) of every column of the same cell and OTA that reached full well in an earlier "
+                 "exposure; t = start of this exposure - end of the earlier one"}
+    if render.sky is not None or render.illumination is not None:
+        out["pupil_ghost_model"] = {f: {"r1": v[0], "r_peak": v[1], "r2": v[2], "peak_rel": v[3]}
+                                    for f, v in effects.PUPIL_GHOST.items()}
     return out
 
 
@@ -122,6 +149,15 @@ def write_exposure_truth(render, outdir) -> Path:
     if render.exposure.obstype == "OBJECT":
         table = stars_table(render)
         write_fits_atomic(fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(table)]), folder / "stars.fits")
+    mask_hdus = [fits.PrimaryHDU()]
+    for ota in instrument.layout(render.exposure.layout).otas:
+        o = render.otas.get(ota)
+        if o is not None and o.masks is not None:
+            mask_hdus.append(fits.CompImageHDU(o.masks, name=f"OTA{ota:02d}.MASK", compression_type="RICE_1"))
+    if len(mask_hdus) > 1:
+        for name, bit in effects.MASK_BITS.items():
+            mask_hdus[0].header[f"MASKB{bit.bit_length() - 1}"] = (name, f"bit value {bit}")
+        write_fits_atomic(fits.HDUList(mask_hdus), folder / "masks.fits")
     text = json.dumps(exposure_truth(render), indent=1, default=_json_default, allow_nan=False)
     write_text_atomic(text + "\n", folder / "exposure.json")
     return folder
