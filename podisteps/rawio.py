@@ -8,6 +8,7 @@ Raw format (QUICKREDUCE_SPEC.md sections 2 and 9.1): one file per OTA,
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -343,7 +344,7 @@ def write_raw_ota(
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(_header_block(fits.PrimaryHDU(header=primary).header))
         for (cx, cy), data in zip(instrument.CELL_IDS, arrays):
-            fh.write(_header_block(_uint16_image_header(cell_headers[(cx, cy)], data.shape, f"xy{cx}{cy}")))
+            fh.write(_uint16_image_block(cell_headers[(cx, cy)], data.shape, f"xy{cx}{cy}"))
             raw = (data ^ np.uint16(0x8000)).astype(">u2").tobytes()  # int16 + BZERO 32768, big-endian
             fh.write(raw + b"\0" * (-len(raw) % 2880))
     return Path(path)
@@ -353,23 +354,31 @@ _STRUCTURAL = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCO
                "BSCALE", "EXTNAME", "EXTEND")
 
 
-def _uint16_image_header(user: fits.Header, shape: tuple[int, int], extname: str) -> fits.Header:
-    """An IMAGE extension header for uint16 data (BITPIX 16, BZERO 32768) with the user's cards."""
+@functools.cache
+def _structural_cards(ny: int, nx: int) -> str:
+    """The structural cards of a uint16 IMAGE extension (BITPIX 16, BZERO 32768), as card images."""
     hdr = fits.Header()
     hdr["XTENSION"] = ("IMAGE", "Image extension")
     hdr["BITPIX"] = 16
     hdr["NAXIS"] = 2
-    hdr["NAXIS1"] = shape[1]
-    hdr["NAXIS2"] = shape[0]
+    hdr["NAXIS1"] = nx
+    hdr["NAXIS2"] = ny
     hdr["PCOUNT"] = 0
     hdr["GCOUNT"] = 1
     hdr["BSCALE"] = 1
     hdr["BZERO"] = 32768
-    hdr["EXTNAME"] = extname
-    for card in user.cards:
-        if card.keyword not in _STRUCTURAL:
-            hdr.append(card)
-    return hdr
+    return hdr.tostring(sep="", endcard=False, padding=False)
+
+
+def _uint16_image_block(user: fits.Header, shape: tuple[int, int], extname: str) -> bytes:
+    """The header block of a uint16 IMAGE extension with the user's cards, padded to 2880 bytes."""
+    if any(key in user for key in _STRUCTURAL):
+        user = user.copy()
+        for key in _STRUCTURAL:
+            user.remove(key, ignore_missing=True, remove_all=True)
+    text = (_structural_cards(*shape) + fits.Card("EXTNAME", extname).image
+            + user.tostring(sep="", endcard=False, padding=False) + "END".ljust(80))
+    return (text + " " * (-len(text) % 2880)).encode("ascii")
 
 
 def _header_block(header: fits.Header) -> bytes:

@@ -13,7 +13,6 @@ Checkpoint layout: PRIMARY (provenance), ``OTAxy.SCI`` (float32, NaN undefined),
 from __future__ import annotations
 
 import dataclasses
-import time
 import warnings
 import zlib
 from pathlib import Path
@@ -165,7 +164,6 @@ class DetrendOTA(PodiTask):
     # ------------------------------------------------------------------------------------------------
 
     def run(self):
-        started = time.perf_counter()
         opts = self.reduction_options
         cal = dataclasses.replace(self.calibrations,
                                   **{step: Path(t.path) for step, t in self.input()["masters"].items()})
@@ -275,7 +273,6 @@ class DetrendOTA(PodiTask):
         header["SKY_STD"] = (stats["SKYBGSTD"], "std of the sky boxes, ADU")
         for step, key in REDUCTION_LOG_KEYS.items():
             header[key] = (log[step], f"reduction log: {step}")
-        header["DETRTIME"] = (round(time.perf_counter() - started, 3), "DetrendOTA wall time, s")
 
         primary_hdu = fits.PrimaryHDU()
         inputs = self.input()
@@ -290,7 +287,7 @@ class DetrendOTA(PodiTask):
         self.output().write_hdulist(fits.HDUList([
             primary_hdu,
             fits.ImageHDU(sci, header=header),
-            fits.ImageHDU(mask, header=mask_header),
+            fits.CompImageHDU(mask, header=mask_header, compression_type="RICE_1"),  # lossless, mostly 0
             sky_hdu,
         ]))
 

@@ -180,6 +180,9 @@ class MasterOTA(_MasterBase):
         for key, value, comment in provenance_cards(self, {"frames": paths}):
             hdul[0].header[key] = (value, comment)
         self.output().write_hdulist(hdul)
+        if not reduction_options().keepcalframes:
+            for path in paths:  # intermediates of calibration frames: the master is what is kept
+                Path(path).unlink(missing_ok=True)
 
     def _scales(self, headers, levels) -> list:
         if self.kind == "dark":

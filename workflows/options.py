@@ -185,6 +185,8 @@ OPTIONS: tuple[Option, ...] = (
            "(comma list of bias, dark, flat); an explicit -bias/-dark/-flat or -cals file wins.",
            _DETREND, 6),
     Option("mincalframes", "int", 2, "Fewest input frames a night master may be built from.", (), 6),
+    Option("keepcalframes", "switch", False, "Keep the detrended calibration frames after their master "
+           "is made (by default they are deleted so a night fits on disk).", (), 6),
     Option("illumcorr", "path", None, "Divide by the illumination correction "
            "illumination__<FILTER>_bin<B>.fits.", _DETREND, 5),
     Option("overscan", "choice", "scalar", "Overscan model: 'scalar' = median of the overscan block "
