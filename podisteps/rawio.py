@@ -27,6 +27,7 @@ __all__ = [
     "ExposureFiles",
     "RawOTA",
     "OTA_FILE_RE",
+    "OBSID_PATTERN",
     "ota_filename",
     "find_exposure_files",
     "read_primary_header",
@@ -37,8 +38,11 @@ __all__ = [
     "REQUIRED_PRIMARY_KEYS",
 ]
 
-#: ``<base>.<OTA>.fits[.fz]`` where base is ``<letter><YYYYMMDD>T<HHMMSS>.<n>``.
-OTA_FILE_RE = re.compile(r"^(?P<base>[a-z]\d{8}T\d{6}\.\d+)\.(?P<ota>\d{2})\.fits(?P<fz>\.fz)?$")
+#: An exposure name: ``<letter><YYYYMMDD>T<HHMMSS>.<n>``.
+OBSID_PATTERN = r"[a-z]\d{8}T\d{6}\.\d+"
+
+#: ``<base>.<OTA>.fits[.fz]`` where base is an exposure name.
+OTA_FILE_RE = re.compile(rf"^(?P<base>{OBSID_PATTERN})\.(?P<ota>\d{{2}})\.fits(?P<fz>\.fz)?$")
 
 #: Primary keywords without which an OTA cannot be reduced (spec section 11.12).
 REQUIRED_PRIMARY_KEYS = (

@@ -54,3 +54,12 @@ def small_night(tmp_path_factory):
     out = tmp_path_factory.mktemp("small-night")
     simulate_night(ROOT / "configs" / "nights" / "test-small.toml", out, seed=7)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _no_writes_outside_tmp():
+    """Fail any test that leaves files in the source tree (tests write only to temporary folders)."""
+    before = {p.name for p in ROOT.iterdir()}
+    yield
+    added = {p.name for p in ROOT.iterdir()} - before - {".pytest_cache", ".venv"}
+    assert not added, f"test wrote into the source tree: {sorted(added)}"

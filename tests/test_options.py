@@ -68,8 +68,8 @@ def test_collectcells_command_line():
     assert opts == options.ReductionOptions()
     with pytest.raises(options.OptionError, match="unknown option -nosuchflag"):
         options.parse_collectcells_args(["a", "b", "-nosuchflag"])
-    with pytest.raises(options.OptionError, match=r"-fixwcs is not available yet: .*issue 7"):
-        options.parse_collectcells_args(["a", "b", "-fixwcs"])
+    with pytest.raises(options.OptionError, match=r"-fringe is not available yet: .*issue 9"):
+        options.parse_collectcells_args(["a", "b", "-fringe"])
 
 
 def test_significant_options_select_by_family():

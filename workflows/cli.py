@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -72,13 +73,42 @@ def _cmd_options() -> int:
     return 0
 
 
+def _raw_view(files, work: Path) -> str:
+    """Link the exposure's folder, and every other exposure folder beside it, into ``<work>/raw/<night>/``.
+
+    The DAG then finds the exposure where it expects it, and its neighbours serve as persistency sources
+    and calibration frames (``-masters``). Returns the night.
+    """
+    from podisteps.rawio import OBSID_PATTERN
+
+    from .paths import night_of
+
+    night = night_of(files.obsid)
+    folder = work / "raw" / night
+    folder.mkdir(parents=True, exist_ok=True)
+    for sibling in files.directory.resolve().parent.iterdir():
+        if sibling.is_dir() and re.fullmatch(OBSID_PATTERN, sibling.name) and night_of(sibling.name) == night:
+            link = folder / sibling.name
+            if link.is_symlink() and link.resolve() != sibling:
+                link.unlink()
+            if not link.exists():
+                link.symlink_to(sibling, target_is_directory=True)
+    return night
+
+
 def collectcells_main(argv: list[str] | None = None) -> int:
     """Entry point of ``podi_collectcells INPUT OUTPUT.fits [-flag[=value] ...]``.
 
-    Exit codes: 0 success, 2 bad command line or input.
+    INPUT is an exposure folder or one of its OTA files. Checkpoints go to ``[podiflow] work_dir`` if
+    luigi.cfg sets one, else ``podiflow-work/`` beside OUTPUT. Exit codes: 0 success, 2 failure or bad
+    command line.
     """
+    import luigi
+
     from podisteps.rawio import RawFormatError, find_exposure_files
 
+    from .base import options_param
+    from .collect import CollectCells
     from .options import OptionError, parse_collectcells_args
 
     argv = sys.argv[1:] if argv is None else argv
@@ -87,7 +117,7 @@ def collectcells_main(argv: list[str] | None = None) -> int:
               "INPUT is an exposure folder or any one of its OTA files; `podiflow options` lists the flags.")
         return 0 if argv else 2
     try:
-        positionals, _options, warnings = parse_collectcells_args(argv)
+        positionals, options, warnings = parse_collectcells_args(argv)
     except OptionError as exc:
         print(f"podi_collectcells: {exc}", file=sys.stderr)
         return 2
@@ -101,6 +131,33 @@ def collectcells_main(argv: list[str] | None = None) -> int:
     except RawFormatError as exc:
         print(f"podi_collectcells: {exc}", file=sys.stderr)
         return 2
-    print(f"podi_collectcells: {files.obsid}: {len(files.files)} OTA files found; the reduction chain "
-          "arrives with issue 10 (the final MEF).", file=sys.stderr)
-    return 3
+    output = Path(positionals[1]).expanduser().resolve()
+    if output.name.endswith("/") or output.is_dir():
+        output = output / "collectcells.fits"
+    if not output.name.endswith(".fits"):
+        output = output.with_name(output.name + ".fits")
+    if output.exists():
+        if options.noclobber:
+            print(f"podi_collectcells: {output} exists and -noclobber is set: nothing to do")
+            return 0
+        output.unlink()  # QuickReduce replaces an existing output; checkpoints are reused either way
+    cfg = luigi.configuration.get_config()
+    configured = cfg.get("podiflow", "work_dir", "").strip()
+    # luigi.cfg's default "work" is relative to wherever luigi runs: podi_collectcells keeps its own
+    # checkpoints beside OUTPUT unless a work folder is really configured
+    work = (Path(configured) if configured not in ("", "work") else output.parent / "podiflow-work").resolve()
+    _raw_view(files, work)
+    cfg.set("podiflow", "raw_dir", str(work / "raw"))
+    cfg.set("podiflow", "work_dir", str(work))
+    if options.verbose:
+        print(f"podi_collectcells: {files.obsid}: {len(files.files)} OTA files; work folder {work}")
+    families = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
+    task = CollectCells(obsid=files.obsid, output_path=str(output), options=options_param(options, families))
+    result = luigi.build([task], local_scheduler=True, workers=max(1, options.ncpu), detailed_summary=True,
+                         log_level="WARNING")
+    if result.status.name != "SUCCESS" or not output.exists():
+        print(f"podi_collectcells: {files.obsid} failed ({result.status.name}); see the messages above",
+              file=sys.stderr)
+        return 2
+    print(f"podi_collectcells: wrote {output}")
+    return 0

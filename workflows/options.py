@@ -174,64 +174,64 @@ OPTIONS: tuple[Option, ...] = (
     # ---- calibration inputs and detrending (issue 5, masters issue 6)
     Option("cals", "str", None, "Folder(s) with master bias/dark/flat (and techdata, illumination) "
            "files in QuickReduce's names; a comma list means the first folder that has the file.",
-           _DETREND, 6),
+           _DETREND, 6, available=True),
     Option("bias", "path", None, "Subtract the master bias (bias_bin<B>.fits); a file or folder "
-           "overrides -cals.", _DETREND, 5),
+           "overrides -cals.", _DETREND, 5, available=True),
     Option("dark", "path", None, "Subtract the master dark (dark_yes_bin<B>.fits, ADU/s) scaled by "
-           "the exposure time; a file or folder overrides -cals.", _DETREND, 5),
+           "the exposure time; a file or folder overrides -cals.", _DETREND, 5, available=True),
     Option("flat", "path", None, "Divide by the master flat, searching tflat, dflat, flat "
-           "(<type>_<FILTER>_bin<B>.fits); a file or folder overrides -cals.", _DETREND, 5),
+           "(<type>_<FILTER>_bin<B>.fits); a file or folder overrides -cals.", _DETREND, 5, available=True),
     Option("masters", "list", (), "Calibrations built from the night's own raw frames by the DAG "
            "(comma list of bias, dark, flat); an explicit -bias/-dark/-flat or -cals file wins.",
-           _DETREND, 6),
-    Option("mincalframes", "int", 2, "Fewest input frames a night master may be built from.", (), 6),
+           _DETREND, 6, available=True),
+    Option("mincalframes", "int", 2, "Fewest input frames a night master may be built from.", (), 6, available=True),
     Option("keepcalframes", "switch", False, "Keep the detrended calibration frames after their master "
-           "is made (by default they are deleted so a night fits on disk).", (), 6),
+           "is made (by default they are deleted so a night fits on disk).", (), 6, available=True),
     Option("illumcorr", "path", None, "Divide by the illumination correction "
-           "illumination__<FILTER>_bin<B>.fits.", _DETREND, 5),
+           "illumination__<FILTER>_bin<B>.fits.", _DETREND, 5, available=True),
     Option("overscan", "choice", "scalar", "Overscan model: 'scalar' = median of the overscan block "
            "per cell (QuickReduce); 'rowwise' = a smoothed row-by-row overscan; 'none'.",
-           _DETREND, 5, choices=("scalar", "rowwise", "none")),
+           _DETREND, 5, choices=("scalar", "rowwise", "none"), available=True),
     Option("crosstalk", "path_on", "auto", "Crosstalk correction with the inverse matrix per cell row "
-           "(on by default; a file or folder chooses the matrix, 'no' turns it off).", _DETREND, 5),
+           "(on by default; a file or folder chooses the matrix, 'no' turns it off).", _DETREND, 5, available=True),
     Option("nonlinearity", "path", None, "Apply the per-cell non-linearity d + c2 d^2 + c3 d^3 "
            "(table from the mastercals history by MJD and layout, or the file/folder given).",
-           _DETREND, 5),
+           _DETREND, 5, available=True),
     Option("gain", "choice", None, "Gain normalisation: 'relative' (RELATIVE_GAIN of the "
            "non-linearity table), 'header' (cell GAIN, to electrons), 'techdata' (per-cell gain "
            "from a TECHDATA file); the bare flag means relative with -nonlinearity, else header.",
-           _DETREND, 5, choices=("relative", "header", "techdata", "auto")),
+           _DETREND, 5, choices=("relative", "header", "techdata", "auto"), available=True),
     Option("techdata", "str", None, "Source of per-cell gain and read noise: 'from_flat', "
            "'from_bias', or a file/folder with techdata_<type>_<FILTER>_bin<B>.fits.", _DETREND, 6),
     Option("bpm", "path", None, "Mask bad-pixel regions from ds9 region files bpm_xyNN.reg "
-           "('auto' = the mastercals tree; a single file applies to every OTA).", _DETREND, 5),
+           "('auto' = the mastercals tree; a single file applies to every OTA).", _DETREND, 5, available=True),
     Option("persistency", "path_on", "auto", "Mask the persistence of earlier exposures' saturated "
            "pixels within the window (on by default, through the DAG's saturation catalogues; 'no' turns "
            "it off; a folder also shares QuickReduce-format *.saturated.fits catalogues there).",
-           _DETREND, 5),
+           _DETREND, 5, available=True),
     Option("persistency_window", "float", 600.0, "Persistency window after the end of an earlier "
-           "exposure, seconds.", _DETREND, 5),
+           "exposure, seconds.", _DETREND, 5, available=True),
     Option("keepcells", "str", None, "Keep broken/video cells: bare flag = all; 'most' = all but dead "
-           "and floated cells; or a list of OTA.cxcy ids.", _DETREND, 5),
-    Option("trimcell", "int", 0, "Trim this many pixels off every edge of each cell.", _DETREND, 5),
+           "and floated cells; or a list of OTA.cxcy ids.", _DETREND, 5, available=True),
+    Option("trimcell", "int", 0, "Trim this many pixels off every edge of each cell.", _DETREND, 5, available=True),
     Option("crj", "int", 0, "Cosmic-ray rejection with L.A.Cosmic, this many iterations (0 = off).",
-           _DETREND, 5),
-    Option("crjsigclip", "float", 5.0, "L.A.Cosmic detection limit, sigma.", _DETREND, 5),
-    Option("crjsigfrac", "float", 0.3, "L.A.Cosmic neighbour detection fraction.", _DETREND, 5),
-    Option("crjobjlim", "float", 5.0, "L.A.Cosmic contrast limit against stars.", _DETREND, 5),
-    Option("crjsaturation", "float", 55000.0, "Saturation level for L.A.Cosmic, ADU.", _DETREND, 5),
+           _DETREND, 5, available=True),
+    Option("crjsigclip", "float", 5.0, "L.A.Cosmic detection limit, sigma.", _DETREND, 5, available=True),
+    Option("crjsigfrac", "float", 0.3, "L.A.Cosmic neighbour detection fraction.", _DETREND, 5, available=True),
+    Option("crjobjlim", "float", 5.0, "L.A.Cosmic contrast limit against stars.", _DETREND, 5, available=True),
+    Option("crjsaturation", "float", 55000.0, "Saturation level for L.A.Cosmic, ADU.", _DETREND, 5, available=True),
     Option("crjmethod", "choice", "cy", "Cosmic-ray implementation (kept for compatibility; podiflow "
-           "always uses a compiled L.A.Cosmic).", _DETREND, 5, choices=("cy", "py")),
+           "always uses a compiled L.A.Cosmic).", _DETREND, 5, choices=("cy", "py"), available=True),
     Option("photflat", "path", None, "Divide by the photometric flat photflat_<FILTER>_bin<B>.fits.",
            _DETREND, 8),
     # ---- WCS (issue 5 attaches the canned distortion, issue 7 solves it)
     Option("wcs", "path_on", "auto", "Canned distortion WCS: 'auto' = the mastercals history by MJD; "
            "a file or folder; 'plain' = no distortion, CRPIX from the OTA position; 'no' keeps the "
-           "raw header WCS.", _DETREND, 5),
+           "raw header WCS.", _DETREND, 5, available=True),
     Option("simplewcs", "switch", False, "Use a plain RA---TAN WCS without distortion terms.",
-           _DETREND, 7),
+           _DETREND, 7, available=True),
     Option("tanwcs", "switch", False, "After attaching the distortion, label CTYPE TAN (PV cards kept).",
-           _DETREND, 7),
+           _DETREND, 7, available=True),
     Option("wcsoffset", "floats", None, "Offset added to the pointing, degrees (dRA, dDec); the RA "
            "offset is divided by cos(Dec).", _DETREND, 7, length=2, aliases=("pointing",)),
     Option("dither", "floats", None, "Defunct in QuickReduce: accepted with a warning, no effect.",
@@ -241,9 +241,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("nonsidereal", "str", None, "Non-sidereal tracking 'dra,ddec,ref': arcsec/hour "
            "(dRA*cos Dec, dDec), ref an MJD or a FITS file whose MJD-OBS is used.", _WCS, 7),
     Option("fixwcs", "switch", False, "Source catalogues and astrometric calibration against the "
-           "reference catalogue.", _WCS + _CAT, 7),
+           "reference catalogue.", _WCS + _CAT, 7, available=True),
     Option("wcscatalog", "str", "auto", "Reference catalogue for astrometry: a file, a sharded folder "
-           "with an index, or 'auto' ([podiflow] refcat).", _WCS, 7),
+           "with an index, or 'auto' ([podiflow] refcat).", _WCS, 7, available=True),
     # ---- focal-plane corrections (issue 9)
     Option("pupilghost", "path", None, "Pupil-ghost removal (template by filter-arm level from the "
            "mastercals history, or the file/folder given).", _FOCAL, 9),
@@ -253,11 +253,11 @@ OPTIONS: tuple[Option, ...] = (
            _FOCAL, 9),
     # ---- photometry (issue 8)
     Option("photcalib", "switch", False, "Photometric zero point against the reference catalogue "
-           "(needs -fixwcs).", _PHOT, 8),
+           "(needs -fixwcs).", _PHOT, 8, available=True),
     Option("photcatalog", "str", "auto", "Reference catalogue for photometry (as -wcscatalog).",
            _PHOT, 8),
     Option("photmatchradius", "float", 2.0, "Match radius for photometric calibration, arcsec.",
-           _PHOT, 8),
+           _PHOT, 8, available=True),
     Option("fitradialZP", "switch", False, "Fit the radial trend of the zero point (RADZP_*).", _PHOT, 8),
     Option("autophotflat", "switch", False, "Build a photometric flat from the zero-point residuals, "
            "apply it and calibrate again.", _PHOT, 8),
@@ -269,22 +269,22 @@ OPTIONS: tuple[Option, ...] = (
            choices=("2", "4", "8")),
     Option("fpack", "switch", False, "Write the final MEF Rice-compressed (.fits.fz).", _MEF, 10),
     Option("maskext", "switch", False, "Add OTAxy.MASK extensions with the mask bits.", _MEF, 10),
-    Option("addfitskey", "multi", (), "Add a primary keyword 'KEY,value' (repeatable).", _MEF, 10),
-    Option("centralonly", "switch", False, "pODI: reduce only the central 3x3 OTAs.", _MEF, 10),
-    Option("singleota", "int", None, "Reduce only this OTA.", _MEF, 10),
-    Option("selectota", "list", (), "Reduce only these OTAs (comma list).", _MEF, 10),
-    Option("skipota", "list", (), "Do not reduce these OTAs (comma list).", _MEF, 10),
-    Option("noclobber", "switch", False, "Do not replace an existing output file.", (), 10),
+    Option("addfitskey", "multi", (), "Add a primary keyword 'KEY,value' (repeatable).", _MEF, 10, available=True),
+    Option("centralonly", "switch", False, "pODI: reduce only the central 3x3 OTAs.", _MEF, 10, available=True),
+    Option("singleota", "int", None, "Reduce only this OTA.", _MEF, 10, available=True),
+    Option("selectota", "list", (), "Reduce only these OTAs (comma list).", _MEF, 10, available=True),
+    Option("skipota", "list", (), "Do not reduce these OTAs (comma list).", _MEF, 10, available=True),
+    Option("noclobber", "switch", False, "Do not replace an existing output file.", (), 10, available=True),
     # ---- QA (issue 11)
-    Option("noqaplots", "switch", False, "Make no QA plots.", _QA, 11),
+    Option("noqaplots", "switch", False, "Make no QA plots.", _QA, 11, available=True),
     Option("plotformat", "list", ("png",), "QA plot formats (comma list).", _QA, 11),
     Option("nootalevelplots", "switch", False, "No per-OTA QA plots.", _QA, 11),
     Option("qasubdirs", "switch", False, "Put QA plots in a QA/ folder tree beside the output.", _QA, 11),
     Option("qasubdirname", "str", None, "Name of the QA folder (implies -qasubdirs).", _QA, 11),
     # ---- run control
-    Option("ncpu", "int", 1, "Number of Luigi worker processes.", (), 10),
+    Option("ncpu", "int", 1, "Number of Luigi worker processes.", (), 10, available=True),
     Option("timeout", "float", None, "Abort the whole run after this many seconds.", (), 10),
-    Option("verbose", "switch", False, "Print the resolved options.", (), 10),
+    Option("verbose", "switch", False, "Print the resolved options.", (), 10, available=True),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -17,6 +17,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+from podisteps.rawio import OBSID_PATTERN
 from podisteps.nightindex import NightIndex, load_night_index, night_signature, observing_night
 
 from .settings import podiflow
@@ -32,7 +33,7 @@ __all__ = [
     "night_index",
 ]
 
-_OBSID_RE = re.compile(r"^[a-z](\d{8}T\d{6})\.\d+$")
+_OBSID_RE = re.compile(rf"^{OBSID_PATTERN}$")
 
 
 def night_of(obsid: str) -> str:
@@ -40,7 +41,7 @@ def night_of(obsid: str) -> str:
     m = _OBSID_RE.match(obsid)
     if not m:
         raise ValueError(f"{obsid!r} is not an exposure name like o20130101T123456.0")
-    start = datetime.strptime(m[1], "%Y%m%dT%H%M%S")
+    start = datetime.strptime(obsid[1:16], "%Y%m%dT%H%M%S")
     return observing_night(start, utc_offset_hours=podiflow().utc_offset_hours)
 
 
