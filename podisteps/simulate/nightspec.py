@@ -16,7 +16,7 @@ Schema (all keys of ``[night]`` except ``start`` are optional; see ``docs/simula
     dec = "+15:30:00"
 
     [[sequence]]                    # blocks, in time order
-    type = "object"                 # "bias", "dark", "dflat" or "object"
+    type = "object"                 # "bias", "dark", "dflat", "tflat" or "object"
     count = 5
     field = "F1"                    # object only
     filter = "odi_r"                # dflat/object; a list repeats the block per filter
@@ -68,7 +68,10 @@ from .randomness import rng_for
 __all__ = ["FieldSpec", "ExposureSpec", "Night", "load_night", "night_of", "mjd_of", "DITHER_PATTERNS"]
 
 _MJD0 = datetime(1858, 11, 17)
-_OBSTYPES = {"bias": "BIAS", "dark": "DARK", "dflat": "DFLAT", "object": "OBJECT"}
+#: Exposure time of a twilight flat, s (the sky is bright: the level comes from the sky model).
+TWILIGHT_FLAT_EXPTIME = 10.0
+
+_OBSTYPES = {"bias": "BIAS", "dark": "DARK", "dflat": "DFLAT", "tflat": "TFLAT", "object": "OBJECT"}
 
 #: Named dither patterns in units of ``dither_step`` (East, North).
 DITHER_PATTERNS = {
@@ -141,7 +144,7 @@ class ExposureSpec:
     night : str
         Observing night ``YYYYMMDD``.
     obstype : str
-        ``BIAS``, ``DARK``, ``DFLAT`` or ``OBJECT``.
+        ``BIAS``, ``DARK``, ``DFLAT``, ``TFLAT`` or ``OBJECT``.
     object : str
         ``OBJECT`` card.
     filter : str
@@ -380,7 +383,8 @@ def load_night(spec: str | os.PathLike | dict, *, seed: int | None = None) -> Ni
         count = int(block.get("count", 1))
         filt = str(block.get("filter", "odi_r"))
         info = photometry.filter_info(filt)
-        default_exptime = {"bias": 0.0, "dark": 300.0, "dflat": info.dome_flat_exptime, "object": 300.0}[btype]
+        default_exptime = {"bias": 0.0, "dark": 300.0, "dflat": info.dome_flat_exptime,
+                           "tflat": TWILIGHT_FLAT_EXPTIME, "object": 300.0}[btype]
         exptime = float(block.get("exptime", default_exptime))
         fld = None
         if btype == "object":
@@ -406,7 +410,8 @@ def load_night(spec: str | os.PathLike | dict, *, seed: int | None = None) -> Ni
             )
             if fld is None:
                 ra, dec = _zenith(start)
-                label = {"bias": "bias", "dark": "dark", "dflat": f"dome flat {filt}"}[btype]
+                label = {"bias": "bias", "dark": "dark", "dflat": f"dome flat {filt}",
+                         "tflat": f"twilight flat {filt}"}[btype]
                 exp = ExposureSpec(**common, object=str(block.get("object", label)), ra=ra, dec=dec)
             else:
                 de, dn = dithers[i % len(dithers)]

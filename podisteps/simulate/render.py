@@ -3,6 +3,7 @@
 Signal model (electrons per pixel, before noise):
 
 - BIAS: nothing; DARK: dark current; DFLAT: dome illumination (``sky.IlluminationModel``) + dark current;
+  TFLAT: twilight sky (no lamp fall-off, a steeper gradient, no stars) + dark current;
 - OBJECT: sky (``sky.SkyModel``) + stars + dark current. Stars are Moffat PSFs (``psf.Moffat``) of FWHM =
   the exposure's seeing, placed at ``WCS(true header).all_world2pix(ra, dec, 0)`` of their position at the
   exposure epoch, with total flux ``10^(-0.4 (m_odi - ZP)) * EXPTIME`` ADU at the nominal gain,
@@ -120,7 +121,7 @@ def cell_of_pixels(geo: instrument.CellGeometry, x: np.ndarray, y: np.ndarray) -
 
 
 def _background_models(exposure, seed: int):
-    """Sky model (OBJECT) and dome illumination (DFLAT) of an exposure, or None."""
+    """Sky model (OBJECT), dome (DFLAT) or twilight (TFLAT) illumination of an exposure, or None."""
     info = photometry.filter_info(exposure.filter)
     scale = exposure.geometry.scale
     sky_model = illum = None
@@ -132,6 +133,10 @@ def _background_models(exposure, seed: int):
     elif exposure.obstype == "DFLAT":
         tx, ty = rng_for(seed, "flat-tilt", exposure.night).normal(0.0, FLAT_TILT_SIGMA, 2)
         illum = sky.IlluminationModel(level=info.dome_flat_adu, q=FLAT_FALLOFF, tx=float(tx), ty=float(ty))
+    elif exposure.obstype == "TFLAT":
+        # the twilight sky: as bright as a dome flat, flat but for a gradient 5x the night sky's
+        tx, ty = rng_for(seed, "twilight-gradient", exposure.obsid).normal(0.0, 5 * SKY_GRADIENT_SIGMA, 2)
+        illum = sky.IlluminationModel(level=info.dome_flat_adu, q=0.0, tx=float(tx), ty=float(ty))
     return sky_model, illum
 
 
@@ -316,7 +321,7 @@ def _render_ota(ctx: dict, ota: int) -> OTARender:
     background = ctx["background"]
     ghost = None
     if (background is not None and eff.pupil_ghost and e.filter in effects_mod.PUPIL_GHOST
-            and e.obstype in ("OBJECT", "DFLAT")):
+            and e.obstype in ("OBJECT", "DFLAT", "TFLAT")):
         ox, oy = effects_mod.pupil_ghost_centre(e.layout, e.rotator)
         gcx, gcy = crpix[0] - 1.0 + ox, crpix[1] - 1.0 + oy  # 0-based full-size px in this OTA
         size = geo.ota_size * geo.scale
