@@ -10,7 +10,7 @@ Signal model (electrons per pixel, before noise):
   ``ZP = zp0 - k (airmass - 1)``. Light falling between cells is lost.
 
 ADU at the nominal gain are turned into electrons with ``detector.NOMINAL_GAIN``; each cell then records
-``electrons / GAIN(cell)`` plus its bias pedestal and noise (``detector.digitise``).
+``electrons / GAIN(cell)`` plus its bias pedestal and noise (``detector.noisy_adu``).
 """
 
 from __future__ import annotations
