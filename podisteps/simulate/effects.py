@@ -106,7 +106,8 @@ class Effects:
         table = dict(table or {})
         base = {}
         if "all" in table:
-            base = {k: bool(table.pop("all")) for k in EFFECT_SWITCHES}
+            everything = bool(table.pop("all"))
+            base = dict.fromkeys(EFFECT_SWITCHES, everything)
         unknown = set(table) - set(EFFECT_SWITCHES) - {"cosmic_ray_rate"}
         if unknown:
             raise ValueError(f"night spec [effects]: unknown key(s) {', '.join(sorted(unknown))}; known: all, "

@@ -1,0 +1,227 @@
+"""Fringe measurement, global fringe scale and fringe templates (QUICKREDUCE_SPEC.md §3 step 14, §4.3, §5.4).
+
+The fringe template is dimensionless, ``(frame - sky) / sky`` (§5.4), so the fitted scale is about the
+sky level in ADU and the correction is ``data - template * scale`` (§3.1). The scale is measured with the
+Snodgrass & Carry (2013) method: the bright-minus-dark difference of the data over the same difference
+of the template, at the two ends of the fringe vectors of the ``fringevectors__<FILTER>__OTAnn.reg``
+files.
+
+Coordinates: region files hold 1-based full-size bin1 OTA pixels; the functions here work in 0-based
+pixels of the OTA frame at hand (bin2 or the scaled-down test instrument: ``scale`` full-size pixels per
+frame pixel), with pixel centres at integers. Frame pixel ``j`` covers full-size bin1 pixels
+``[j * scale, (j + 1) * scale)``, so a 1-based full-size coordinate ``v`` is at frame position
+``(v - 0.5) / scale - 0.5`` (``v - 1`` at bin1), as :mod:`podisteps.masks` maps regions.
+
+All functions are pure: nothing is read except a region file handed in, nothing is written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from .masks import RegionFile, VectorRegion, read_bpm_regions
+from .stats import three_sigma_clip
+
+__all__ = [
+    "FRINGE_BOX",
+    "FRINGE_COLUMNS",
+    "NOMINAL_SKY_RATE",
+    "box_half_width",
+    "fringe_vectors_from_regions",
+    "fringe_amplitudes",
+    "fringe_scale",
+    "fringe_template",
+    "reject_bright_sky",
+]
+
+#: Side of the boxes at the ends of a fringe vector, full-size bin1 px (spec §10: 20x20, +-10 px).
+FRINGE_BOX = 20.0
+
+#: Columns of the per-vector rows returned by :func:`fringe_amplitudes` (QuickReduce's order).
+FRINGE_COLUMNS = ("data_bright", "data_dark", "tmpl_bright", "tmpl_dark", "d_data", "d_tmpl", "scale")
+
+#: Nominal sky count rates, ADU/s per full-size px (``podi_fringing.avg_sky_countrates``, spec §4.3).
+NOMINAL_SKY_RATE = {"odi_i": 3.8, "odi_z": 4.0}
+
+
+def _frame_coordinate(value, scale: float):
+    """1-based full-size bin1 coordinate(s) -> 0-based frame pixel coordinate(s) (pixel centres at integers)."""
+    return (np.asarray(value, dtype=float) - 0.5) / scale - 0.5
+
+
+def fringe_vectors_from_regions(region_file: RegionFile | str | os.PathLike, *, scale: float = 1.0) -> np.ndarray:
+    """Dark and bright ends of the fringe vectors of a region file, in frame pixels.
+
+    Each ``vector(x, y, L, theta)`` (``# vector`` or bare, theta in degrees counter-clockwise) runs from a
+    dark point ``(x, y)`` to a bright point ``(x + L cos theta, y + L sin theta)`` (spec §3 step 14).
+    Boxes and other regions in the file are ignored.
+
+    Parameters
+    ----------
+    region_file : RegionFile or path
+        A parsed region file (:func:`podisteps.masks.parse_ds9_regions`) or the path of one.
+    scale : float, optional
+        Full-size bin1 pixels per frame pixel (binning, or 8 x binning for the test instrument).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n, 4), float: ``x_dark, y_dark, x_bright, y_bright`` in 0-based frame pixels.
+    """
+    if not isinstance(region_file, RegionFile):
+        region_file = read_bpm_regions(region_file)
+    vectors = [r for r in region_file.regions if isinstance(r, VectorRegion)]
+    out = np.empty((len(vectors), 4))
+    for row, v in zip(out, vectors):
+        angle = math.radians(v.angle)
+        row[:] = v.x, v.y, v.x + v.length * math.cos(angle), v.y + v.length * math.sin(angle)
+    return _frame_coordinate(out, scale)
+
+
+def _box_medians(image: np.ndarray, x: np.ndarray, y: np.ndarray, half: int) -> np.ndarray:
+    """nanmedian of ``image[y-half : y+half+1, x-half : x+half+1]`` around each rounded point (NaN if empty)."""
+    ny, nx = image.shape
+    out = np.full(len(x), np.nan)
+    for i, (xi, yi) in enumerate(zip(np.rint(x).astype(int), np.rint(y).astype(int))):
+        box = image[max(yi - half, 0):min(yi + half + 1, ny), max(xi - half, 0):min(xi + half + 1, nx)]
+        if box.size and np.isfinite(box).any():
+            out[i] = np.nanmedian(box)
+    return out
+
+
+def box_half_width(box: float, scale: float) -> int:
+    """Half-width in frame px of a box of ``box`` full-size px: ``round(box / 2 / scale)``, at least 1."""
+    return max(1, round(box / (2.0 * scale)))
+
+
+def fringe_amplitudes(
+    data: np.ndarray,
+    template: np.ndarray,
+    vectors: np.ndarray,
+    *,
+    box: float = FRINGE_BOX,
+    scale: float = 1.0,
+) -> np.ndarray:
+    """Per-vector fringe amplitudes of one OTA: the small measurement the global fit reads (spec §3 step 14).
+
+    Around each end of each vector the nanmedian of a square box is taken in the data and in the template
+    (``2 h + 1`` frame px on a side about the nearest pixel, ``h = round(box / 2 / scale)``, at least 1;
+    21x21 at bin1 where QuickReduce took 20x20). ``scale = (data_bright - data_dark) / (tmpl_bright -
+    tmpl_dark)``. Vectors with either difference zero or not finite (an end off the frame or fully masked)
+    are dropped.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Shape (ny, nx): the detrended OTA, ADU; masked pixels NaN.
+    template : numpy.ndarray
+        Shape (ny, nx): the fringe template of this OTA, dimensionless.
+    vectors : numpy.ndarray
+        Shape (n, 4): ``x_dark, y_dark, x_bright, y_bright`` frame px (:func:`fringe_vectors_from_regions`).
+    box : float, optional
+        Box side, full-size bin1 px.
+    scale : float, optional
+        Full-size bin1 pixels per frame pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (m, 7), m <= n, float: columns :data:`FRINGE_COLUMNS`; ``scale`` in ADU per template unit.
+    """
+    vectors = np.asarray(vectors, dtype=float).reshape(-1, 4)
+    half = box_half_width(box, scale)
+    xd, yd, xb, yb = vectors.T
+    db, dd = _box_medians(data, xb, yb, half), _box_medians(data, xd, yd, half)
+    tb, td = _box_medians(template, xb, yb, half), _box_medians(template, xd, yd, half)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rows = np.column_stack([db, dd, tb, td, db - dd, tb - td, (db - dd) / (tb - td)])
+    keep = np.isfinite(rows).all(axis=1) & (rows[:, 4] != 0) & (rows[:, 5] != 0)
+    return rows[keep]
+
+
+def fringe_scale(rows: np.ndarray | Sequence[np.ndarray]) -> tuple[float, float]:
+    """Global fringe scale of an exposure (spec §4.3): ``FRNG_SCL`` and ``FRNG_STD``.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray or sequence of numpy.ndarray
+        Per-vector rows (m, 7) of :func:`fringe_amplitudes`, one array per OTA (guide OTAs already left
+        out by the caller) or already stacked.
+
+    Returns
+    -------
+    (float, float)
+        Median and standard deviation of ``three_sigma_clip(scales, lo=0, hi=1e9)``, ADU per template
+        unit; both NaN when no scale survives (QuickReduce writes -1 then).
+    """
+    parts = [np.asarray(r, dtype=float).reshape(-1, len(FRINGE_COLUMNS)) for r in
+             ([rows] if isinstance(rows, np.ndarray) else rows)]
+    scales = np.concatenate(parts)[:, -1] if parts else np.empty(0)
+    kept = three_sigma_clip(scales, lo=0.0, hi=1e9)
+    if kept.size == 0:
+        return math.nan, math.nan
+    return float(np.median(kept)), float(np.std(kept))
+
+
+def fringe_template(
+    frames: Sequence[np.ndarray],
+    skies: Sequence[float],
+    masks: Sequence[np.ndarray | None],
+) -> np.ndarray:
+    """Fringe template of one OTA from science frames (spec §5.4).
+
+    ``nanmedian`` over the frames of ``(data - sky) / sky`` with the masked pixels (sources, bad pixels)
+    set to NaN. Frames with a bright sky should be left out first (:func:`reject_bright_sky`).
+
+    Parameters
+    ----------
+    frames : sequence of numpy.ndarray
+        Detrended frames of the same OTA, each (ny, nx), ADU.
+    skies : sequence of float
+        Sky level of each frame (``SKY_MEDI``), ADU; must be > 0.
+    masks : sequence of numpy.ndarray or None
+        Per frame a bool array (ny, nx), True where the pixel is excluded (sources), or None.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (ny, nx), float32, dimensionless; NaN where every frame is masked.
+    """
+    if not len(frames) == len(skies) == len(masks) or not len(frames):
+        raise ValueError("fringe_template needs the same number (> 0) of frames, skies and masks")
+    stack = np.empty((len(frames), *np.shape(frames[0])), dtype=np.float32)
+    for layer, frame, sky, mask in zip(stack, frames, skies, masks):
+        if not sky > 0:
+            raise ValueError(f"sky level must be > 0, got {sky}")
+        layer[:] = (np.asarray(frame, dtype=np.float64) - sky) / sky
+        if mask is not None:
+            layer[np.asarray(mask, dtype=bool)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": such pixels stay NaN
+        return np.nanmedian(stack, axis=0).astype(np.float32)
+
+
+def reject_bright_sky(sky_rates: np.ndarray | Sequence[float], nominal: float, *, factor: float = 2.0) -> np.ndarray:
+    """Frames dark enough for a fringe template (spec §4.3, §5.4): sky rate <= ``factor`` x nominal.
+
+    Parameters
+    ----------
+    sky_rates : array-like
+        Shape (n,): sky count rate of each frame, ADU/s per full-size px (sky / EXPTIME / scale**2).
+    nominal : float
+        Nominal rate of the filter, same unit (:data:`NOMINAL_SKY_RATE`).
+    factor : float, optional
+        Frames above ``factor * nominal`` are rejected.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n,), bool: True for the frames to keep (finite rates only).
+    """
+    rates = np.asarray(sky_rates, dtype=float)
+    return np.isfinite(rates) & (rates <= factor * nominal)
