@@ -47,6 +47,7 @@ __all__ = [
     "sky_offsets",
     "pixel_scale",
     "match_nearest",
+    "unit_vectors",
     "PointingSolution",
     "find_pointing",
     "fit_shift_rotation",
@@ -140,9 +141,10 @@ def _rotate(x, y, angle_deg: float):
     return c * x - s * y, s * x + c * y
 
 
-def _unit_vectors(ra, dec) -> np.ndarray:
+def unit_vectors(ra, dec) -> np.ndarray:
+    """Unit vectors of sky positions (degrees), shape ``ra.shape + (3,)``."""
     a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
-    return np.column_stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
+    return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
 
 
 def match_nearest(ra1, dec1, ra2, dec2, *, radius_arcsec: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,7 +171,7 @@ def match_nearest(ra1, dec1, ra2, dec2, *, radius_arcsec: float) -> tuple[np.nda
     if len(np.atleast_1d(ra1)) == 0 or len(np.atleast_1d(ra2)) == 0:
         return empty, empty, np.zeros(0)
     chord = 2.0 * math.sin(math.radians(radius_arcsec / 3600.0) / 2.0)
-    dist, i2 = cKDTree(_unit_vectors(ra2, dec2)).query(_unit_vectors(ra1, dec1), distance_upper_bound=chord)
+    dist, i2 = cKDTree(unit_vectors(ra2, dec2)).query(unit_vectors(ra1, dec1), distance_upper_bound=chord)
     i1 = np.flatnonzero(np.isfinite(dist))
     if i1.size == 0:
         return empty, empty, np.zeros(0)
@@ -637,7 +639,7 @@ def wcs2odi(headers_by_ota: dict, ra, dec, *, size: tuple[int, int] | None = Non
         ny = int(hdr.get("NAXIS2", 0)) or (size[1] if size else 0)
         wcs = header_wcs(hdr)
         # stay far from the projection's horizon (the antipode projects onto the axis)
-        near = (ota < 0) & (_unit_vectors(ra, dec) @ _unit_vectors(*wcs.wcs.crval)[0] > math.cos(math.radians(2.0)))
+        near = (ota < 0) & (unit_vectors(ra, dec) @ unit_vectors(*wcs.wcs.crval) > math.cos(math.radians(2.0)))
         if not near.any():
             continue
         px, py = wcs.all_world2pix(ra[near], dec[near], 1, tolerance=1e-6, maxiter=50, quiet=True)

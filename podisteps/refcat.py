@@ -38,6 +38,8 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.table import Table, vstack
 
+from .astrometry import unit_vectors
+
 __all__ = [
     "BANDS",
     "REFCAT_COLUMNS",
@@ -165,14 +167,9 @@ def read_table(path, *, epoch: float | None = None) -> Table:
     return normalize(table, epoch=epoch)
 
 
-def _unit_vectors(ra, dec) -> np.ndarray:
-    a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
-    return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
-
-
 def cone(catalog: Table, ra: float, dec: float, radius_deg: float) -> Table:
     """Rows of ``catalog`` (contract columns) within ``radius_deg`` of ``(ra, dec)`` (degrees)."""
-    cos_sep = _unit_vectors(catalog["ra"], catalog["dec"]) @ _unit_vectors(ra, dec)
+    cos_sep = unit_vectors(catalog["ra"], catalog["dec"]) @ unit_vectors(ra, dec)
     return catalog[cos_sep >= math.cos(math.radians(radius_deg))]
 
 
@@ -354,7 +351,7 @@ def propagate(table: Table, epoch: float) -> Table:
     mu_a = np.nan_to_num(np.asarray(table["pmra"], float) * dt) * rad_per_mas
     mu_d = np.nan_to_num(np.asarray(table["pmdec"], float) * dt) * rad_per_mas
     a, d = np.radians(np.asarray(table["ra"], float)), np.radians(np.asarray(table["dec"], float))
-    p = _unit_vectors(table["ra"], table["dec"])
+    p = unit_vectors(table["ra"], table["dec"])
     east = np.stack([-np.sin(a), np.cos(a), np.zeros_like(a)], axis=-1)
     north = np.stack([-np.sin(d) * np.cos(a), -np.sin(d) * np.sin(a), np.cos(d)], axis=-1)
     q = p + mu_a[:, None] * east + mu_d[:, None] * north

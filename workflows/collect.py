@@ -189,11 +189,7 @@ class CollectCells(PodiTask):
                 if key.startswith("PFIN"):
                     role, _, path = str(hdr[key]).partition(":")
                     rows.append((role, path))
-        seen, unique = set(), []
-        for row in rows:
-            if row not in seen:
-                seen.add(row)
-                unique.append(row)
+        unique = list(dict.fromkeys(rows))  # first occurrence of each (step, file), in order
         cols = [fits.Column(name="correction", format="25A", array=[r for r, _ in unique]),
                 fits.Column(name="filename_full", format="375A", array=[p for _, p in unique]),
                 fits.Column(name="filename", format="100A", array=[os.path.basename(p) for _, p in unique])]
