@@ -34,6 +34,7 @@ __all__ = [
     "FLAT_ORDER",
     "KEEPCELLS_NAN_FILL",
     "CellNoise",
+    "merge_cell_noise",
     "bias_filename",
     "dark_filename",
     "flat_filename",
@@ -436,6 +437,30 @@ def read_techdata(hdul: fits.HDUList, ota: int, *, source: str | None = None) ->
 
     return {(cx, cy): CellNoise(*(value(e, cx, cy) for e in ("GAIN", "READNOISE", "READNOISE_E")))
             for cx, cy in CELL_IDS}
+
+
+def merge_cell_noise(preferred: dict, fallback: dict) -> dict:
+    """Per cell, the values of ``preferred`` (e.g. TECHDATA) where finite and positive, else ``fallback``.
+
+    Parameters
+    ----------
+    preferred, fallback : dict
+        ``(cx, cy)`` -> :class:`CellNoise`; each field is taken separately.
+
+    Returns
+    -------
+    dict
+        ``(cx, cy)`` -> :class:`CellNoise` for the cells of ``fallback``.
+    """
+    def pick(a: float, b: float) -> float:
+        return a if np.isfinite(a) and a > 0 else b
+
+    out = {}
+    for cell, back in fallback.items():
+        p = preferred.get(cell, back)
+        out[cell] = CellNoise(pick(p.gain, back.gain), pick(p.readnoise, back.readnoise),
+                              pick(p.readnoise_e, back.readnoise_e))
+    return out
 
 
 def choose_gain_method(value, *, relative_gains_available: bool) -> str | None:

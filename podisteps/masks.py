@@ -436,8 +436,10 @@ def saturation_masks(
 def persistency_mask(table, geometry: CellGeometry, *, catalog_binning: int | None = None) -> np.ndarray:
     """Mask of the charge an earlier exposure's saturated pixels left behind.
 
-    For each saturated raw column, rows ``[0, max saturated row)`` of that cell (the transfer direction),
-    converted from the catalogue's binning to the frame's.
+    For each saturated raw column, rows ``[0, max saturated row]`` of that cell (the transfer direction),
+    converted from the catalogue's binning to the frame's. QuickReduce stops one row short
+    (``[0, max saturated row)``, QUICKREDUCE_SPEC.md section 3 step 13) and so leaves unmasked the top
+    saturated pixel, which holds as much trapped charge as the others; podiflow includes it.
 
     Parameters
     ----------
@@ -457,7 +459,7 @@ def persistency_mask(table, geometry: CellGeometry, *, catalog_binning: int | No
     mask = np.zeros((n, n), dtype=bool)
     for cx, cy, col, _, high in _columns(_entries(table)):
         c0, c1 = _span(col, ratio, geometry.data_nx)
-        top = min(math.ceil(high * ratio), geometry.data_ny)
+        _, top = _span(high, ratio, geometry.data_ny)
         rows, cols = geometry.target_region(cx, cy)
         mask[rows.start:rows.start + top, cols.start + c0:cols.start + c1] = True
     return mask

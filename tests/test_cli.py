@@ -27,3 +27,7 @@ def test_collectcells_bad_input_is_named(tmp_path, capsys):
     assert f"{missing}: no such exposure folder" in capsys.readouterr().err
     assert cli.collectcells_main(["a", "b", "-nosuchflag"]) == 2
     assert "unknown option -nosuchflag" in capsys.readouterr().err
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    assert cli.collectcells_main(["a", "b", f"-persistency={blocker}"]) == 2
+    assert f"-persistency={blocker}: {blocker} is a file, not a folder" in capsys.readouterr().err

@@ -511,15 +511,8 @@ def test_persistency_two_sided(small_night, podiflow_config):
     inside = [o for o, c in counts.items() if c[0] > 0]
     assert len(inside) >= 3  # the second r exposure and both i exposures inside the window
     for obsid, (n_truth, n_masked, n_hit, _, _) in counts.items():
-        # GAP (measured, reported): QuickReduce masks rows [0, max saturated row) of a saturated column
-        # (QUICKREDUCE_SPEC.md section 3 step 13, pinned by tests/test_masks.py), the simulator's persistence
-        # covers [0, max saturated row] (simulator.md): the top saturated pixel of each column is missed
-        # (13 of 657, 28 of 1316, 32 of 1495 px). Asserted: only such top pixels are missed.
-        missed = missed_px[obsid]
-        above = np.zeros_like(missed)
-        above[:-1] = truths[obsid][1:]  # truth persistence one row higher, same column
-        assert not (missed & above).any(), obsid  # every missed pixel is the top of its persistent column
-        assert n_hit >= 0.95 * n_truth, (obsid, n_truth, n_hit)
+        assert not missed_px[obsid].any(), (obsid, int(missed_px[obsid].sum()))  # every persistent pixel
+        assert n_hit == n_truth, (obsid, n_truth, n_hit)
         assert n_masked <= 1.2 * n_truth, (obsid, n_truth, n_masked)  # and not much more
     last = sci[-1].obsid  # 20 min later: outside the window
     assert counts[last][0] == 0 and counts[last][1] == 0 and counts[last][3] == 0 and counts[last][4] == 0
@@ -606,16 +599,3 @@ def test_nonlinearity_off_and_on_are_two_products(small_night, podiflow_config):
     ok = np.isfinite(d_off) & np.isfinite(d_on)
     ratio = np.median(d_on[ok] / d_off[ok])
     assert 0.99 < ratio < 0.9999  # c2 < 0 dominates at the sky level: the linearised sky is lower
-
-
-@pytest.mark.xfail(strict=True, reason="GAP: persistency masks rows [0, max saturated row) as QuickReduce does; "
-                   "the simulator's persistence also covers the top saturated row (see test_persistency_two_sided)")
-def test_persistency_covers_every_truly_persistent_pixel(small_night, podiflow_config):
-    podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals")
-    sci = _science(small_night)
-    tasks = {e.obsid: _detrend(e.obsid, 43, wcs=None) for e in sci}
-    _build(list(tasks.values()))
-    for e in sci:
-        truth = (_truth_masks(small_night, e.obsid)[43] & T_PERSIST) > 0
-        masked = (_product(tasks[e.obsid])[1] & P["PERSISTENCY"]) > 0
-        assert not (truth & ~masked).any(), e.obsid

@@ -152,8 +152,8 @@ def test_persistency_of_earlier_frame():
     mask = persistency_mask(SATURATED, TEST1)
     rows, cols = TEST1.target_region(2, 5)
     expected = np.zeros_like(mask)
-    expected[rows.start:rows.start + 30, cols.start + 10] = True
-    expected[rows.start:rows.start + 25, cols.start + 11] = True
+    expected[rows.start:rows.start + 31, cols.start + 10] = True  # rows [0, 30]: the top saturated row too
+    expected[rows.start:rows.start + 26, cols.start + 11] = True
     assert np.array_equal(mask, expected)
     assert not persistency_mask(_catalog([]), TEST1).any()
 
@@ -163,7 +163,7 @@ def test_masks_convert_catalog_binning():
     rows, cols = geo.target_region(2, 5)
     mask = persistency_mask(SATURATED, geo, catalog_binning=1)
     assert np.array_equal(np.nonzero(mask.any(axis=0))[0], [cols.start + 5])
-    assert mask[:, cols.start + 5].sum() == 15  # rows [0, 30) at bin1 -> [0, 15) at bin2
+    assert mask[:, cols.start + 5].sum() == 16  # rows [0, 30] at bin1 -> [0, 15] at bin2
     saturated, bleed = saturation_masks(_catalog([(0, 7, 3, 4)]), TEST1, catalog_binning=2)
     assert _box_pixels(saturated) == (8, 9, 6, 7, 4)
     assert _box_pixels(bleed)[:4] == (8, TEST1.data_ny - 1, 6, 7)

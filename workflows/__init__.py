@@ -2,11 +2,13 @@
 
 from .astrometry import FixWCS, OTACatalog, ReferenceCatalog
 from .collect import CollectCells
-from .detrend import DetrendOTA, SaturationCatalog
+from .detrend import DetrendOTA
 from .masters import FlatLevel, MasterCalibration, MasterOTA
 from .night import ReduceExposure, ReduceNight
 from .photometry import PhotCalib
+from .saturation import SaturationCatalog, SaturationExport
+from .techdata import TechData
 
-__all__ = ["DetrendOTA", "SaturationCatalog", "MasterOTA", "FlatLevel", "MasterCalibration", "OTACatalog",
+__all__ = ["DetrendOTA", "SaturationCatalog", "SaturationExport", "TechData", "MasterOTA", "FlatLevel", "MasterCalibration", "OTACatalog",
            "ReferenceCatalog", "FixWCS", "ReduceExposure", "ReduceNight", "PhotCalib",
            "CollectCells"]

@@ -127,8 +127,36 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
         bpm = Path(options.bpm)
         if not bpm.exists():
             raise CalibrationError(f"-bpm={options.bpm}: no such file or folder")
+    techdata = _techdata(options.techdata, cals, flat=flat, bias=bias, filtername=filt, binning=binning)
     return CalibrationFiles(bias=bias, dark=dark, flat=flat, illumcorr=illum, crosstalk=crosstalk,
-                            nonlinearity=nonlin, wcs=wcs_file, bpm=bpm)
+                            nonlinearity=nonlin, wcs=wcs_file, bpm=bpm, techdata=techdata)
+
+
+def flat_type(flat: Path | None) -> str:
+    """``tflat``/``dflat``/``flat`` from a master flat's QuickReduce name (``dflat`` when there is none)."""
+    name = flat.name if flat is not None else ""
+    return next((t for t in calibrate.FLAT_ORDER if name.startswith(f"{t}_")), "dflat")
+
+
+def _techdata(value, cals: list[Path], *, flat, bias, filtername: str, binning: int) -> Path | None:
+    """The TECHDATA file of ``-techdata`` (None: off, or the night's own TechData task when 'auto' has no -cals)."""
+    if value is None:
+        return None
+    name = calibrate.techdata_filename(flat_type(flat), filtername, binning)
+    if value in ("from_flat", "from_bias"):
+        source = flat if value == "from_flat" else bias
+        if source is None and value == "from_bias":
+            raise CalibrationError("-techdata=from_bias needs a bias file (-bias or -cals)")
+        if source is None:
+            return None  # the flat comes from the night's masters: so does the TECHDATA file
+        folders = [source.parent]
+    elif value == "auto":
+        if not cals:
+            return None
+        folders = cals
+    else:
+        return _master(value, cals, name, "techdata")
+    return _master("auto", folders, name, f"techdata={value}")
 
 
 def bpm_file(bpm: Path | None, ota: int) -> Path | None:

@@ -110,6 +110,7 @@ def collectcells_main(argv: list[str] | None = None) -> int:
     from .base import options_param
     from .collect import CollectCells
     from .options import OptionError, parse_collectcells_args
+    from .saturation import ExposureError, check_persistency_folder
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "-help"):
@@ -125,6 +126,11 @@ def collectcells_main(argv: list[str] | None = None) -> int:
         print(f"podi_collectcells: warning: {w}", file=sys.stderr)
     if len(positionals) != 2:
         print("podi_collectcells: expected INPUT and OUTPUT.fits", file=sys.stderr)
+        return 2
+    try:
+        check_persistency_folder(options.persistency)
+    except ExposureError as exc:
+        print(f"podi_collectcells: {exc}", file=sys.stderr)
         return 2
     try:
         files = find_exposure_files(positionals[0])

@@ -28,8 +28,11 @@ from podisteps.assemble import MASK_BITS, assemble_ota
 from podisteps.background import sample_sky_boxes, sky_statistics
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
-from .calibrations import bpm_file, resolve_calibrations
-from .paths import checkpoint_path, exposure_dir, night_index, night_of
+from .calibrations import bpm_file, flat_type, resolve_calibrations
+from .paths import checkpoint_path, night_index, night_of
+from .saturation import (ExposureError, SaturationCatalog, SaturationExport, check_persistency_folder,
+                         folder_catalogs, persistency_folder, raw_file)
+from .saturation import exposure_record as _record
 
 __all__ = ["SaturationCatalog", "DetrendOTA", "REDUCTION_LOG_KEYS", "ExposureError"]
 
@@ -38,56 +41,13 @@ REDUCTION_LOG_KEYS = {
     "overscan": "_OVERSCN", "crosstalk": "_XTALK", "gain": "_GAIN", "trimcell": "_TRIMCEL",
     "nonlinearity": "_NONLIN", "bias": "_BIAS", "dark": "_DARK", "flat": "_FLAT", "illumcorr": "_ILLUMCR",
     "bpm": "_BADPXLS", "persistency": "_PERSIST", "saturation": "_SATURAT", "wcs": "_WCSDIST",
-    "cosmics": "_COSMICS",
+    "cosmics": "_COSMICS", "techdata": "_TECHDAT",
 }
 
 #: Raw primary cards not copied into the OTA header (spec section 4.5, headers_to_delete_from_otas).
 _DROP_CARDS = ("CELLGAP1", "CELLGAP2", "CNAXIS1", "CNAXIS2", "NAMPS", "NEXTEND", "PRESCAN1", "PRESCAN2",
                "OVRSCAN1", "OVRSCAN2", "IMNAXIS1", "IMNAXIS2", "EXTEND", "SIMPLE", "BITPIX", "NAXIS",
                "RADESYS")
-
-
-class ExposureError(RuntimeError):
-    """An exposure or OTA that cannot be reduced; the message names the file and the problem."""
-
-
-def _record(obsid: str):
-    rec = night_index(night_of(obsid)).by_obsid().get(obsid)
-    if rec is None:
-        raise ExposureError(f"{exposure_dir(obsid)}: exposure {obsid} is not in the night index")
-    if rec.error:
-        raise ExposureError(rec.error)
-    return rec
-
-
-def _raw_file(obsid: str, ota: int):
-    rec = _record(obsid)
-    if ota not in rec.otas:
-        raise ExposureError(f"{exposure_dir(obsid)}: exposure {obsid} has no file for OTA {ota:02d}")
-    return exposure_dir(obsid) / rawio.ota_filename(obsid, ota, fz=rec.fz)
-
-
-class SaturationCatalog(PodiTask):
-    """The saturated raw pixels (>= 65535) of one OTA, in QuickReduce's ``OTAnn.SATPIX`` layout."""
-
-    obsid = luigi.Parameter(description="exposure, e.g. o20130301T040000.0")
-    ota = luigi.IntParameter(description="OTA position, e.g. 33")
-    stage = "satcat"
-
-    def external_inputs(self):
-        return [_raw_file(self.obsid, self.ota)]
-
-    def output(self):
-        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
-
-    def run(self):
-        path = _raw_file(self.obsid, self.ota)
-        raw = rawio.read_raw_ota(path, dtype=np.uint16)
-        table = persistency.saturated_pixels(raw.cells)
-        hdul = persistency.saturation_catalog_hdulist(raw.primary, {self.ota: table} if len(table) else {})
-        for key, value, comment in provenance_cards(self, {"raw": path}):
-            hdul[0].header[key] = (value, comment)
-        self.output().write_hdulist(hdul)
 
 
 class DetrendOTA(PodiTask):
@@ -120,6 +80,24 @@ class DetrendOTA(PodiTask):
             and persistency.in_persistency_window(me.mjd, e.mjd, e.exptime, window=opts.persistency_window)
         ]
 
+    def imported_catalogs(self) -> list:
+        """``-persistency=DIR`` catalogue files of earlier exposures that are not in the night index.
+
+        Exposures of the night index come from their own SaturationCatalog tasks; a file in DIR counts
+        only for an exposure podiflow does not have (a QuickReduce folder, the previous night).
+        """
+        opts = self.reduction_options
+        folder = persistency_folder(opts.persistency)
+        if folder is None:
+            return []
+        known = [e.mjd for e in night_index(night_of(self.obsid)).exposures if not e.error]
+        me = self.record
+        return [
+            Path(path) for path, mjd, exptime in folder_catalogs(folder)
+            if not any(persistency.is_same_frame(mjd, k) for k in known)
+            and persistency.in_persistency_window(me.mjd, mjd, exptime, window=opts.persistency_window)
+        ]
+
     def night_masters(self) -> dict:
         """``step -> MasterOTA`` for the calibrations built from the night's own frames (``-masters``).
 
@@ -143,18 +121,29 @@ class DetrendOTA(PodiTask):
                 kind = "tflat" if has_tflat else "dflat"
             out[step] = MasterOTA(night=night, kind=kind, binning=rec.binning, filter=filt, ota=self.ota,
                                   options=frame_options(self.options, kind))
+        if opts.techdata in ("auto", "from_flat") and self.calibrations.techdata is None:
+            from .techdata import TechData
+
+            flattype = out["flat"].kind if "flat" in out else flat_type(self.calibrations.flat)
+            out["techdata"] = TechData(night=night, filter=rec.filter, binning=rec.binning,
+                                       flattype="tflat" if flattype == "tflat" else "dflat")
         return out
 
     def requires(self):
-        return {
+        req = {
             "saturation": SaturationCatalog(obsid=self.obsid, ota=self.ota),
             "persistency": [SaturationCatalog(obsid=o, ota=self.ota) for o in self.earlier_exposures()],
             "masters": self.night_masters(),
         }
+        folder = persistency_folder(self.reduction_options.persistency)
+        if folder is not None:
+            check_persistency_folder(self.reduction_options.persistency)
+            req["export"] = SaturationExport(obsid=self.obsid, folder=str(folder))
+        return req
 
     def external_inputs(self):
         cal = self.calibrations
-        files = [_raw_file(self.obsid, self.ota), *cal.files().values()]
+        files = [raw_file(self.obsid, self.ota), *cal.files().values(), *self.imported_catalogs()]
         bpm = bpm_file(cal.bpm, self.ota)
         return files + ([bpm] if bpm is not None else [])
 
@@ -167,7 +156,7 @@ class DetrendOTA(PodiTask):
         opts = self.reduction_options
         cal = dataclasses.replace(self.calibrations,
                                   **{step: Path(t.path) for step, t in self.input()["masters"].items()})
-        raw_path = _raw_file(self.obsid, self.ota)
+        raw_path = raw_file(self.obsid, self.ota)
         log = dict.fromkeys(REDUCTION_LOG_KEYS, "not selected")
         used_files = {"raw": raw_path}
 
@@ -228,7 +217,8 @@ class DetrendOTA(PodiTask):
 
         self.progress(40, f"{self.obsid} OTA{self.ota:02d}: bias, dark, flat")
         sci, mask, flat_gain = self._calibrate(sci, mask, header, primary, geo, cal, opts, keep, log, used_files)
-        sci, mask = self._gain(sci, mask, header, geo, cell_headers, nonlin_table, used, flat_gain, opts, log)
+        sci, mask = self._gain(sci, mask, header, geo, cell_headers, nonlin_table, used, flat_gain, cal, opts, log,
+                               used_files)
 
         self.progress(60, f"{self.obsid} OTA{self.ota:02d}: masks")
         if cal.bpm is not None:
@@ -332,12 +322,18 @@ class DetrendOTA(PodiTask):
             log[step] = "successful"
         return sci, mask, flat_gain
 
-    def _gain(self, sci, mask, header, geo, cell_headers, nonlin_table, used, flat_gain, opts, log):
+    def _gain(self, sci, mask, header, geo, cell_headers, nonlin_table, used, flat_gain, cal, opts, log, used_files):
         relative = nonlin_table is not None and nonlin_table.has_relative_gain
         method = calibrate.choose_gain_method(opts.gain, relative_gains_available=relative)
         noise = calibrate.cell_noise_from_headers(cell_headers)
-        if method == "techdata":
-            raise calibrate.CalibrationError("-gain=techdata needs a TECHDATA file (-techdata), not built yet")
+        if cal.techdata is not None:
+            with fits.open(cal.techdata) as hdul:
+                noise = calibrate.merge_cell_noise(calibrate.read_techdata(hdul, self.ota, source=str(cal.techdata)),
+                                                   noise)
+            used_files["techdata"] = cal.techdata
+            log["techdata"] = "successful"
+        elif method == "techdata":
+            raise calibrate.CalibrationError("-gain=techdata needs a TECHDATA file: give -techdata")
         if method is not None:
             rel = ({c: k.relative_gain for c, k in nonlin_table.for_ota(self.ota).items()}
                    if method == "relative" else None)
@@ -361,15 +357,18 @@ class DetrendOTA(PodiTask):
         if not self.reduction_options.persistency:
             return
         n = 0
-        for target in inputs["persistency"]:
-            with fits.open(target.path) as hdul:
+        imported = self.imported_catalogs()
+        for path in [t.path for t in inputs["persistency"]] + [str(p) for p in imported]:
+            with fits.open(path) as hdul:
                 earlier = persistency.read_saturation_catalog(hdul)
             table = earlier.table(self.ota)
             if len(table):
                 n += 1
                 region = masks.persistency_mask(table, geo, catalog_binning=earlier.binning)
                 masks.apply_mask(sci, mask, region, "PERSISTENCY")
-                header[f"PERSIS{n:02d}"] = (target.path.split("/")[-1], "persistency source")
+                header[f"PERSIS{n:02d}"] = (Path(path).name, "persistency source")
+        if imported:
+            used_files["persistency"] = imported
         log["persistency"] = "successful"
         header["NPERSIST"] = (n, "earlier exposures whose persistence is masked")
 

@@ -29,7 +29,7 @@ from .base import FitsTarget, PodiTask, provenance_cards
 from .paths import checkpoint_path, night_index, work_root
 from .settings import reduction_options
 
-__all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "KINDS", "master_name", "prerequisites"]
+__all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "KINDS", "master_name", "prerequisites", "link_latest"]
 
 #: Master kinds and the OBSTYPEs they are built from.
 KINDS = {"bias": ("BIAS",), "dark": ("DARK",), "dflat": ("DFLAT",), "tflat": ("TFLAT",)}
@@ -265,7 +265,12 @@ class MasterCalibration(_MasterBase):
             hdul[0].header[key] = (value, comment)
         target = self.output()
         target.write_hdulist(hdul)
-        link = os.path.join(os.path.dirname(target.path), f"{self.name}.fits")
-        tmp = f"{link}.tmp-{os.getpid()}"
-        os.symlink(os.path.basename(target.path), tmp)
-        os.replace(tmp, link)
+        link_latest(target.path, f"{self.name}.fits")
+
+
+def link_latest(path: str, name: str) -> None:
+    """Point the symbolic link ``name`` beside ``path`` at it (atomically), so the folder works as ``-cals``."""
+    link = os.path.join(os.path.dirname(path), name)
+    tmp = f"{link}.tmp-{os.getpid()}"
+    os.symlink(os.path.basename(path), tmp)
+    os.replace(tmp, link)

@@ -201,8 +201,11 @@ OPTIONS: tuple[Option, ...] = (
            "non-linearity table), 'header' (cell GAIN, to electrons), 'techdata' (per-cell gain "
            "from a TECHDATA file); the bare flag means relative with -nonlinearity, else header.",
            _DETREND, 5, choices=("relative", "header", "techdata", "auto"), available=True),
-    Option("techdata", "str", None, "Source of per-cell gain and read noise: 'from_flat', "
-           "'from_bias', or a file/folder with techdata_<type>_<FILTER>_bin<B>.fits.", _DETREND, 6),
+    Option("techdata", "path", None, "Per-cell gain and read noise from a TECHDATA file "
+           "techdata_<type>_<FILTER>_bin<B>.fits (used by -gain=techdata and the GAINX/RDNOISE cards): "
+           "a file or folder; 'from_flat'/'from_bias' = the folder of the flat/bias in use; bare or 'auto' = "
+           "the -cals folders, else the night's own photon-transfer TechData task.", _DETREND, 6,
+           available=True),
     Option("bpm", "path", None, "Mask bad-pixel regions from ds9 region files bpm_xyNN.reg "
            "('auto' = the mastercals tree; a single file applies to every OTA).", _DETREND, 5, available=True),
     Option("persistency", "path_on", "auto", "Mask the persistence of earlier exposures' saturated "
