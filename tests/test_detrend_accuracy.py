@@ -114,7 +114,7 @@ class Sim:
         self.root, self.spec = root, spec
         simulate_night(spec, root, seed=SEED)
         self.night = load_night(spec, seed=SEED)
-        self.exposure = self.night.exposures[0]
+        self.exposure = next(e for e in self.night.exposures if e.obstype == "OBJECT")
         self.obsid = self.exposure.dirname
 
     @property

@@ -40,7 +40,7 @@ DETECTOR_SEED = 1971
 #: Night-spec switches (``[effects]``), all on by default.
 EFFECT_SWITCHES = ("crosstalk", "nonlinearity", "saturation", "persistence", "broken_cells", "video_cells",
                    "bad_pixels", "bias_structure", "dark_glow", "flat_response", "cosmic_rays", "pupil_ghost",
-                   "fringes")
+                   "fringes", "dome_illumination")
 
 #: Bits of the truth masks (``masks.fits``).
 MASK_BITS = {"BADPIX": 1, "SATURATED": 2, "BLEED": 4, "PERSISTENCE": 8, "COSMIC": 16, "CELL": 32}
@@ -98,6 +98,7 @@ class Effects:
     cosmic_rays: bool = True
     pupil_ghost: bool = True
     fringes: bool = True
+    dome_illumination: bool = True
     cosmic_ray_rate: float = COSMIC_RAY_RATE
 
     @classmethod

@@ -120,8 +120,11 @@ def cell_of_pixels(geo: instrument.CellGeometry, x: np.ndarray, y: np.ndarray) -
     return out
 
 
-def _background_models(exposure, seed: int):
-    """Sky model (OBJECT), dome (DFLAT) or twilight (TFLAT) illumination of an exposure, or None."""
+def _background_models(exposure, seed: int, *, dome_illumination: bool = True):
+    """Sky model (OBJECT), dome (DFLAT) or twilight (TFLAT) illumination of an exposure, or None.
+
+    ``dome_illumination=False`` makes dome flats uniform (no lamp fall-off, no tilt).
+    """
     info = photometry.filter_info(exposure.filter)
     scale = exposure.geometry.scale
     sky_model = illum = None
@@ -132,7 +135,9 @@ def _background_models(exposure, seed: int):
         sky_model = sky.SkyModel(level=level, gx=float(gx), gy=float(gy))
     elif exposure.obstype == "DFLAT":
         tx, ty = rng_for(seed, "flat-tilt", exposure.night).normal(0.0, FLAT_TILT_SIGMA, 2)
-        illum = sky.IlluminationModel(level=info.dome_flat_adu, q=FLAT_FALLOFF, tx=float(tx), ty=float(ty))
+        on = float(dome_illumination)
+        illum = sky.IlluminationModel(level=info.dome_flat_adu, q=FLAT_FALLOFF * on, tx=float(tx) * on,
+                                      ty=float(ty) * on)
     elif exposure.obstype == "TFLAT":
         # the twilight sky: as bright as a dome flat, flat but for a gradient 5x the night sky's
         tx, ty = rng_for(seed, "twilight-gradient", exposure.obsid).normal(0.0, 5 * SKY_GRADIENT_SIGMA, 2)
@@ -255,7 +260,7 @@ def render_exposure(exposure, night, *, noise: bool = True, sky_light: bool = Tr
     standard = noise and sky_light and bias and dark and stars and eff == night.effects
     seed = night.seed
     geo = exposure.geometry
-    sky_model, illum = _background_models(exposure, seed)
+    sky_model, illum = _background_models(exposure, seed, dome_illumination=eff.dome_illumination)
     background = (sky_model or illum) if sky_light else None
     dark_e = detector.DARK_CURRENT * geo.scale**2 * exposure.exptime if dark else 0.0
     zp = psf = None
