@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-__all__ = ["MasterCandidate", "NoCalibrationError", "select_master"]
+__all__ = ["MasterCandidate", "NoCalibrationError", "select_master", "night_distance"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class NoCalibrationError(LookupError):
     """No master fits an exposure; the message gives the criteria and the rejected candidates."""
 
 
-def _days(a: str, b: str) -> int:
+def night_distance(a: str, b: str) -> int:
+    """Nights from ``a`` to ``b`` (``YYYYMMDD``; positive when ``b`` is later)."""
     da = date(int(a[:4]), int(a[4:6]), int(a[6:8]))
     db = date(int(b[:4]), int(b[4:6]), int(b[6:8]))
     return (db - da).days
@@ -67,8 +68,8 @@ def _rejection(c: MasterCandidate, *, night, kinds, binning, filtername, gain_me
         return f"gain method {c.gain_method}"
     if c.ncombine < min_frames:
         return f"only {c.ncombine} frame(s)"
-    if abs(_days(night, c.night)) > validity_days:
-        return f"{abs(_days(night, c.night))} nights away"
+    if abs(night_distance(night, c.night)) > validity_days:
+        return f"{abs(night_distance(night, c.night))} nights away"
     return ""
 
 
@@ -117,9 +118,9 @@ def select_master(
     candidates = list(candidates)
     good = [c for c in candidates if not _rejection(c, **criteria)]
     if good:
-        return min(good, key=lambda c: (abs(_days(night, c.night)), _days(night, c.night) > 0,
+        return min(good, key=lambda c: (abs(night_distance(night, c.night)), night_distance(night, c.night) > 0,
                                         kinds.index(c.kind), -c.ncombine))
-    nearest = sorted(candidates, key=lambda c: abs(_days(night, c.night)))[:5]
+    nearest = sorted(candidates, key=lambda c: abs(night_distance(night, c.night)))[:5]
     listed = "; ".join(f"{c.kind} {c.filter or ''} bin{c.binning} of {c.night}: {_rejection(c, **criteria)}"
                        for c in nearest) or "no candidates at all"
     raise NoCalibrationError(

@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 import luigi
 import numpy as np
 from astropy.io import fits
@@ -96,3 +98,45 @@ def test_removing_one_master_ota_rebuilds_only_it(small_night, podiflow_config):
         if path != victim:
             assert os.stat(path).st_mtime_ns == stamp
     assert isinstance(flat.requires()[44], MasterOTA)
+
+
+def test_masters_from_the_nearest_night_when_the_own_night_has_none(small_night, podiflow_config, tmp_path):
+    """Calibration selection wired into DetrendOTA: the previous night's biases; none at all -> clear error."""
+    from podisteps.simulate import simulate_night
+
+    from workflows.saturation import ExposureError
+
+    spec = {"night": {"name": "bias-only", "start": "2013-10-04T01:30:00", "instrument": "test", "binning": 1,
+                      "seed": 3, "star_density": 10.0},
+            "field": [{"name": "F", "ra": "22:15:30.0", "dec": "+15:30:00"}],
+            "sequence": [{"type": "bias", "count": 3}]}
+    simulate_night(spec, tmp_path / "previous", seed=3)
+    podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals")
+    raw = tmp_path / "raw"
+    (raw / NIGHT).mkdir(parents=True)
+    (raw / "20131003").symlink_to(tmp_path / "previous" / "raw" / "20131003", target_is_directory=True)
+    for e in night_index(NIGHT).exposures:
+        if e.obstype == "OBJECT":
+            (raw / NIGHT / e.obsid).symlink_to(small_night / "raw" / NIGHT / e.obsid, target_is_directory=True)
+    podiflow_config(raw_dir=raw, mastercals_dir=small_night / "mastercals", work_dir=tmp_path / "work2")
+    sci = night_index(NIGHT).select(obstype="OBJECT")[0]
+
+    def detrend(**opts):
+        return DetrendOTA(obsid=sci.obsid, ota=33, options=detrend_options(ReductionOptions().replace(**opts)))
+
+    master = detrend(masters="bias").requires()["masters"]["bias"]
+    assert (master.night, master.kind) == ("20131003", "bias")
+    podiflow_config(raw_dir=raw, mastercals_dir=small_night / "mastercals", work_dir=tmp_path / "work2",
+                    calwindow=0)  # a [reduction] setting: it chooses the master, whose identity says which
+    with pytest.raises(ExposureError, match=r"no bias master for night 20131004.*within 0 nights.*20131003: 1 "
+                                            r"nights away"):
+        detrend(masters="bias").requires()
+    podiflow_config(raw_dir=raw, mastercals_dir=small_night / "mastercals", work_dir=tmp_path / "work2",
+                    calwindow=3)
+    with pytest.raises(ExposureError, match="no tflat/dflat master for night 20131004"):
+        detrend(masters="flat").requires()
+    task = detrend(masters="bias")
+    assert _build([task]).status.name == "SUCCESS"
+    with fits.open(task.output().path) as hdul:
+        assert hdul[1].header["_BIAS"] == "successful"
+        assert "20131003/cals" in " ".join(str(v) for v in hdul[0].header.values())

@@ -26,6 +26,7 @@ from podisteps import calibrate, cosmics, crosstalk, instrument, masks, nonlinea
 from podisteps import wcs as wcs_step
 from podisteps.assemble import MASK_BITS, assemble_ota
 from podisteps.background import sample_sky_boxes, sky_statistics
+from podisteps.calselect import NoCalibrationError
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .calibrations import bpm_file, flat_type, resolve_calibrations
@@ -33,6 +34,7 @@ from .paths import checkpoint_path, night_index, night_of
 from .saturation import (ExposureError, SaturationCatalog, SaturationExport, check_persistency_folder,
                          folder_catalogs, persistency_folder, raw_file)
 from .saturation import exposure_record as _record
+from .settings import reduction_options
 
 __all__ = ["SaturationCatalog", "DetrendOTA", "REDUCTION_LOG_KEYS", "ExposureError"]
 
@@ -103,8 +105,10 @@ class DetrendOTA(PodiTask):
 
         A step with an explicit option (``-bias``/``-dark``/``-flat`` or ``-cals``) keeps that file.
         Flats: twilight flats of the filter if the night has any, else dome flats (QuickReduce's order).
+        A night without enough frames of a kind borrows the nearest night's within ``-calwindow`` nights
+        (:func:`workflows.masters.select_night_master`).
         """
-        from .masters import MasterOTA, frame_options
+        from .masters import MasterOTA, frame_options, select_night_master
 
         opts, rec = self.reduction_options, self.record
         night = night_of(self.obsid)
@@ -114,13 +118,14 @@ class DetrendOTA(PodiTask):
                 raise ExposureError(f"-masters: unknown calibration {step!r} (bias, dark, flat)")
             if getattr(opts, step) is not None or opts.cals:
                 continue
-            kind, filt = step, ""
-            if step == "flat":
-                filt = rec.filter
-                has_tflat = night_index(night).select(obstype="TFLAT", filter=filt, binning=rec.binning)
-                kind = "tflat" if has_tflat else "dflat"
-            out[step] = MasterOTA(night=night, kind=kind, binning=rec.binning, filter=filt, ota=self.ota,
-                                  options=frame_options(self.options, kind))
+            night_wide = reduction_options()  # [reduction] settings that choose a master, not shape a product
+            try:
+                chosen = select_night_master(step, night=night, binning=rec.binning, filtername=rec.filter,
+                                             validity_days=night_wide.calwindow, min_frames=night_wide.mincalframes)
+            except NoCalibrationError as exc:
+                raise ExposureError(f"{self.obsid}: -masters {step}: {exc}") from None
+            out[step] = MasterOTA(night=chosen.night, kind=chosen.kind, binning=rec.binning, filter=chosen.filter,
+                                  ota=self.ota, options=frame_options(self.options, chosen.kind))
         if opts.techdata in ("auto", "from_flat") and self.calibrations.techdata is None:
             from .techdata import TechData
 

@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import luigi
 import numpy as np
 from astropy.io import fits
 
-from podisteps import calibrate, combine, flatfield, instrument, mastermef
+from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef
 from podisteps.atomic import write_text_atomic
 
 from .base import FitsTarget, PodiTask, provenance_cards
-from .paths import checkpoint_path, night_index, work_root
+from .paths import checkpoint_path, night_index, raw_root, work_root
 from .settings import reduction_options
 
-__all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "KINDS", "master_name", "prerequisites", "link_latest"]
+__all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "KINDS", "master_name", "prerequisites", "link_latest",
+           "select_night_master"]
 
 #: Master kinds and the OBSTYPEs they are built from.
 KINDS = {"bias": ("BIAS",), "dark": ("DARK",), "dflat": ("DFLAT",), "tflat": ("TFLAT",)}
@@ -55,6 +57,61 @@ def _frames(night: str, kind: str, binning: int, filtername: str):
         for e in night_index(night).select(obstype=obstype, binning=binning,
                                            filter=filtername if kind in ("dflat", "tflat") else None)
     )
+
+
+#: Nights beyond the validity window searched only to name the nearest rejected candidates in an error.
+ERROR_SEARCH_DAYS = 7
+
+
+def _frame_counts(night: str) -> dict:
+    """``(kind, binning, filter) -> number of readable frames`` of the night's calibration exposures."""
+    by_obstype = {obstype: kind for kind, obstypes in KINDS.items() for obstype in obstypes}
+    counts: dict = {}
+    for e in night_index(night).exposures:
+        kind = by_obstype.get(e.obstype)
+        if kind is not None and not e.error:
+            key = (kind, e.binning, e.filter if kind in ("dflat", "tflat") else "")
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _nights_near(night: str, days: int) -> list:
+    """Nights under the raw folder at most ``days`` nights from ``night`` (``night`` itself always)."""
+    found = {night}
+    if days > 0 and raw_root().is_dir():
+        found |= {p.name for p in raw_root().iterdir() if p.is_dir() and re.fullmatch(r"\d{8}", p.name)
+                  and abs(calselect.night_distance(night, p.name)) <= days}
+    return sorted(found)
+
+
+def select_night_master(step: str, *, night: str, binning: int, filtername: str, validity_days: int,
+                        min_frames: int) -> calselect.MasterCandidate:
+    """The night and kind of the master an exposure of ``night`` uses for ``step`` (bias, dark or flat).
+
+    Candidates are the calibration frames of every night within ``validity_days`` (podisteps.calselect:
+    own night first, then the nearest; flats prefer twilight to dome flats within a night).
+
+    Raises
+    ------
+    podisteps.calselect.NoCalibrationError
+        Nothing qualifies; the message lists the criteria and the nearest candidates with reasons.
+    """
+    kinds = {"bias": ("bias",), "dark": ("dark",), "flat": ("tflat", "dflat")}[step]
+
+    def select(search_days: int) -> calselect.MasterCandidate:
+        candidates = [
+            calselect.MasterCandidate(night=n, kind=kind, binning=b, filter=f, ncombine=count)
+            for n in _nights_near(night, search_days) for (kind, b, f), count in _frame_counts(n).items()
+            if kind in kinds
+        ]
+        return calselect.select_master(candidates, night=night, kinds=kinds, binning=binning,
+                                       filtername=filtername if step == "flat" else "",
+                                       validity_days=validity_days, min_frames=min_frames)
+
+    try:
+        return select(validity_days)
+    except calselect.NoCalibrationError:
+        return select(validity_days + ERROR_SEARCH_DAYS)  # fails again, naming the nearest rejected masters
 
 
 def frame_options(options: dict, kind: str) -> dict:

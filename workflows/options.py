@@ -185,6 +185,9 @@ OPTIONS: tuple[Option, ...] = (
            "(comma list of bias, dark, flat); an explicit -bias/-dark/-flat or -cals file wins.",
            _DETREND, 6, available=True),
     Option("mincalframes", "int", 2, "Fewest input frames a night master may be built from.", (), 6, available=True),
+    Option("calwindow", "int", 3, "With -masters: when the exposure's own night has too few frames of a kind, "
+           "use the nearest night within this many nights (0 = own night only; earlier nights win ties).",
+           (), 6, available=True),
     Option("keepcalframes", "switch", False, "Keep the detrended calibration frames after their master "
            "is made (by default they are deleted so a night fits on disk).", (), 6, available=True),
     Option("illumcorr", "path", None, "Divide by the illumination correction "
@@ -280,10 +283,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("noclobber", "switch", False, "Do not replace an existing output file.", (), 10, available=True),
     # ---- QA (issue 11)
     Option("noqaplots", "switch", False, "Make no QA plots.", _QA, 11, available=True),
-    Option("plotformat", "list", ("png",), "QA plot formats (comma list).", _QA, 11),
-    Option("nootalevelplots", "switch", False, "No per-OTA QA plots.", _QA, 11),
-    Option("qasubdirs", "switch", False, "Put QA plots in a QA/ folder tree beside the output.", _QA, 11),
-    Option("qasubdirname", "str", None, "Name of the QA folder (implies -qasubdirs).", _QA, 11),
+    Option("plotformat", "list", ("png",), "QA plot formats (comma list of matplotlib formats: png, pdf, "
+           "svg, ...).", _QA, 11, available=True),
+    Option("nootalevelplots", "switch", False, "No per-OTA QA plots (only the focal-plane ones).", _QA, 11,
+           available=True),
+    Option("qasubdirs", "switch", False, "Put QA plots in a QA/ folder beside the output: QA/<name>.<fmt>, "
+           "per OTA QA/<name>/OTAnn.<fmt> (QA/<output stem>/... when the output's folder holds other "
+           "outputs).", _QA, 11, available=True),
+    Option("qasubdirname", "str", None, "Name of the QA folder instead of QA (implies -qasubdirs).", _QA, 11,
+           available=True),
     # ---- run control
     Option("ncpu", "int", 1, "Number of Luigi worker processes.", (), 10, available=True),
     Option("timeout", "float", None, "Abort the whole run after this many seconds.", (), 10),
