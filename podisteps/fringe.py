@@ -23,20 +23,25 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from .masks import RegionFile, VectorRegion, read_bpm_regions
-from .stats import three_sigma_clip
+from .stats import block_median, three_sigma_clip
 
 __all__ = [
     "FRINGE_BOX",
     "FRINGE_COLUMNS",
     "NOMINAL_SKY_RATE",
     "box_half_width",
+    "box_medians",
     "fringe_vectors_from_regions",
     "fringe_amplitudes",
     "fringe_scale",
     "fringe_template",
     "reject_bright_sky",
+    "source_mask",
+    "sky_plane",
+    "smooth_template",
 ]
 
 #: Side of the boxes at the ends of a fringe vector, full-size bin1 px (spec §10: 20x20, +-10 px).
@@ -83,8 +88,23 @@ def fringe_vectors_from_regions(region_file: RegionFile | str | os.PathLike, *, 
     return _frame_coordinate(out, scale)
 
 
-def _box_medians(image: np.ndarray, x: np.ndarray, y: np.ndarray, half: int) -> np.ndarray:
-    """nanmedian of ``image[y-half : y+half+1, x-half : x+half+1]`` around each rounded point (NaN if empty)."""
+def box_medians(image: np.ndarray, x: np.ndarray, y: np.ndarray, half: int) -> np.ndarray:
+    """nanmedian of ``image[y-half : y+half+1, x-half : x+half+1]`` around each rounded point (NaN if empty).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Shape (ny, nx).
+    x, y : numpy.ndarray
+        Shape (n,): box centres, frame px.
+    half : int
+        Box half-width, frame px.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n,), float.
+    """
     ny, nx = image.shape
     out = np.full(len(x), np.nan)
     for i, (xi, yi) in enumerate(zip(np.rint(x).astype(int), np.rint(y).astype(int))):
@@ -136,8 +156,8 @@ def fringe_amplitudes(
     vectors = np.asarray(vectors, dtype=float).reshape(-1, 4)
     half = box_half_width(box, scale)
     xd, yd, xb, yb = vectors.T
-    db, dd = _box_medians(data, xb, yb, half), _box_medians(data, xd, yd, half)
-    tb, td = _box_medians(template, xb, yb, half), _box_medians(template, xd, yd, half)
+    db, dd = box_medians(data, xb, yb, half), box_medians(data, xd, yd, half)
+    tb, td = box_medians(template, xb, yb, half), box_medians(template, xd, yd, half)
     with np.errstate(divide="ignore", invalid="ignore"):
         rows = np.column_stack([db, dd, tb, td, db - dd, tb - td, (db - dd) / (tb - td)])
     keep = np.isfinite(rows).all(axis=1) & (rows[:, 4] != 0) & (rows[:, 5] != 0)
@@ -182,8 +202,9 @@ def fringe_template(
     ----------
     frames : sequence of numpy.ndarray
         Detrended frames of the same OTA, each (ny, nx), ADU.
-    skies : sequence of float
-        Sky level of each frame (``SKY_MEDI``), ADU; must be > 0.
+    skies : sequence of float or numpy.ndarray
+        Sky of each frame, ADU, > 0: a level (``SKY_MEDI``, QuickReduce) or a (ny, nx) map such as
+        :func:`sky_plane` (which keeps a sky gradient out of the template).
     masks : sequence of numpy.ndarray or None
         Per frame a bool array (ny, nx), True where the pixel is excluded (sources), or None.
 
@@ -196,8 +217,8 @@ def fringe_template(
         raise ValueError("fringe_template needs the same number (> 0) of frames, skies and masks")
     stack = np.empty((len(frames), *np.shape(frames[0])), dtype=np.float32)
     for layer, frame, sky, mask in zip(stack, frames, skies, masks):
-        if not sky > 0:
-            raise ValueError(f"sky level must be > 0, got {sky}")
+        if not np.all(np.asarray(sky) > 0):
+            raise ValueError("the sky must be > 0 everywhere")
         layer[:] = (np.asarray(frame, dtype=np.float64) - sky) / sky
         if mask is not None:
             layer[np.asarray(mask, dtype=bool)] = np.nan
@@ -225,3 +246,91 @@ def reject_bright_sky(sky_rates: np.ndarray | Sequence[float], nominal: float, *
     """
     rates = np.asarray(sky_rates, dtype=float)
     return np.isfinite(rates) & (rates <= factor * nominal)
+
+
+def source_mask(data: np.ndarray, *, nsigma: float = 3.0, grow: int = 2, block: int = 16) -> np.ndarray:
+    """Pixels of sources (and their wings) to leave out of a fringe template (spec §5.4).
+
+    A pixel is a source pixel when it lies more than ``nsigma`` robust sigmas above the local sky (the
+    median of its ``block x block`` block, interpolated); the mask is then grown by ``grow`` px.
+    QuickReduce ran SExtractor; a threshold mask suffices here because the template is a median.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Shape (ny, nx), ADU; NaN where undefined.
+    nsigma : float, optional
+        Threshold, robust sigmas (1.4826 x MAD of the pixel-to-block-median residuals).
+    grow : int, optional
+        Dilation of the mask, px.
+    block : int, optional
+        Block side of the local sky, px.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (ny, nx), bool: True on source pixels.
+    """
+    ny, nx = data.shape
+    by, bx = max(1, ny // block), max(1, nx // block)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
+        local = np.nanmedian(data[:by * block, :bx * block].reshape(by, block, bx, block), axis=(1, 3))
+    local = np.where(np.isfinite(local), local, np.nanmedian(local))
+    sky = ndimage.zoom(local, (ny / by, nx / bx), order=1, mode="nearest", grid_mode=True)
+    resid = data - sky
+    sigma = 1.4826 * np.nanmedian(np.abs(resid))
+    mask = np.nan_to_num(resid, nan=0.0) > nsigma * sigma
+    return ndimage.binary_dilation(mask, iterations=grow) if grow > 0 else mask
+
+
+def sky_plane(data: np.ndarray, mask: np.ndarray | None = None, *, block: int = 16) -> np.ndarray:
+    """Least-squares plane through the block medians of an OTA: its sky with the gradient, ADU.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Shape (ny, nx), ADU; NaN where undefined.
+    mask : numpy.ndarray, optional
+        Shape (ny, nx), bool: pixels to leave out (sources).
+    block : int, optional
+        Block side, px.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (ny, nx), float32: ``a + b x + c y``.
+    """
+    clean = np.where(mask, np.nan, data) if mask is not None else data
+    values, x, y = block_median(clean, block)
+    design = np.column_stack([np.ones_like(x), x, y])
+    coef = np.linalg.lstsq(design, values, rcond=None)[0]
+    ny, nx = data.shape
+    return (coef[0] + coef[1] * np.arange(nx)[None, :] + coef[2] * np.arange(ny)[:, None]).astype(np.float32)
+
+
+def smooth_template(template: np.ndarray, sigma: float) -> np.ndarray:
+    """NaN-aware Gaussian smoothing of a fringe template (beats down the noise of a median of few frames).
+
+    The fringes vary on scales of hundreds of full-size px, so ``sigma`` of a few per cent of that costs
+    little amplitude (a wave of wavelength L keeps ``exp(-2 (pi sigma / L)^2)`` of it).
+
+    Parameters
+    ----------
+    template : numpy.ndarray
+        Shape (ny, nx), dimensionless; NaN where undefined (stays NaN).
+    sigma : float
+        Gaussian sigma, frame px (0: no smoothing).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (ny, nx), float32.
+    """
+    if sigma <= 0:
+        return np.asarray(template, np.float32)
+    valid = np.isfinite(template)
+    num = ndimage.gaussian_filter(np.where(valid, template, 0.0).astype(np.float64), sigma, mode="constant")
+    den = ndimage.gaussian_filter(valid.astype(np.float64), sigma, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid, num / den, np.nan).astype(np.float32)

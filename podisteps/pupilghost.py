@@ -27,13 +27,15 @@ Decisions against QuickReduce (spec §4.4 and its [bug]s):
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage, optimize
 
 from .fringe import box_half_width
-from .stats import three_sigma_clip
+from .instrument import configs_dir
+from .stats import block_median, three_sigma_clip
 
 __all__ = [
     "PG_BOX",
@@ -44,6 +46,14 @@ __all__ = [
     "sample_pupilghost",
     "fit_pupilghost_scale",
     "find_ghost_centre",
+    "fit_ghost_centre",
+    "template_values",
+    "measure_profile",
+    "filter_level",
+    "configured_filter_level",
+    "centre_guess",
+    "PROFILE_RADII",
+    "GENERIC_PROFILE",
 ]
 
 #: Side of the sky boxes, full-size bin1 px, and their number per OTA (spec §10).
@@ -55,6 +65,17 @@ MIN_ROTATION_DEG = 0.5
 FIT_ITERATIONS = 3
 FIT_BINS = 10
 FIT_NSIGMA = 1.5
+#: Ghost centre relative to the optical axis at rotator angle 0, full-size bin1 px: pODI from the canned
+#: OTA33 centre (4182, 4155) (spec §5.3) minus the OTA33 axis (2067, 2088) (spec §1.6); 5x6 near the axis
+#: at the common corner of OTAs 33/34/43/44 (spec §3 step 23 guesses).
+CENTRE_GUESS = {"podi": (2115.0, 2067.0), "odi_5x6": (0.0, 0.0)}
+#: Half-width of the centre search about the guess, full-size bin1 px.
+CENTRE_SEARCH = 300.0
+#: Radii of QuickReduce's template profiles, full-size bin1 px (spec §5.3: ``linspace(800, 4300, 140)``).
+PROFILE_RADII = np.linspace(800.0, 4300.0, 140)
+#: A generic ring (radius, value) to start a centre search without a template: a Gaussian of 600 px
+#: sigma peaking at 2000 px, the peak radius of QuickReduce's r and i profiles (spec §5.3).
+GENERIC_PROFILE = (PROFILE_RADII, np.exp(-0.5 * ((PROFILE_RADII - 2000.0) / 600.0) ** 2))
 
 
 def _clean(template: np.ndarray) -> np.ndarray:
@@ -129,24 +150,71 @@ def place_template(
     numpy.ndarray
         Shape ``shape``, float32, >= 0, no NaN.
     """
-    template = np.nan_to_num(np.asarray(template, dtype=np.float64))
-    my, mx = template.shape
-    tc = np.array(template_centre if template_centre is not None else ((mx - 1) / 2, (my - 1) / 2), float)
-    a = math.radians(angle) if abs(angle) >= MIN_ROTATION_DEG else 0.0
-    # (row, col) of the template = matrix @ (row, col) of the OTA + offset; R(-a) in (x, y) is
-    # [[cos, sin], [-sin, cos]], i.e. [[cos, -sin], [sin, cos]] in (y, x).
-    matrix = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    offset = tc[::-1] - matrix @ np.asarray(centre, float)[::-1]
+    matrix, offset = _transform(template.shape, centre, angle, template_centre)
     corners = np.array([[0, 0], [0, shape[1] - 1], [shape[0] - 1, 0], [shape[0] - 1, shape[1] - 1]], float)
-    reach = corners @ matrix.T + offset
-    lo = np.clip(np.floor(reach.min(axis=0)).astype(int) - 4, 0, [my, mx])
-    hi = np.clip(np.ceil(reach.max(axis=0)).astype(int) + 5, 0, [my, mx])
-    if (hi <= lo).any():
+    crop, lo = _crop(template, corners @ matrix.T + offset)
+    if crop is None:
         return np.zeros(shape, np.float32)
-    crop = template[lo[0]:hi[0], lo[1]:hi[1]]
     out = ndimage.affine_transform(crop, matrix, offset=offset - lo, output_shape=tuple(shape), order=3,
                                    mode="constant", cval=0.0)
     return _clean(out)
+
+
+def _transform(template_shape, centre, angle: float, template_centre) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of the template = ``matrix @ (row, col)`` of the OTA + ``offset`` (see :func:`place_template`)."""
+    my, mx = template_shape
+    tc = np.array(template_centre if template_centre is not None else ((mx - 1) / 2, (my - 1) / 2), float)
+    a = math.radians(angle) if abs(angle) >= MIN_ROTATION_DEG else 0.0
+    # R(-a) in (x, y) is [[cos, sin], [-sin, cos]], i.e. [[cos, -sin], [sin, cos]] in (y, x).
+    matrix = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return matrix, tc[::-1] - matrix @ np.asarray(centre, float)[::-1]
+
+
+def _crop(template: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The template rows/columns covering ``reach`` (template (row, col) points) plus a spline margin, float64
+    with NaN -> 0 (only the crop is read: a memory-mapped template stays on disk); (None, lo) if empty."""
+    my, mx = template.shape
+    lo = np.clip(np.floor(reach.min(axis=0)).astype(int) - 4, 0, [my, mx])
+    hi = np.clip(np.ceil(reach.max(axis=0)).astype(int) + 5, 0, [my, mx])
+    if (hi <= lo).any():
+        return None, lo
+    return np.nan_to_num(np.asarray(template[lo[0]:hi[0], lo[1]:hi[1]], dtype=np.float64)), lo
+
+
+def template_values(
+    template: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    centre: tuple[float, float],
+    *,
+    angle: float = 0.0,
+    template_centre: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """The placed template of :func:`place_template` at single points (bilinear, negatives clipped to 0).
+
+    Parameters
+    ----------
+    template : numpy.ndarray
+        Shape (my, mx): the ``COMBINED`` template (may be memory-mapped; only the part reached is read).
+    x, y : numpy.ndarray
+        Shape (n,): points in this OTA's frame px.
+    centre, angle, template_centre
+        As for :func:`place_template`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n,), float64, >= 0 (0 outside the template).
+    """
+    matrix, offset = _transform(template.shape, centre, angle, template_centre)
+    points = np.column_stack([np.asarray(y, float), np.asarray(x, float)]) @ matrix.T + offset
+    if not len(points):
+        return np.zeros(0)
+    crop, lo = _crop(template, points)
+    if crop is None:
+        return np.zeros(len(points))
+    values = ndimage.map_coordinates(crop, (points - lo).T, order=1, mode="constant", cval=0.0)
+    return np.clip(values, 0.0, None)
 
 
 def sample_pupilghost(
@@ -258,17 +326,6 @@ def fit_pupilghost_scale(samples: np.ndarray | Sequence[np.ndarray], *, gradient
     return float(coef[0]), float(bg)
 
 
-def _block_median(data: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """nanmedian of ``block x block`` blocks: (values, x, y) of the blocks with a finite value, frame px."""
-    ny, nx = (d // block * block for d in data.shape)
-    blocks = np.asarray(data)[:ny, :nx].reshape(ny // block, block, nx // block, block)
-    finite = np.isfinite(blocks).any(axis=(1, 3))
-    values = np.full(finite.shape, np.nan)
-    values[finite] = np.nanmedian(blocks.transpose(0, 2, 1, 3)[finite], axis=(1, 2))
-    yb, xb = np.indices(finite.shape) * block + (block - 1) / 2
-    return values[finite], xb[finite], yb[finite]
-
-
 def find_ghost_centre(
     data: np.ndarray,
     profile_r: np.ndarray,
@@ -278,25 +335,14 @@ def find_ghost_centre(
     search_px: float,
     block: int | None = None,
 ) -> tuple[float, float]:
-    """Ghost centre found in the data, for frames without the flat's ``PGCNTR_X/Y`` (spec §3 step 23).
-
-    Instead of QuickReduce's Sobel-gradient circle search (which needs a sharp ring edge of a known
-    radius), the whole radial profile is fitted: with ``P`` the profile about a trial centre, the
-    block-median image is modelled as ``(b0 + bx x + by y)(1 + s P)``, linear in its six coefficients,
-    which are solved for at each trial centre. The centre minimising the residuals is taken from a
-    21 x 21 grid over ``guess +- search_px`` and refined by a robust (soft-L1) least-squares fit inside
-    that box.
+    """Ghost centre found in one OTA image: :func:`fit_ghost_centre` on its :func:`block_median` samples.
 
     Parameters
     ----------
     data : numpy.ndarray
         Shape (ny, nx): detrended OTA (sky plus ghost), ADU; sources and bad pixels NaN.
-    profile_r, profile_v : numpy.ndarray
-        Shape (k,): radial profile of the ghost, radii in frame px (any normalisation of ``profile_v``).
-    guess : (float, float)
-        Starting centre (x, y), frame px of this OTA (e.g. the canned centres of spec §5.3, / scale).
-    search_px : float
-        Half-width of the search box about ``guess``, frame px.
+    profile_r, profile_v, guess, search_px
+        As for :func:`fit_ghost_centre` (frame px of this OTA).
     block : int, optional
         Block size of the median image, frame px; default ``max(ny, nx) // 64`` (at least 1).
 
@@ -305,10 +351,51 @@ def find_ghost_centre(
     (float, float)
         Centre (x, y), frame px of this OTA.
     """
-    block = block or max(1, max(data.shape) // 64)
-    values, xb, yb = _block_median(data, block)
-    norm = max(data.shape)
-    u, v = (xb - data.shape[1] / 2) / norm, (yb - data.shape[0] / 2) / norm
+    values, xb, yb = block_median(data, block or max(1, max(data.shape) // 64))
+    return fit_ghost_centre(values, xb, yb, profile_r, profile_v, guess=guess, search_px=search_px)
+
+
+def fit_ghost_centre(
+    values: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    profile_r: np.ndarray,
+    profile_v: np.ndarray,
+    *,
+    guess: tuple[float, float],
+    search_px: float,
+) -> tuple[float, float]:
+    """Ghost centre from binned sky samples, for frames without the flat's ``PGCNTR_X/Y`` (spec §3 step 23).
+
+    Instead of QuickReduce's Sobel-gradient circle search (which needs a sharp ring edge of a known
+    radius), the whole radial profile is fitted: with ``P`` the profile about a trial centre, the samples
+    are modelled as ``(b0 + bx x + by y)(1 + s P)``, linear in its six coefficients, which are solved for at
+    each trial centre. The centre minimising the residuals is taken from a 21 x 21 grid over
+    ``guess +- search_px`` and refined by a robust (soft-L1) least-squares fit inside that box. Samples of
+    several OTAs are fitted together when their x, y are given in one frame (e.g. relative to the optical
+    axis, which the ghost centre follows).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Shape (m,): binned sky (sky plus ghost), ADU (:func:`block_median`).
+    x, y : numpy.ndarray
+        Shape (m,): sample positions, frame px.
+    profile_r, profile_v : numpy.ndarray
+        Shape (k,): radial profile of the ghost, radii in frame px (any normalisation of ``profile_v``).
+    guess : (float, float)
+        Starting centre (x, y), same frame as ``x, y``.
+    search_px : float
+        Half-width of the search box about ``guess``, frame px.
+
+    Returns
+    -------
+    (float, float)
+        Centre (x, y), same frame as ``x, y``.
+    """
+    values, xb, yb = (np.asarray(a, float) for a in (values, x, y))
+    norm = max(np.ptp(xb), np.ptp(yb), 1.0)
+    u, v = (xb - xb.mean()) / norm, (yb - yb.mean()) / norm
     ref = np.median(values)
 
     def residuals(c):
@@ -324,3 +411,94 @@ def find_ghost_centre(
     fit = optimize.least_squares(residuals, start, bounds=bounds, loss="soft_l1", f_scale=f_scale,
                                  diff_step=0.05 / max(1.0, *np.abs(start)))
     return float(fit.x[0]), float(fit.x[1])
+
+
+def measure_profile(
+    values: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    centre: tuple[float, float],
+    radii: np.ndarray,
+    *,
+    nsigma: float = 4.0,
+) -> np.ndarray:
+    """Radial ghost profile relative to the background, from binned samples of a flat (spec §5.3).
+
+    QuickReduce subtracted the background in polar coordinates; here background and ring are fitted
+    together, linearly: ``values = b0 + bx x + by y + sum_k c_k B_k(r)`` with ``B_k`` the linear-interpolation
+    (hat) functions on ``radii`` (0 outside them, so the samples inside and outside the ring pin the
+    background). Two passes; the second drops samples beyond ``nsigma`` robust sigmas. The profile is
+    ``c_k / b0``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Shape (m,): binned flat (background x (1 + ghost)), any unit.
+    x, y : numpy.ndarray
+        Shape (m,): positions, frame px (one frame for all OTAs, e.g. relative to the optical axis).
+    centre : (float, float)
+        Ghost centre, same frame.
+    radii : numpy.ndarray
+        Shape (k,): increasing profile radii, frame px.
+    nsigma : float, optional
+        Rejection threshold of the second pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (k,): the profile (dimensionless, relative to the background); NaN at radii no sample
+        constrains.
+    """
+    values, x, y = (np.asarray(a, float) for a in (values, x, y))
+    r = np.hypot(x - centre[0], y - centre[1])
+    k = len(radii)
+    hats = np.zeros((len(r), k))
+    j = np.clip(np.searchsorted(radii, r) - 1, 0, k - 2)
+    w = np.clip((r - radii[j]) / (radii[j + 1] - radii[j]), 0.0, 1.0)
+    inside = (r >= radii[0]) & (r <= radii[-1])
+    rows = np.flatnonzero(inside)
+    hats[rows, j[inside]] = 1.0 - w[inside]
+    hats[rows, j[inside] + 1] = w[inside]
+    norm = max(np.ptp(x), np.ptp(y), 1.0)
+    design = np.column_stack([np.ones_like(x), (x - x.mean()) / norm, (y - y.mean()) / norm, hats])
+    ok = np.isfinite(values)
+    for _ in range(2):
+        coef = _linear_fit(design[ok], values[ok])
+        resid = values - design @ coef
+        sigma = 1.4826 * np.median(np.abs(resid[ok]))
+        ok &= np.abs(resid) <= nsigma * sigma
+    profile = coef[3:] / coef[0]
+    profile[hats[ok].sum(axis=0) == 0] = np.nan
+    return profile
+
+
+def filter_level(header) -> int:
+    """Filter-arm level of an exposure: ``n`` of the first ``FLTARMnX = 'IN'`` card (spec §3 step 23, §11.3).
+
+    Raises
+    ------
+    ValueError
+        If no ``FLTARM`` card says ``IN``.
+    """
+    for n in (1, 2, 3):
+        if any(str(header.get(f"FLTARM{n}{slot}", "")).strip().upper() == "IN" for slot in "ABC"):
+            return n
+    raise ValueError("no FLTARMnX card is 'IN': the filter-arm level is unknown")
+
+
+def configured_filter_level(filtername: str) -> int | None:
+    """Filter-arm level of a filter from ``configs/filters.toml`` (``arm = "1B"`` -> 1), None if unlisted.
+
+    Used where no header is at hand (choosing a mastercals template at scheduling time).
+    """
+    with open(configs_dir() / "filters.toml", "rb") as fh:
+        arm = tomllib.load(fh).get(filtername, {}).get("arm")
+    return int(arm[0]) if arm else None
+
+
+def centre_guess(layout: str, rotator_deg: float, *, scale: float = 1.0) -> tuple[float, float]:
+    """Starting ghost centre relative to the optical axis, frame px: :data:`CENTRE_GUESS` turned by the
+    rotator angle (counter-clockwise, the way the ghost follows the pupil; assumed for real data)."""
+    ox, oy = CENTRE_GUESS[layout]
+    a = math.radians(rotator_deg)
+    return (ox * math.cos(a) - oy * math.sin(a)) / scale, (ox * math.sin(a) + oy * math.cos(a)) / scale

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["three_sigma_clip"]
+__all__ = ["three_sigma_clip", "block_median"]
 
 
 def three_sigma_clip(
@@ -47,3 +47,28 @@ def three_sigma_clip(
             break
         v = v[keep]
     return v
+
+
+def block_median(data: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """nanmedian of ``block x block`` blocks of an image (binned sky for the pupil-ghost fits and sky planes).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Shape (ny, nx), ADU; NaN where undefined. Partial blocks at the top and right edges are dropped.
+    block : int
+        Block side, frame px.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        Shape (m,) each: block medians (ADU) and block centres x, y (frame px) of the blocks with a finite
+        pixel.
+    """
+    ny, nx = (d // block * block for d in data.shape)
+    blocks = np.asarray(data)[:ny, :nx].reshape(ny // block, block, nx // block, block)
+    finite = np.isfinite(blocks).any(axis=(1, 3))
+    values = np.full(finite.shape, np.nan)
+    values[finite] = np.nanmedian(blocks.transpose(0, 2, 1, 3)[finite], axis=(1, 2))
+    yb, xb = np.indices(finite.shape) * block + (block - 1) / 2
+    return values[finite], xb[finite], yb[finite]

@@ -34,7 +34,7 @@ from podisteps.simulate import detector, distortion, effects, sky
 from podisteps.simulate import photometry as sim_photometry
 from workflows.detrend import DetrendOTA, detrend_options
 from workflows.options import ReductionOptions
-from workflows.paths import night_index
+from workflows.paths import night_index, night_of
 
 NIGHT = "20131004"
 #: Truth mask bits (podisteps.simulate.effects.MASK_BITS).
@@ -81,7 +81,7 @@ def _product(task):
 
 
 def _truth_masks(outdir: Path, obsid: str) -> dict:
-    with fits.open(outdir / "truth" / NIGHT / obsid / "masks.fits") as hdul:
+    with fits.open(outdir / "truth" / night_of(obsid) / obsid / "masks.fits") as hdul:
         return {int(h.name[3:5]): np.array(h.data) for h in hdul[1:] if h.name.endswith(".MASK")}
 
 

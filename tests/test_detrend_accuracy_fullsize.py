@@ -29,6 +29,14 @@ def _full_spec(**effects):
     return spec
 
 
+def _full_5x6_spec():
+    """The same exposure in 2016: the ODI 5x6 layout (different detectors, cells and mastercals)."""
+    spec = _full_spec()
+    spec["night"]["start"] = "2016-10-05T03:00:00"
+    spec["sequence"][0]["bright_star"]["ota"] = 44
+    return spec
+
+
 @pytest.fixture(scope="module")
 def full_nights(tmp_path_factory):
     base = tmp_path_factory.mktemp("accuracy-full")
@@ -38,9 +46,8 @@ def full_nights(tmp_path_factory):
     return {"pull": pull, "cr": cr, "cals": _true_calibrations(pull, base / "truecals", otas=OTAS)}
 
 
-def test_pull_fullsize(full_nights, podiflow_config):
-    sim, cals = full_nights["pull"], full_nights["cals"]
-    podiflow_config(raw_dir=sim.raw, mastercals_dir=sim.mastercals)
+def _pull_stats(sim, cals) -> dict:
+    """Per OTA of OTAS: (pull mean, pull rms, pixels) of the exposure detrended with the true calibrations."""
     tasks = {ota: _detrend(sim.obsid, ota, **_true_options(cals)) for ota in OTAS}
     _build(list(tasks.values()))
     truth = _signal_and_sigma(sim, cals, otas=OTAS)
@@ -52,7 +59,20 @@ def test_pull_fullsize(full_nights, podiflow_config):
         good = np.isfinite(sci) & (pmask == 0) & ((tmasks[ota] & (T_SAT | T_BLEED | T_CELL)) == 0)
         pull = (sci[good] - signal[good]) / sigma[good]
         stats[ota] = (float(pull.mean()), float(pull.std()), int(good.sum()))
-    print("full-size pull per OTA (mean, rms, n):", stats)
+    return stats
+
+
+@pytest.mark.parametrize("layout", ["podi", "odi_5x6"])
+def test_pull_fullsize(layout, full_nights, podiflow_config, tmp_path):
+    if layout == "podi":
+        sim, cals = full_nights["pull"], full_nights["cals"]
+    else:
+        sim = Sim(tmp_path / "night", _full_5x6_spec())
+        assert sim.exposure.layout == "odi_5x6"
+        cals = _true_calibrations(sim, tmp_path / "truecals", otas=OTAS)
+    podiflow_config(raw_dir=sim.raw, mastercals_dir=sim.mastercals)
+    stats = _pull_stats(sim, cals)
+    print(f"full-size {layout} pull per OTA (mean, rms, n):", stats)
     for ota, (mean, rms, npix) in stats.items():
         assert npix > 0.6 * 4096 * 4096, (ota, npix)
         assert abs(mean) < 0.05 and 0.95 <= rms <= 1.05, (ota, mean, rms)

@@ -41,8 +41,89 @@ def _cmd_simulate(argv: list[str]) -> int:
     return main(argv)
 
 
+def _cmd_status(args) -> int:
+    from .failures import read_failures
+    from .night import ReduceNight
+    from .status import dag_status, night_folders, scan_products, stale_products
+
+    dag = dag_status(ReduceNight(night=args.night), read_failures(args.night))
+    stale = stale_products(scan_products(night_folders(args.night)))
+    print(f"night {args.night}: {len(dag['complete'])} complete, {len(dag['missing'])} missing, "
+          f"{len(dag['failed'])} failed, {len(stale)} stale")
+    for what in ("failed", "missing") + (("complete",) if args.verbose else ()):
+        for path in dag[what]:
+            print(f"  {what:8s} {path}")
+    for path, reason in stale.items():
+        print(f"  stale    {path}  ({reason})")
+    return 1 if dag["failed"] else 0
+
+
+def _cmd_invalidate(args) -> int:
+    from .status import invalidate, night_folders, scan_products, stale_products
+
+    products = scan_products(night_folders(args.night))
+    roots = [str(Path(t).resolve()) for t in args.targets]
+    unknown = [t for t in roots if t not in products]
+    if unknown:
+        print(f"podiflow invalidate: not podiflow products of night {args.night}: {', '.join(unknown)}",
+              file=sys.stderr)
+        return 2
+    if args.stale:
+        roots += list(stale_products(products))
+    removed = invalidate(products, roots, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path in removed:
+        print(f"  {verb} {path}")
+    print(f"podiflow invalidate: {verb} {len(removed)} product(s) of night {args.night}")
+    return 0
+
+
+def _nights(spec: str) -> list[str]:
+    """``YYYYMMDD``, a comma list of them, or a Luigi date interval (``2013-10-04-2013-10-06``, end exclusive)."""
+    import luigi
+
+    if re.fullmatch(r"\d{8}(,\d{8})*", spec):
+        return spec.split(",")
+    return [d.strftime("%Y%m%d") for d in luigi.DateIntervalParameter().parse(spec).dates()]
+
+
+def _cmd_reduce(args) -> int:
+    """One Luigi client per night, in turn (ARCHITECTURE section 8), then the night's summary."""
+    import luigi
+
+    from .night import ReduceNight
+    from .paths import out_root, raw_root
+    from .qa import NightSummary
+
+    try:
+        nights = [n for n in _nights(args.nights) if (raw_root() / n).is_dir()]
+    except ValueError as exc:
+        print(f"podiflow reduce: {args.nights}: {exc}", file=sys.stderr)
+        return 2
+    if not nights:
+        print(f"podiflow reduce: no night of {args.nights} under {raw_root()}", file=sys.stderr)
+        return 2
+    where = ({"scheduler_host": args.scheduler_host, "scheduler_port": args.scheduler_port}
+             if args.scheduler_host else {"local_scheduler": True})
+    if args.scheduler_host:  # with other workers on the night, wait for their tasks rather than stop early
+        luigi.configuration.get_config().set("worker", "keep_alive", "true")
+    failed = []
+    for night in nights:
+        print(f"podiflow reduce: night {night}", flush=True)
+        task = ReduceNight(night=night)
+        result = luigi.build([task], workers=args.workers, detailed_summary=True, log_level=args.log_level, **where)
+        # judged by the targets: with a central scheduler, tasks another worker ran count as "not granted"
+        if not task.complete():
+            failed.append(night)
+            print(result.summary_text, flush=True)
+        luigi.build([NightSummary(night=night)], workers=1, log_level=args.log_level, **where)
+        print(f"podiflow reduce: night {night}: {'FAILURES, see' if night in failed else 'done,'} "
+              f"{out_root() / night / 'summary.html'}", flush=True)
+    return 1 if failed else 0
+
+
 def podiflow_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``podiflow``: ``simulate``, ``index``, ``options``."""
+    """Entry point of ``podiflow``: ``simulate``, ``index``, ``options``, ``reduce``, ``status``, ``invalidate``."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="podiflow", description="podiflow: the WIYN ODI reduction pipeline as a Luigi DAG."
@@ -56,11 +137,34 @@ def podiflow_main(argv: list[str] | None = None) -> int:
     p_index.add_argument("--cache", help="JSON cache file to use and refresh")
     p_index.add_argument("--json", action="store_true", help="print the records as JSON")
     sub.add_parser("options", help="list every reduction option with its default and meaning")
+    p_reduce = sub.add_parser("reduce", help="reduce nights (paths and options from luigi.cfg), then write each "
+                                             "night's summary")
+    p_reduce.add_argument("nights", help="YYYYMMDD, a comma list, or an interval 2013-10-04-2013-10-06 "
+                                         "(end exclusive)")
+    p_reduce.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p_reduce.add_argument("--scheduler-host", help="a central luigid (default: a local scheduler)")
+    p_reduce.add_argument("--scheduler-port", type=int, default=8082)
+    p_reduce.add_argument("--log-level", default="WARNING", help="Luigi log level (default WARNING)")
+    p_status = sub.add_parser("status", help="complete, missing, failed and stale products of a night "
+                                             "(paths and options from luigi.cfg)")
+    p_status.add_argument("night", help="observing night YYYYMMDD")
+    p_status.add_argument("-v", "--verbose", action="store_true", help="also list the complete products")
+    p_inv = sub.add_parser("invalidate", help="remove products of a night and everything made from them")
+    p_inv.add_argument("night", help="observing night YYYYMMDD")
+    p_inv.add_argument("targets", nargs="*", help="product files to remove (with everything downstream)")
+    p_inv.add_argument("--stale", action="store_true", help="remove every stale product (and downstream)")
+    p_inv.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     if argv and argv[0] == "simulate":
         return _cmd_simulate(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "index":
         return _cmd_index(args)
+    if args.command == "reduce":
+        return _cmd_reduce(args)
+    if args.command == "status":
+        return _cmd_status(args)
+    if args.command == "invalidate":
+        return _cmd_invalidate(args)
     return _cmd_options()
 
 
@@ -159,6 +263,10 @@ def collectcells_main(argv: list[str] | None = None) -> int:
         print(f"podi_collectcells: {files.obsid}: {len(files.files)} OTA files; work folder {work}")
     families = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
     task = CollectCells(obsid=files.obsid, output_path=str(output), options=options_param(options, families))
+    if not options.noqaplots:  # the QA plots beside OUTPUT (they require the MEF)
+        from .qa import QAPlots
+
+        task = QAPlots(obsid=files.obsid, output_path=str(output), options=options_param(options, families + ["QAPlots"]))
     result = luigi.build([task], local_scheduler=True, workers=max(1, options.ncpu), detailed_summary=True,
                          log_level="WARNING")
     if result.status.name != "SUCCESS" or not output.exists():

@@ -22,7 +22,7 @@ from podisteps.background import sky_statistics
 from podisteps.wcs import WCS_CARD_RE
 
 from .astrometry import FixWCS, _table_hdu
-from .base import FitsTarget, PodiTask, options_param
+from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .detrend import REDUCTION_LOG_KEYS, DetrendOTA, _record
 from .paths import night_of, out_root
 from .photometry import PhotCalib
@@ -96,6 +96,10 @@ class CollectCells(PodiTask):
         try:
             self.progress(10, f"{self.obsid}: assembling {len(opened)} OTAs")
             hdul = self._assemble(opened, extra)
+            used = {"otas": [t.path for t in inputs["otas"].values()],
+                    **{k: inputs[k].path for k in ("fixwcs", "photcal") if k in inputs}}
+            for key, value, comment in provenance_cards(self, used):
+                hdul[0].header[key] = (value, comment)
             self.progress(60, f"{self.obsid}: writing {self.output().path}")
             self.output().write_hdulist(hdul)
         finally:

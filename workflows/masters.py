@@ -175,8 +175,9 @@ class FlatLevel(PodiTask):
         finally:
             for h in hduls.values():
                 h.close()
-        write_text_atomic(json.dumps({"obsid": self.obsid, "level": level, "gain": gain,
-                                      "otas": list(frames)}), self.output().path)
+        provenance = {k: v for k, v, _ in provenance_cards(self, {"frames": [t.path for t in self.input().values()]})}
+        write_text_atomic(json.dumps({"obsid": self.obsid, "level": level, "gain": gain, "otas": list(frames),
+                                      "provenance": provenance}), self.output().path)
 
 
 class MasterOTA(_MasterBase):

@@ -1,29 +1,30 @@
 """Wrappers: ``ReduceExposure(obsid)`` and ``ReduceNight(night)``.
 
-``ReduceExposure`` requires every checkpoint of one science exposure that exists so far: detrended OTAs
-(with the night's own masters unless ``-cals``/``-bias``/... say otherwise) and, with ``fixwcs``, the
-astrometric solution. ``ReduceNight`` requires ``ReduceExposure`` for every readable science exposure of
-the night. Both require the whole chain explicitly, so a deleted intermediate is rebuilt on the next run.
+``ReduceExposure`` requires every checkpoint of one science exposure: detrended OTAs (with the night's own
+masters unless ``-cals``/``-bias``/... say otherwise), with ``fixwcs``/``photcalib`` the astrometric and
+photometric solutions, the final MEF (``CollectCells``) and its QA plots (``QAPlots``, unless
+``-noqaplots``). ``ReduceNight`` requires ``ReduceExposure`` for every readable science exposure of the
+night, ``ReduceNights`` every night of a date interval. The night summary (``workflows.qa.NightSummary``)
+requires nothing, so that it can be made whatever failed: ``podiflow reduce`` builds it after each night.
 """
 
 from __future__ import annotations
 
 import luigi
 
-from .astrometry import FixWCS
 from .base import options_param
-from .detrend import DetrendOTA, _record
+from .collect import CollectCells
 from .options import ReductionOptions
-from .paths import night_index
-from .photometry import PhotCalib
+from .paths import night_index, raw_root
+from .qa import QAPlots
 from .settings import reduction_options
 
-__all__ = ["ReduceExposure", "ReduceNight", "NIGHT_DEFAULTS"]
+__all__ = ["ReduceExposure", "ReduceNight", "ReduceNights", "NIGHT_DEFAULTS"]
 
 #: What a night reduction does unless luigi.cfg's [reduction] says otherwise.
 NIGHT_DEFAULTS = {"masters": ("bias", "dark", "flat")}
 
-_FAMILIES = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib"]
+_FAMILIES = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
 
 
 def _night_options(options: dict) -> dict:
@@ -44,15 +45,13 @@ class ReduceExposure(luigi.WrapperTask):
     options = luigi.DictParameter(default={})
 
     def requires(self):
-        opts = _night_options(dict(self.options))
-        detrend = options_param(ReductionOptions.from_mapping(opts), ["DetrendOTA"])
-        tasks = [DetrendOTA(obsid=self.obsid, ota=ota, options=detrend) for ota in _record(self.obsid).otas]
-        for task in list(tasks):
-            tasks += luigi.task.flatten(task.requires())
-        if opts.get("fixwcs") == "true" or opts.get("photcalib") == "true":
-            tasks.append(FixWCS(obsid=self.obsid, options=opts))
-        if opts.get("photcalib") == "true":
-            tasks.append(PhotCalib(obsid=self.obsid, options=opts))
+        opts = ReductionOptions.from_mapping(_night_options(dict(self.options)))
+        final = CollectCells(obsid=self.obsid, options=options_param(opts, _FAMILIES))
+        tasks = [final]
+        for task in luigi.task.flatten(final.requires()):
+            tasks += [task, *luigi.task.flatten(task.requires())]
+        if not opts.noqaplots:
+            tasks.append(QAPlots(obsid=self.obsid, options=options_param(opts, [*_FAMILIES, "QAPlots"])))
         return tasks
 
 
@@ -65,3 +64,22 @@ class ReduceNight(luigi.WrapperTask):
     def requires(self):
         return [ReduceExposure(obsid=e.obsid, options=self.options)
                 for e in night_index(self.night).select(obstype="OBJECT")]
+
+
+class ReduceNights(luigi.WrapperTask):
+    """Every night of a date interval that has a raw folder: ``--nights 2013-10-04-2013-10-06``.
+
+    ``DateIntervalParameter`` ends are exclusive (that example is the nights of 4 and 5 October). Luigi's
+    ``RangeDaily`` is not used: it clips ranges to the last 100 days, so it schedules no archival night.
+    """
+
+    nights = luigi.DateIntervalParameter(description="nights, e.g. 2013-10-04-2013-10-06 (end exclusive)")
+    options = luigi.DictParameter(default={})
+
+    def night_names(self) -> list:
+        """``YYYYMMDD`` of the nights in the interval that have a raw folder."""
+        names = [d.strftime("%Y%m%d") for d in self.nights.dates()]
+        return [n for n in names if (raw_root() / n).is_dir()]
+
+    def requires(self):
+        return [ReduceNight(night=n, options=self.options) for n in self.night_names()]

@@ -245,7 +245,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("target", "str", None, "Replace the header pointing by 'ra,dec' (sexagesimal or degrees).",
            _DETREND, 7),
     Option("nonsidereal", "str", None, "Non-sidereal tracking 'dra,ddec,ref': arcsec/hour "
-           "(dRA*cos Dec, dDec), ref an MJD or a FITS file whose MJD-OBS is used.", _WCS, 7),
+           "(dRA*cos Dec, dDec), ref an MJD or a FITS file whose MJD-OBS is used; FixWCS moves every "
+           "OTA's CRVAL by the motion from ref to MJD-OBS.", _WCS, 7, available=True),
     Option("fixwcs", "switch", False, "Source catalogues and astrometric calibration against the "
            "reference catalogue.", _WCS + _CAT, 7, available=True),
     Option("wcscatalog", "str", "auto", "Reference catalogue for astrometry: a file, a sharded folder "

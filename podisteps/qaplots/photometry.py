@@ -1,0 +1,116 @@
+"""Photometry QA: ``photZP`` (zero point against magnitude) and ``photZP_map`` (zero point over the focal plane)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import Normalize
+
+from .common import ExposureId, PlotResult, finish, new_figure, no_data, subsample
+from .focalplane import colorbar, focal_axes
+
+__all__ = ["zp_magnitude", "zp_map"]
+
+#: ``photZP`` ranges: zero point median +- ZP_HALF_RANGE; reference magnitudes those of the stars +- MAG_PAD,
+#: at least MAG_RANGE (mag).
+ZP_HALF_RANGE, MAG_RANGE, MAG_PAD = 0.5, (14.0, 20.0), 0.3
+
+#: ``photZP_map`` colour range: median +- this, mag.
+MAP_HALF_RANGE = 0.2
+
+
+def zp_magnitude(paths, ident: ExposureId, *, refmag, zp, zp_err, used, level: tuple, refmag_label: str
+                 ) -> PlotResult:
+    """``photZP``: each calibration star's zero point against its reference magnitude, with a histogram.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Files to write.
+    ident : ExposureId
+        For the title.
+    refmag, zp, zp_err : numpy.ndarray
+        Reference magnitude, zero point and its error of each star, mag.
+    used : numpy.ndarray
+        Bool, the star entered the final zero point.
+    level : tuple
+        ``(zp, p16, p84)`` of the exposure, mag (``p16``/``p84`` may be None); drawn as a line and band.
+    refmag_label : str
+        Name of the reference magnitude (``SDSS_MAG_R``).
+
+    Returns
+    -------
+    PlotResult
+        ``counts["points"]`` (all stars) and ``counts["used"]``.
+    """
+    refmag, zp, zp_err = (np.asarray(v, float) for v in (refmag, zp, zp_err))
+    used = np.asarray(used, bool)
+    fig = new_figure((8.0, 5.5))
+    ax, hist = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": (4, 1), "wspace": 0.05})
+    center, p16, p84 = level
+    if zp.size:
+        ax.errorbar(refmag[~used], zp[~used], yerr=zp_err[~used], fmt=".", color="0.65", ms=4, lw=0.5,
+                    label="not used")
+        ax.errorbar(refmag[used], zp[used], yerr=zp_err[used], fmt=".", color="tab:blue", ms=4, lw=0.5,
+                    label="used")
+        if p16 is not None and p84 is not None:
+            ax.axhspan(p16, p84, color="tab:orange", alpha=0.2, label="16-84 %")
+        ax.axhline(center, color="tab:orange", lw=1.2, label=f"ZP = {center:.3f}")
+        ax.legend(loc="lower left", fontsize=8)
+        hist.hist(zp[used], bins=np.linspace(center - ZP_HALF_RANGE, center + ZP_HALF_RANGE, 41),
+                  orientation="horizontal", color="tab:blue", alpha=0.8)
+        hist.axhline(center, color="tab:orange", lw=1.2)
+        finite = refmag[np.isfinite(refmag)]
+        ax.set_xlim(finite.min(initial=MAG_RANGE[0]) - MAG_PAD, finite.max(initial=MAG_RANGE[1]) + MAG_PAD)
+        ax.set_ylim(center - ZP_HALF_RANGE, center + ZP_HALF_RANGE)
+    else:
+        no_data(ax, "no calibration stars")
+    ax.set_xlabel(f"reference magnitude {refmag_label} [mag]")
+    ax.set_ylabel("zero point, reference - ODI (1 s) [mag]")
+    hist.set_xlabel("used stars [count]")
+    return finish(fig, paths, ident, "photZP: photometric zero point against magnitude",
+                  {"points": int(zp.size), "used": int(used.sum())})
+
+
+def zp_map(paths, ident: ExposureId, *, xi, eta, zp, used, zp_median: float, outlines: dict,
+           ota: int | None = None) -> PlotResult:
+    """``photZP_map``: the zero point of each used calibration star at its place (median +- 0.2 mag).
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Files to write.
+    ident : ExposureId
+        For the title.
+    xi, eta : numpy.ndarray
+        Star positions, arcmin.
+    zp : numpy.ndarray
+        Zero point of each star, mag.
+    used : numpy.ndarray
+        Bool; only these stars are drawn.
+    zp_median : float
+        The exposure's zero point, mag (centre of the colour scale).
+    outlines : dict
+        OTA -> corners, arcmin.
+    ota : int, optional
+        Show only this OTA.
+
+    Returns
+    -------
+    PlotResult
+        ``counts["points"]``: stars drawn.
+    """
+    fig = new_figure()
+    ax = fig.add_subplot()
+    focal_axes(ax, outlines, ota=ota)
+    sel = np.flatnonzero(np.asarray(used, bool))
+    sel = sel[subsample(sel.size)]
+    if sel.size:
+        points = ax.scatter(np.asarray(xi)[sel], np.asarray(eta)[sel], c=np.asarray(zp)[sel], s=14, cmap="RdBu_r",
+                            norm=Normalize(zp_median - MAP_HALF_RANGE, zp_median + MAP_HALF_RANGE),
+                            edgecolors="0.3", linewidths=0.3)
+        colorbar(fig, points, ax, "zero point [mag]")
+    else:
+        no_data(ax, "no calibration stars")
+    scope = "focal plane" if ota is None else f"OTA {ota:02d}"
+    return finish(fig, paths, ident, f"photZP_map: zero point of the calibration stars, {scope}",
+                  {"points": int(sel.size)})

@@ -1,0 +1,143 @@
+"""QA tasks: ``QAPlots(obsid)``, the diagnostic plots of one exposure, and ``NightSummary(night)``.
+
+``QAPlots`` reads the final MEF of ``CollectCells`` (tables and headers only, never the images), draws the
+plots of QUICKREDUCE_SPEC.md section 4.9 under ``-plotformat``, ``-nootalevelplots``, ``-qasubdirs``,
+``-qasubdirname`` and ``-noqaplots`` (names in :mod:`podisteps.qaplots.plan`), and writes a manifest
+``<stem>.qa.<id>.json`` beside the MEF listing every file: that one file is the task's output. It prints one
+progress line per exposure.
+
+``NightSummary`` requires nothing, so that it runs after a night whatever failed: it reads the night index,
+the final MEFs and QA manifests that exist and the failure records (:mod:`workflows.failures`), and writes
+``<out>/<night>/summary.ecsv`` and ``summary.html``. It is complete while both are newer than everything they
+summarise (a stat per exposure). Run it in a second ``luigi.build`` after the night's reduction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import luigi
+from astropy.io import fits
+from astropy.table import Table
+
+from podisteps import nightsummary, qaplots
+from podisteps.atomic import write_text_atomic
+
+from .base import PodiTask, options_param
+from .collect import CollectCells
+from .failures import failures_dir, read_failures
+from .paths import night_index, night_of, out_root, raw_root
+
+__all__ = ["QAPlots", "NightSummary"]
+
+#: Task families whose options shape the final MEF that QAPlots reads.
+_MEF_FAMILIES = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
+
+#: The options of QAPlots itself (recorded in the manifest).
+_QA_OPTIONS = ("noqaplots", "plotformat", "nootalevelplots", "qasubdirs", "qasubdirname")
+
+#: MEF tables the plots read.
+_TABLES = ("CAT.ODI", "WCSCAL.CAT", "CAT.PHOTCALIB", "SKYLEVEL")
+
+
+def read_exposure_qa(obsid: str, mef: str) -> tuple[qaplots.ExposureQA, fits.Header]:
+    """The plot inputs and the primary header of a final MEF (headers and tables only)."""
+    with fits.open(mef, memmap=True) as hdul:
+        sci = {int(h.header["OTA"]): h.header for h in hdul if h.name.endswith(".SCI")}
+        names = [n for n in _TABLES if n in hdul]
+        tables = {n: Table(hdul[n].data) for n in names}
+        qa = qaplots.exposure_qa(obsid, hdul[0].header, sci, tables, {n: hdul[n].header for n in names})
+        return qa, hdul[0].header.copy()
+
+
+def manifest_of(mef: str | Path) -> dict | None:
+    """The newest QA manifest beside a final MEF that lists plots, else the newest (None if there is none)."""
+    mef = Path(mef)
+    found = sorted(mef.parent.glob(f"{qaplots.output_stem(mef)}.qa.*.json"), key=lambda p: p.stat().st_mtime)
+    manifests = [json.loads(p.read_text()) for p in found]
+    return next((m for m in reversed(manifests) if m["plots"]), manifests[-1] if manifests else None)
+
+
+class QAPlots(PodiTask):
+    """The QA plots of one exposure, beside its final MEF; output: their manifest."""
+
+    obsid = luigi.Parameter()
+    output_path = luigi.Parameter(default="", significant=False,
+                                  description="the final MEF's path, as for CollectCells (default: the out tree)")
+    stage = "qa"
+
+    def requires(self):
+        return CollectCells(obsid=self.obsid, output_path=self.output_path,
+                            options=options_param(self.reduction_options, _MEF_FAMILIES))
+
+    def output(self):
+        mef = Path(self.requires().output().path)
+        return luigi.LocalTarget(str(mef.parent / f"{qaplots.output_stem(mef)}.qa.{self.identity}.json"))
+
+    def run(self):
+        opts = self.reduction_options
+        mef = self.input().path
+        qa, header = read_exposure_qa(self.obsid, mef)
+        plots, skipped = [], {}
+        if not opts.noqaplots:
+            subdir = opts.qasubdirname or ("QA" if opts.qasubdirs else None)
+            planned, skipped = qaplots.plan_plots(qa, mef, formats=opts.plotformat,
+                                                  ota_level=not opts.nootalevelplots, subdir=subdir)
+            for i, plot in enumerate(planned):
+                self.progress(100.0 * i / len(planned), f"{self.obsid}: QA plot {plot.name}"
+                              + ("" if plot.ota is None else f" OTA{plot.ota:02d}"))
+                result = qaplots.draw(qa, plot)
+                plots.append({"name": plot.name, "ota": plot.ota, "files": result.paths, "counts": result.counts})
+        manifest = {"obsid": self.obsid, "mef": mef, "plots": plots, "skipped": skipped,
+                    "options": {k: v for k, v in self.options.items() if k in _QA_OPTIONS}}
+        write_text_atomic(json.dumps(manifest, indent=1), self.output().path)
+        entry = night_index(night_of(self.obsid)).by_obsid()[self.obsid]
+        print(nightsummary.progress_line(nightsummary.exposure_record(entry, header=header, mef=mef, plots=plots)),
+              flush=True)
+
+
+class NightSummary(PodiTask):
+    """``<out>/<night>/summary.ecsv`` and ``summary.html``: every exposure of the night, its status and quality."""
+
+    night = luigi.Parameter()
+    stage = "summary"
+
+    def output(self):
+        folder = out_root() / self.night
+        return {"ecsv": luigi.LocalTarget(str(folder / "summary.ecsv")),
+                "html": luigi.LocalTarget(str(folder / "summary.html"))}
+
+    def _mef(self, obsid: str) -> Path:
+        return Path(CollectCells(obsid=obsid).output().path)
+
+    def _newest_input(self) -> float:
+        """Newest modification time of what the summary reads (stats only)."""
+        paths = [raw_root() / self.night, failures_dir(self.night)]
+        for entry in night_index(self.night).exposures:
+            mef = self._mef(entry.obsid)
+            paths += [mef, *mef.parent.glob(f"{qaplots.output_stem(mef)}.qa.*.json")]
+        return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
+
+    def complete(self):
+        outputs = [Path(t.path) for t in self.output().values()]
+        if not all(p.exists() for p in outputs):
+            return False
+        return min(p.stat().st_mtime for p in outputs) >= self._newest_input()
+
+    def run(self):
+        failures = read_failures(self.night)
+        by_obsid: dict = {}
+        for f in failures:
+            by_obsid.setdefault(f["obsid"], []).append(f)
+        records = []
+        for entry in night_index(self.night).exposures:
+            mef = self._mef(entry.obsid)
+            header = fits.getheader(mef, 0) if mef.exists() else None
+            manifest = manifest_of(mef) if mef.exists() else None
+            records.append(nightsummary.exposure_record(
+                entry, header=header, mef=str(mef), mef_mtime=mef.stat().st_mtime if mef.exists() else float("nan"),
+                failures=by_obsid.get(entry.obsid, []), plots=(manifest or {}).get("plots", [])))
+        out = self.output()
+        nightsummary.write_summary(records, night=self.night, ecsv_path=out["ecsv"].path, html_path=out["html"].path,
+                                   night_failures=by_obsid.get(None, []))
