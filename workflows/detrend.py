@@ -320,6 +320,8 @@ class DetrendOTA(PodiTask):
                 elif step == "flat":
                     sci, mask = calibrate.divide_flat(sci, mask, frame)
                     flat_gain = calibrate.flat_gain(hdul)
+                    ext = calibrate.find_fppos_extension(hdul, fppos, source=str(path))
+                    header.update(calibrate.flat_pupilghost_cards(ext.header))  # spec step 8: PGCNTR_X/Y
                 else:
                     sci = calibrate.divide_illumination(sci, frame)
             header["HISTORY"] = f"CC-{step.upper()}: {path}"

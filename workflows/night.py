@@ -24,7 +24,7 @@ __all__ = ["ReduceExposure", "ReduceNight", "ReduceNights", "NIGHT_DEFAULTS"]
 #: What a night reduction does unless luigi.cfg's [reduction] says otherwise.
 NIGHT_DEFAULTS = {"masters": ("bias", "dark", "flat")}
 
-_FAMILIES = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
+_FAMILIES = ["DetrendOTA", "FocalPlaneCorrections", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
 
 
 def _night_options(options: dict) -> dict:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.collections import LineCollection
 
-__all__ = ["focal_axes", "colorbar"]
+from .common import no_data
+
+__all__ = ["focal_axes", "colorbar", "coloured_points"]
 
 #: Margin around an OTA when a panel shows only that OTA, in units of its size.
 OTA_MARGIN = 0.08
@@ -44,3 +46,38 @@ def focal_axes(ax, outlines: dict, *, ota: int | None = None) -> None:
 def colorbar(fig, mappable, ax, label: str) -> None:
     """A colour bar beside ``ax`` with ``label`` (quantity and unit)."""
     fig.colorbar(mappable, ax=ax, shrink=0.85).set_label(label)
+
+
+def coloured_points(fig, ax, xi, eta, values, selected: np.ndarray, *, cmap: str, norm, label: str,
+                    empty: str, **style) -> int:
+    """Scatter the ``selected`` stars at their places, coloured by ``values``, with a colour bar.
+
+    Parameters
+    ----------
+    fig, ax : matplotlib Figure and Axes
+        The panel (set up by :func:`focal_axes`).
+    xi, eta : numpy.ndarray
+        Star positions, arcmin.
+    values : numpy.ndarray
+        The colour of each star (units in ``label``).
+    selected : numpy.ndarray
+        Indices of the stars to draw.
+    cmap, norm, label : str, matplotlib.colors.Normalize, str
+        Colour map, its range, and the colour bar's label with units.
+    empty : str
+        Note drawn when no star is selected.
+    **style
+        Passed to ``Axes.scatter`` (marker size, edges).
+
+    Returns
+    -------
+    int
+        Stars drawn.
+    """
+    if not len(selected):
+        no_data(ax, empty)
+        return 0
+    points = ax.scatter(np.asarray(xi)[selected], np.asarray(eta)[selected], c=np.asarray(values)[selected],
+                        cmap=cmap, norm=norm, **style)
+    colorbar(fig, points, ax, label)
+    return int(len(selected))

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.colors import Normalize
 
 from .common import ExposureId, PlotResult, finish, new_figure, no_data, subsample
-from .focalplane import colorbar, focal_axes
+from .focalplane import coloured_points, focal_axes
 
 __all__ = ["zp_magnitude", "zp_map"]
 
@@ -103,14 +103,9 @@ def zp_map(paths, ident: ExposureId, *, xi, eta, zp, used, zp_median: float, out
     ax = fig.add_subplot()
     focal_axes(ax, outlines, ota=ota)
     sel = np.flatnonzero(np.asarray(used, bool))
-    sel = sel[subsample(sel.size)]
-    if sel.size:
-        points = ax.scatter(np.asarray(xi)[sel], np.asarray(eta)[sel], c=np.asarray(zp)[sel], s=14, cmap="RdBu_r",
-                            norm=Normalize(zp_median - MAP_HALF_RANGE, zp_median + MAP_HALF_RANGE),
-                            edgecolors="0.3", linewidths=0.3)
-        colorbar(fig, points, ax, "zero point [mag]")
-    else:
-        no_data(ax, "no calibration stars")
+    n = coloured_points(fig, ax, xi, eta, zp, sel[subsample(sel.size)], cmap="RdBu_r",
+                        norm=Normalize(zp_median - MAP_HALF_RANGE, zp_median + MAP_HALF_RANGE),
+                        label="zero point [mag]", empty="no calibration stars", s=14, edgecolors="0.3",
+                        linewidths=0.3)
     scope = "focal plane" if ota is None else f"OTA {ota:02d}"
-    return finish(fig, paths, ident, f"photZP_map: zero point of the calibration stars, {scope}",
-                  {"points": int(sel.size)})
+    return finish(fig, paths, ident, f"photZP_map: zero point of the calibration stars, {scope}", {"points": n})

@@ -7,7 +7,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 
 from .common import ExposureId, PlotResult, finish, new_figure, no_data, subsample
-from .focalplane import colorbar, focal_axes
+from .focalplane import colorbar, coloured_points, focal_axes
 
 __all__ = ["fwhm_distribution", "psf_shape", "seeing_map", "binned_shape"]
 
@@ -192,14 +192,10 @@ def seeing_map(paths, ident: ExposureId, *, xi, eta, fwhm, outlines: dict, ota: 
     fig = new_figure()
     ax = fig.add_subplot()
     focal_axes(ax, outlines, ota=ota)
-    keep = subsample(len(xi))
     fwhm = np.asarray(fwhm, float)
-    if keep.size:
-        points = ax.scatter(np.asarray(xi)[keep], np.asarray(eta)[keep], c=fwhm[keep], s=10, cmap="viridis",
-                            norm=_fwhm_norm(fwhm), linewidths=0)
-        colorbar(fig, points, ax, "FWHM [arcsec]")
+    n = coloured_points(fig, ax, xi, eta, fwhm, subsample(len(xi)), cmap="viridis", norm=_fwhm_norm(fwhm),
+                        label="FWHM [arcsec]", empty="no clean stars", s=10, linewidths=0)
+    if n:
         ax.text(0.02, 0.02, f"median FWHM {np.median(fwhm):.2f}\"", transform=ax.transAxes, fontsize=8)
-    else:
-        no_data(ax, "no clean stars")
     scope = "focal plane" if ota is None else f"OTA {ota:02d}"
-    return finish(fig, paths, ident, f"seeing: FWHM of clean stars, {scope}", {"points": int(keep.size)})
+    return finish(fig, paths, ident, f"seeing: FWHM of clean stars, {scope}", {"points": n})
