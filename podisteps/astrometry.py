@@ -6,11 +6,17 @@ The steps follow QuickReduce's ``dev_ccmatch``, with the changes its section 8.2
    tangent plane at the optical axis (the common ``CRVAL`` of all OTAs). For each trial rotation of the
    sources about the axis, every source -> reference offset within the search radius goes into a 2-D
    histogram; its peak is the candidate shift. The rotation with the highest peak wins; its contrast
-   against the rotations more than 40' away measures how unique the solution is.
+   against the rotations more than 40' away measures how unique the solution is (QuickReduce's
+   ``WCS_QUAL``). A solution is accepted only if it also has enough matches and chance cannot explain
+   them (:func:`match_significance`, the trials of the whole search included): blank or sparse fields and
+   wrong catalogues fail there. Crowded fields stay fast: the histogram takes the brightest sources near
+   the axis, up to a fixed number of pairs.
 2. :func:`fit_shift_rotation` - least squares on (angle, shift) with robust loss, then
    :func:`apply_shift_rotation` writes it into every OTA header (``CD <- R CD``, ``CRVAL`` moved).
 3. :func:`refine_ota` - per-OTA least squares of ``CRVAL`` (``otashift``) or ``CRVAL`` and ``CD``
    (``otashear``) with ``scipy.optimize.least_squares(loss='soft_l1')``; the TPV ``PV`` terms stay fixed.
+   The fit is regularised towards the canned model by its stated error (:func:`prior_error`), so an
+   OTA with a few stars moves only as far as they outweigh the model.
 4. :func:`wcs_quality` - the ``WCS_RMSA`` ... ``WCSCRMS`` keywords.
 
 :func:`solve_focal_plane` chains the steps for a whole exposure.
@@ -37,6 +43,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
+from scipy.stats import poisson
 
 from .stats import three_sigma_clip
 
@@ -46,12 +53,15 @@ __all__ = [
     "from_tangent_plane",
     "sky_offsets",
     "pixel_scale",
+    "reference_tree",
     "match_nearest",
     "unit_vectors",
     "PointingSolution",
+    "match_significance",
     "find_pointing",
     "fit_shift_rotation",
     "apply_shift_rotation",
+    "prior_error",
     "refine_ota",
     "wcs_quality",
     "odi2wcs",
@@ -65,6 +75,13 @@ ARCSEC = 1.0 / 3600.0
 
 #: Minimum matches per OTA for the refinement modes (QuickReduce: more than 4 / more than 9).
 MIN_MATCHES = {"otashift": 5, "otashear": 10}
+
+#: Position error per axis of a canned distortion model without ``ASTRRMS1/2`` cards, arcsec
+#: (:func:`prior_error`; the simulator's perturbed models are 32-48 mas rms in two dimensions).
+DEFAULT_PRIOR_ARCSEC = 0.035
+
+#: Pairs entering one least-squares fit, at most (more only cost time: an even subset is used).
+MAX_FIT_PAIRS = 2000
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -147,7 +164,14 @@ def unit_vectors(ra, dec) -> np.ndarray:
     return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
 
 
-def match_nearest(ra1, dec1, ra2, dec2, *, radius_arcsec: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reference_tree(ra, dec) -> cKDTree:
+    """A k-d tree of the unit vectors of reference positions (degrees), for :func:`match_nearest`."""
+    return cKDTree(unit_vectors(np.atleast_1d(ra), np.atleast_1d(dec)).reshape(-1, 3))
+
+
+def match_nearest(
+    ra1, dec1, ra2, dec2, *, radius_arcsec: float, tree: cKDTree | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unique nearest-neighbour matches of list 1 in list 2 within a radius.
 
     Every position of list 1 takes its nearest neighbour in list 2; when several claim the same one, only
@@ -159,6 +183,8 @@ def match_nearest(ra1, dec1, ra2, dec2, *, radius_arcsec: float) -> tuple[np.nda
         Positions, degrees, shapes ``(n1,)`` and ``(n2,)``.
     radius_arcsec : float
         Maximum separation, arcsec.
+    tree : scipy.spatial.cKDTree, optional
+        :func:`reference_tree` of list 2, to reuse over many calls (list 2 is then not read).
 
     Returns
     -------
@@ -168,10 +194,11 @@ def match_nearest(ra1, dec1, ra2, dec2, *, radius_arcsec: float) -> tuple[np.nda
         Separations, arcsec, shape ``(m,)``.
     """
     empty = np.zeros(0, int)
-    if len(np.atleast_1d(ra1)) == 0 or len(np.atleast_1d(ra2)) == 0:
+    tree = reference_tree(ra2, dec2) if tree is None else tree
+    if len(np.atleast_1d(ra1)) == 0 or tree.n == 0:
         return empty, empty, np.zeros(0)
     chord = 2.0 * math.sin(math.radians(radius_arcsec / 3600.0) / 2.0)
-    dist, i2 = cKDTree(unit_vectors(ra2, dec2)).query(unit_vectors(ra1, dec1), distance_upper_bound=chord)
+    dist, i2 = tree.query(unit_vectors(ra1, dec1), distance_upper_bound=chord)
     i1 = np.flatnonzero(np.isfinite(dist))
     if i1.size == 0:
         return empty, empty, np.zeros(0)
@@ -181,6 +208,12 @@ def match_nearest(ra1, dec1, ra2, dec2, *, radius_arcsec: float) -> tuple[np.nda
     keep = np.sort(order[first])
     sep = np.degrees(2.0 * np.arcsin(dist[keep] / 2.0)) * 3600.0
     return i1[keep], i2[keep], sep
+
+
+def _thin(i1, i2, n_max: int = MAX_FIT_PAIRS) -> tuple[np.ndarray, np.ndarray]:
+    """An evenly spaced subset of at most ``n_max`` matched pairs."""
+    step = max(1, math.ceil(i1.size / n_max))
+    return i1[::step], i2[::step]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -289,6 +322,22 @@ def apply_shift_rotation(header: fits.Header, *, angle: float, shift, center) ->
 # the histogram search
 
 
+#: With more than ``max_sources`` sources, the histogram takes the brightest within this distance of the
+#: axis (a short lever arm keeps the bins of the trial rotations small, so the peak stands out), arcmin.
+INNER_RADIUS_ARCMIN = 18.0
+#: Pairs per trial rotation in the histogram, at most (sources are dropped, faintest first) ...
+MAX_HISTOGRAM_PAIRS = 2_000_000
+#: ... but at least this many sources are kept.
+MIN_HISTOGRAM_SOURCES = 100
+#: Success needs at least this many unique matches within the match radius ...
+MIN_SOLUTION_MATCHES = 6
+#: ... and a match count that chance alone reaches, anywhere in the search, with a probability below
+#: ``10**-MIN_SIGNIFICANCE`` (see :func:`match_significance`).
+MIN_SIGNIFICANCE = 3.0
+#: The chance level of the matches is measured with the solution moved by this much in 8 directions, arcsec.
+CHANCE_OFFSET_ARCSEC = 30.0
+
+
 @dataclass
 class PointingSolution:
     """Result of :func:`find_pointing`.
@@ -296,7 +345,8 @@ class PointingSolution:
     Attributes
     ----------
     success : bool
-        ``contrast > min_contrast`` at the radius used.
+        ``contrast > min_contrast``, at least :data:`MIN_SOLUTION_MATCHES` matches and
+        ``significance >= min_significance``.
     angle : float
         Rotation about the axis, degrees (``CD <- R(angle) CD``).
     shift : tuple of float
@@ -306,6 +356,8 @@ class PointingSolution:
     contrast : float
         ``(n_best - m) / sqrt(m)`` of the histogram peaks, ``m`` the median peak over rotations more
         than 40' from the best (floored at 1).
+    significance : float
+        :func:`match_significance` of ``n_matches`` (-1 when nothing was searched).
     radius : float
         Search radius of the solution, arcmin.
     qualities : list of float
@@ -321,6 +373,7 @@ class PointingSolution:
     shift: tuple[float, float]
     n_matches: int
     contrast: float
+    significance: float
     radius: float
     qualities: list[float]
     n_sources: int
@@ -328,38 +381,54 @@ class PointingSolution:
     ref_index: np.ndarray = field(repr=False)
 
 
-def _histogram_peak(dx, dy, *, half: float, bin_arcsec: float) -> tuple[float, float, float]:
-    """Peak of the 3x3-bin box sum of a 2-D offset histogram over ``+-half``: (count, x, y) of the box."""
-    nb = int(math.ceil(2 * half / bin_arcsec))
-    fx = (dx + half) / bin_arcsec
-    fy = (dy + half) / bin_arcsec
-    ok = (fx >= 0) & (fx < nb) & (fy >= 0) & (fy < nb)
-    index = fy[ok].astype(np.int64) * nb + fx[ok].astype(np.int64)
-    hist = np.bincount(index, minlength=nb * nb).reshape(nb, nb)
-    padded = np.pad(hist, 1)
-    box = sum(padded[i:i + nb, j:j + nb] for i in range(3) for j in range(3))
-    k = int(np.argmax(box))
-    py, px = divmod(k, nb)
-    return float(box[py, px]), (px + 0.5) * bin_arcsec - half, (py + 0.5) * bin_arcsec - half
+def _cells(x, y, bin_arcsec: float, nb: int) -> np.ndarray:
+    """Flat index ``floor(y/b) nb + floor(x/b)`` of positions (arcsec) on a grid of ``bin_arcsec``."""
+    return np.floor(y / bin_arcsec).astype(np.int64) * nb + np.floor(x / bin_arcsec).astype(np.int64)
+
+
+def _box_peak(hist: np.ndarray, window: int) -> tuple[float, int, int]:
+    """Peak of the 3x3-bin box sum of ``hist`` within ``window`` bins of its centre: (sum, row, column)."""
+    h = hist.shape[0] // 2
+    sub = hist[h - window - 1:h + window + 2, h - window - 1:h + window + 2]
+    rows = sub[:-2] + sub[1:-1] + sub[2:]
+    box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+    py, px = divmod(int(np.argmax(box)), box.shape[1])
+    return float(box[py, px]), py + h - window, px + h - window
 
 
 def _search_radius(sx, sy, rx, ry, tree, *, radius: float, rotations, bin_arcsec: float):
-    """Histogram scores per rotation for one search radius (arcsec); returns scores, shifts and the pairs."""
+    """Histogram scores per rotation for one search radius (arcsec); returns scores, shifts and the pairs.
+
+    Sources are taken in the given order (brightest first) while the pairs stay within
+    :data:`MAX_HISTOGRAM_PAIRS` (at least :data:`MIN_HISTOGRAM_SOURCES` sources): in a crowded field a
+    few dozen sources give a clear peak already, and the cost stays bounded.
+    Both ends of every pair are put on the histogram grid before the subtraction, so the offset of a
+    pair is known to +-1 bin: the 3x3 box sum of the peak holds it. The grid spans every offset of the
+    pairs at every trial rotation (no wrap-around); the peak is searched within ``+-radius``.
+    """
     r_max = float(np.hypot(sx, sy).max())
-    margin = r_max * math.sin(math.radians(np.max(np.abs(rotations))))
-    pairs = tree.query_ball_point(np.column_stack([sx, sy]), radius + margin)
-    counts = np.fromiter((len(p) for p in pairs), int, len(pairs))
+    margin = 2.0 * r_max * math.sin(math.radians(np.max(np.abs(rotations))) / 2.0)  # largest move of a source
+    reach = radius + margin
+    points = np.column_stack([sx, sy])
+    lengths = tree.query_ball_point(points, reach, return_length=True)
+    n_use = max(MIN_HISTOGRAM_SOURCES, int(np.searchsorted(np.cumsum(lengths), MAX_HISTOGRAM_PAIRS, side="right")))
+    pairs = tree.query_ball_point(points[:n_use], reach)
+    counts = np.asarray(lengths[:n_use], int)
     i = np.repeat(np.arange(len(pairs)), counts)
     j = np.concatenate([np.asarray(p, int) for p in pairs]) if counts.sum() else np.zeros(0, int)
     step = float(np.median(np.diff(np.sort(rotations)))) if len(rotations) > 1 else 0.0
-    bin_c = max(bin_arcsec, 2.0 * r_max * math.radians(step) / 2.0 / 3.0)
-    rxj, ryj = rx[j].astype(np.float32), ry[j].astype(np.float32)
+    bin_c = max(bin_arcsec, r_max * math.radians(step) / 3.0)
+    h = int(math.ceil((reach + margin) / bin_c)) + 1
+    nb = 2 * h + 1
+    ref_cells = _cells(rx[j], ry[j], bin_c, nb) + h * (nb + 1)
+    window = min(h - 1, int(math.ceil(radius / bin_c)))
     scores, shifts = [], []
     for angle in rotations:
-        ux, uy = (u.astype(np.float32) for u in _rotate(sx, sy, angle))
-        score, px, py = _histogram_peak(rxj - ux[i], ryj - uy[i], half=radius, bin_arcsec=bin_c)
+        src_cells = _cells(*_rotate(sx, sy, angle), bin_c, nb)
+        hist = np.bincount(ref_cells - src_cells[i], minlength=nb * nb).reshape(nb, nb)
+        score, py, px = _box_peak(hist, window)
         scores.append(score)
-        shifts.append((px, py))
+        shifts.append(((px - h) * bin_c, (py - h) * bin_c))
     return np.array(scores), shifts, (i, j), bin_c
 
 
@@ -371,21 +440,70 @@ def _contrast(scores, rotations, best: int, *, exclude_deg: float = 40.0 / 60.0)
     return (float(scores[best]) - m) / math.sqrt(m)
 
 
-def _refine_matches(src_ra, src_dec, ref_ra, ref_dec, *, center, start, radii=(5.0, 2.0)):
+def _refine_matches(xi, eta, ref_ra, ref_dec, tree, *, center, start, radii=(5.0, 2.0)):
     """Iterate match (unique nearest) and :func:`fit_shift_rotation` with shrinking radii (arcsec)."""
-    xi, eta = tangent_plane(src_ra, src_dec, *center)
+    src_ra, src_dec = from_tangent_plane(xi, eta, *center)
     params = start
-    i1 = i2 = np.zeros(0, int)
     for r in radii:
         ra, dec = _shift_rotation_model(xi, eta, params[0], params[1:], center)
-        i1, i2, _ = match_nearest(ra, dec, ref_ra, ref_dec, radius_arcsec=r)
+        i1, i2 = _thin(*match_nearest(ra, dec, None, None, radius_arcsec=r, tree=tree)[:2])
         if i1.size >= 3:
             fit = fit_shift_rotation(src_ra[i1], src_dec[i1], ref_ra[i2], ref_dec[i2], center=center,
                                      start=params)
             params = (fit["angle"], *fit["shift"])
-    ra, dec = _shift_rotation_model(xi, eta, params[0], params[1:], center)
-    i1, i2, _ = match_nearest(ra, dec, ref_ra, ref_dec, radius_arcsec=radii[-1])
-    return params, i1, i2
+    return params
+
+
+def _chance_matches(xi, eta, tree, *, center, params, radius: float) -> list[int]:
+    """Matches within ``radius`` of the solution moved by :data:`CHANCE_OFFSET_ARCSEC` in 8 directions."""
+    out = []
+    for k in range(8):
+        a = k * math.pi / 4.0
+        shift = (params[1] + CHANCE_OFFSET_ARCSEC * math.cos(a), params[2] + CHANCE_OFFSET_ARCSEC * math.sin(a))
+        ra, dec = _shift_rotation_model(xi, eta, params[0], shift, center)
+        out.append(match_nearest(ra, dec, None, None, radius_arcsec=radius, tree=tree)[0].size)
+    return out
+
+
+def match_significance(n_matches: int, chance_counts, *, search_radius: float, match_radius: float,
+                       rotation_range: float, lever_arm: float) -> float:
+    """How unlikely chance alone makes a solution with ``n_matches`` matches, ``-log10`` probability.
+
+    The chance count at one trial solution is Poisson with mean ``mu = (sum(chance_counts) + 1) / k``
+    (the counts measured at ``k`` displaced solutions, plus one so that an empty field is not certain).
+    The search tried about ``T = (R / r)^2 (theta L / r + 1)`` independent solutions (search radius
+    ``R``, match radius ``r``, rotation range ``theta`` in radians over the lever arm ``L``), so the
+    probability is ``T P(X >= n_matches | mu)``, capped at 1.
+
+    Parameters
+    ----------
+    n_matches : int
+        Matches of the solution.
+    chance_counts : sequence of int
+        Matches of displaced solutions.
+    search_radius, match_radius, lever_arm : float
+        ``R``, ``r`` and ``L``, arcsec.
+    rotation_range : float
+        Range of the trial rotations, degrees.
+
+    Returns
+    -------
+    float
+        ``-log10`` of the probability, in ``[0, 99]`` (99 where it underflows).
+    """
+    mu = (float(np.sum(chance_counts)) + 1.0) / len(chance_counts)
+    trials = (search_radius / match_radius) ** 2 * (math.radians(rotation_range) * lever_arm / match_radius + 1.0)
+    log_p = poisson.logsf(n_matches - 1, mu) / math.log(10.0) + math.log10(trials)
+    return float(min(-min(log_p, 0.0), 99.0))
+
+
+def _histogram_sources(xi, eta, order, max_sources: int) -> np.ndarray:
+    """The sources of the histogram (indices, brightest first); see :data:`INNER_RADIUS_ARCMIN`."""
+    if order.size > max_sources:
+        inner = order[np.hypot(xi[order], eta[order]) <= INNER_RADIUS_ARCMIN * 60.0]
+        if inner.size >= max_sources:
+            return inner[:max_sources]
+    return order[:max_sources]
 
 
 def find_pointing(
@@ -398,25 +516,33 @@ def find_pointing(
     bin_arcsec: float = 1.0,
     max_sources: int = 250,
     min_contrast: float = 3.0,
+    min_significance: float = MIN_SIGNIFICANCE,
     match_radius: float = 2.0,
+    ref_tree: cKDTree | None = None,
 ) -> PointingSolution:
     """Search the pointing offset and rotation of a field (ccmatch's ``find_best_guess``).
 
     Sources and references are projected onto the tangent plane at ``center``. For each search radius
     ``R`` and each trial rotation, the offsets (reference - rotated source) of all pairs closer than
     ``R`` go into a 2-D histogram over ``+-R``; the peak of its 3x3-bin box sum scores the rotation.
-    The histogram bin is ``bin_arcsec``, widened to 2/3 of the displacement half a rotation step causes
-    at the outermost source, so that one box holds the matches of the nearest trial rotation
+    The histogram bin is ``bin_arcsec``, widened to 1/3 of the displacement a rotation step causes at
+    the outermost source, so that one box holds the matches of the nearest trial rotation
     (coarse-to-fine). The best rotation's peak pairs seed :func:`fit_shift_rotation`, which is then
     iterated over all sources with unique matches within 5" and ``match_radius``.
-    As in QuickReduce, after the first radius that succeeds one more radius is tried; the most contrasted
-    successful radius is returned (the last radius tried if none succeeded).
+    As in QuickReduce, after the first radius whose contrast passes, one more radius is tried; the most
+    contrasted passing radius is returned (the last radius tried if none passed).
+
+    A solution succeeds when its contrast passes (QuickReduce's ``min_wcs_quality``), it has at least
+    :data:`MIN_SOLUTION_MATCHES` matches, and chance cannot explain them: the matches of the solution
+    moved by :data:`CHANCE_OFFSET_ARCSEC` measure the chance level, and :func:`match_significance` must
+    reach ``min_significance``. Blank fields, a handful of stars and wrong catalogues fail there.
 
     Parameters
     ----------
     sources : tuple of array-like
         ``(ra, dec, mag)`` from the current WCS, degrees and magnitudes (``mag`` may be None: the given
-        order is then used), shape ``(n,)`` each. The ``max_sources`` brightest enter the histogram.
+        order is then used), shape ``(n,)`` each. The ``max_sources`` brightest enter the histogram,
+        from within :data:`INNER_RADIUS_ARCMIN` of ``center`` when there are enough there.
     refs : tuple of array-like
         ``(ra, dec)`` of the reference stars, degrees.
     center : tuple of float
@@ -428,11 +554,15 @@ def find_pointing(
     bin_arcsec : float, optional
         Finest histogram bin, arcsec.
     max_sources : int, optional
-        Brightest sources used in the histogram (all are used in the refinement).
+        Sources used in the histogram (all are used in the refinement).
     min_contrast : float, optional
-        Success threshold on the contrast (QuickReduce ``min_wcs_quality``).
+        Threshold on the contrast (QuickReduce ``min_wcs_quality``).
+    min_significance : float, optional
+        Threshold on :func:`match_significance`.
     match_radius : float, optional
         Final match radius, arcsec.
+    ref_tree : scipy.spatial.cKDTree, optional
+        :func:`reference_tree` of ``refs``, if the caller has one.
 
     Returns
     -------
@@ -441,17 +571,18 @@ def find_pointing(
     rotations = np.linspace(-3.0, 3.5, 21) if rotations_deg is None else np.asarray(rotations_deg, float)
     src_ra, src_dec = np.asarray(sources[0], float), np.asarray(sources[1], float)
     ref_ra, ref_dec = np.asarray(refs[0], float), np.asarray(refs[1], float)
+    xi, eta = tangent_plane(src_ra, src_dec, *center)
     order = np.arange(src_ra.size) if sources[2] is None else np.argsort(np.asarray(sources[2]), kind="stable")
-    use = order[:max_sources]
-    sx, sy = tangent_plane(src_ra[use], src_dec[use], *center)
+    use = _histogram_sources(xi, eta, order, max_sources)
+    sx, sy = xi[use], eta[use]
     rx, ry = tangent_plane(ref_ra, ref_dec, *center)
     qualities = [-1.0] * len(max_radius_arcmin)
     empty = np.zeros(0, int)
-    failed = PointingSolution(False, 0.0, (0.0, 0.0), 0, -1.0, 0.0, qualities, int(use.size), empty, empty)
+    failed = PointingSolution(False, 0.0, (0.0, 0.0), 0, -1.0, -1.0, 0.0, qualities, int(use.size), empty, empty)
     if use.size < 3 or ref_ra.size < 3:
         return failed
     tree = cKDTree(np.column_stack([rx, ry]))
-    chosen, succeeded = None, False
+    chosen, passed = None, False
     for k, radius in enumerate(max_radius_arcmin):
         scores, shifts, pairs, bin_c = _search_radius(sx, sy, rx, ry, tree, radius=radius * 60.0,
                                                       rotations=rotations, bin_arcsec=bin_arcsec)
@@ -459,11 +590,11 @@ def find_pointing(
         contrast = _contrast(scores, rotations, best)
         qualities[k] = round(contrast, 2)
         ok = contrast > min_contrast
-        if not succeeded or (ok and contrast > chosen[0]):
+        if not passed or (ok and contrast > chosen[0]):
             chosen = (contrast, radius, rotations[best], shifts[best], pairs, bin_c)
-        if succeeded:  # the one more radius after the first success has been tried
+        if passed:  # the one more radius after the first pass has been tried
             break
-        succeeded = ok
+        passed = ok
     contrast, radius, angle, shift, (pi, pj), bin_c = chosen
     # seed pairs: offsets inside the peak box of the best rotation
     ux, uy = _rotate(sx[pi], sy[pi], angle)
@@ -473,10 +604,18 @@ def find_pointing(
         return failed
     fit = fit_shift_rotation(src_ra[use][pi[seed]], src_dec[use][pi[seed]], ref_ra[pj[seed]], ref_dec[pj[seed]],
                              center=center, start=(angle, *shift), f_scale=bin_c)
-    params, i1, i2 = _refine_matches(src_ra, src_dec, ref_ra, ref_dec, center=center,
-                                     start=(fit["angle"], *fit["shift"]), radii=(5.0, match_radius))
-    return PointingSolution(bool(contrast > min_contrast), float(params[0]), (float(params[1]), float(params[2])),
-                            int(i1.size), float(contrast), float(radius), qualities, int(use.size), i1, i2)
+    ref_tree = reference_tree(ref_ra, ref_dec) if ref_tree is None else ref_tree
+    params = _refine_matches(xi, eta, ref_ra, ref_dec, ref_tree, center=center, start=(fit["angle"], *fit["shift"]),
+                             radii=(5.0, match_radius))
+    i1, i2, _ = match_nearest(*_shift_rotation_model(xi, eta, params[0], params[1:], center), None, None,
+                              radius_arcsec=match_radius, tree=ref_tree)
+    chance = _chance_matches(xi, eta, ref_tree, center=center, params=params, radius=match_radius)
+    significance = match_significance(i1.size, chance, search_radius=radius * 60.0, match_radius=match_radius,
+                                      rotation_range=float(np.ptp(rotations)),
+                                      lever_arm=float(np.hypot(xi, eta).max()))
+    success = bool(contrast > min_contrast and i1.size >= MIN_SOLUTION_MATCHES and significance >= min_significance)
+    return PointingSolution(success, float(params[0]), (float(params[1]), float(params[2])), int(i1.size),
+                            float(contrast), significance, float(radius), qualities, int(use.size), i1, i2)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -492,6 +631,27 @@ def _wcs_params(wcs: WCS, params, crval0, cd0, mode: str) -> None:
     wcs.wcs.set()
 
 
+def _control_points(header: fits.Header, x, y, n: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """An ``n x n`` grid of 1-based pixels over the OTA (``NAXIS1/2``, else the sources' extent)."""
+    if "NAXIS1" in header and "NAXIS2" in header:
+        (x0, x1), (y0, y1) = (1.0, float(header["NAXIS1"])), (1.0, float(header["NAXIS2"]))
+    else:
+        (x0, x1), (y0, y1) = (float(np.min(x)), float(np.max(x))), (float(np.min(y)), float(np.max(y)))
+    gx, gy = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
+    return gx.ravel(), gy.ravel()
+
+
+def prior_error(header: fits.Header) -> float:
+    """A-priori position error per axis of an OTA's canned WCS, arcsec.
+
+    ``hypot(ASTRRMS1, ASTRRMS2) / sqrt(2)`` (degrees, SCAMP's cards in QuickReduce's canned files) when
+    the header has them, else :data:`DEFAULT_PRIOR_ARCSEC`.
+    """
+    if "ASTRRMS1" in header and "ASTRRMS2" in header:
+        return math.hypot(float(header["ASTRRMS1"]), float(header["ASTRRMS2"])) / math.sqrt(2.0) * 3600.0
+    return DEFAULT_PRIOR_ARCSEC
+
+
 def refine_ota(
     header: fits.Header,
     x,
@@ -501,19 +661,28 @@ def refine_ota(
     *,
     mode: str = "otashear",
     f_scale: float = 0.3,
+    prior_arcsec: float | None = None,
+    star_sigma: float = 0.1,
 ) -> tuple[fits.Header, np.ndarray, bool]:
     """Per-OTA least squares of ``CRVAL`` (``otashift``) or ``CRVAL`` and ``CD`` (``otashear``).
 
     The residuals ``(dalpha cos(delta), ddelta)`` between ``all_pix2world(x, y)`` and the reference
     stars (arcsec) are minimised with ``scipy.optimize.least_squares(loss='soft_l1')``. ``CRVAL`` moves
     in the tangent plane of the old one; ``CD <- (1 + A) CD`` with a free 2x2 ``A``. ``PV`` terms, ``CRPIX``
-    and ``CTYPE`` stay fixed. OTAs with fewer than 5 (``otashift``) / 10 (``otashear``) pairs keep their
-    header.
+    and ``CTYPE`` stay fixed.
+
+    Without a prior, OTAs with fewer than 5 (``otashift``) / 10 (``otashear``) pairs keep their header.
+    With ``prior_arcsec`` (the error per axis of the input header, e.g. :func:`prior_error` of the canned
+    model), every OTA with a pair is refined and the fit is regularised towards the input header: the
+    displacements of a 3x3 grid of control points over the OTA enter as residuals weighted
+    ``star_sigma / prior_arcsec / 3`` (a Gaussian prior of ``prior_arcsec`` rms on the displacement
+    over the OTA, for stars of ``star_sigma`` error per axis). A few stars then move the WCS only as far
+    as they outweigh the prior.
 
     Parameters
     ----------
     header : astropy.io.fits.Header
-        The OTA header (TAN/TPV WCS).
+        The OTA header (TAN/TPV WCS); ``NAXIS1/2`` place the control points (else the sources' extent).
     x, y : array-like
         **1-based** pixel positions of the matched sources, shape ``(n,)``.
     ref_ra, ref_dec : array-like
@@ -522,6 +691,10 @@ def refine_ota(
         Parameters fitted.
     f_scale : float, optional
         Soft-L1 inlier scale, arcsec.
+    prior_arcsec : float, optional
+        Error per axis of the input WCS, arcsec; None: no prior.
+    star_sigma : float, optional
+        Error per axis of one source-reference pair, arcsec (only used with a prior).
 
     Returns
     -------
@@ -536,18 +709,25 @@ def refine_ota(
         raise ValueError(f"mode must be one of {sorted(MIN_MATCHES)}, got {mode!r}")
     x, y = np.asarray(x, float), np.asarray(y, float)
     ref_ra, ref_dec = np.asarray(ref_ra, float), np.asarray(ref_dec, float)
-    wcs = header_wcs(header)
-    crval0 = tuple(float(v) for v in wcs.wcs.crval)
-    cd0 = wcs.wcs.cd.copy() if wcs.wcs.has_cd() else wcs.pixel_scale_matrix
-
-    def residuals(p):
-        _wcs_params(wcs, p, crval0, cd0, mode)
-        ra, dec = wcs.all_pix2world(x, y, 1)
-        return np.concatenate(sky_offsets(ra, dec, ref_ra, ref_dec))
-
     out = header.copy()
-    refined = x.size >= MIN_MATCHES[mode]
+    refined = x.size >= (1 if prior_arcsec else MIN_MATCHES[mode])
     if refined:
+        wcs = header_wcs(header)
+        crval0 = tuple(float(v) for v in wcs.wcs.crval)
+        cd0 = wcs.wcs.cd.copy() if wcs.wcs.has_cd() else wcs.pixel_scale_matrix
+        weight = np.ones(x.size)
+        target_ra, target_dec, px, py = ref_ra, ref_dec, x, y
+        if prior_arcsec:
+            cx, cy = _control_points(header, x, y)
+            cra, cdec = wcs.all_pix2world(cx, cy, 1)
+            weight = np.r_[weight, np.full(cx.size, star_sigma / prior_arcsec / math.sqrt(cx.size))]
+            target_ra, target_dec, px, py = np.r_[ref_ra, cra], np.r_[ref_dec, cdec], np.r_[x, cx], np.r_[y, cy]
+
+        def residuals(p):
+            _wcs_params(wcs, p, crval0, cd0, mode)
+            ra, dec = wcs.all_pix2world(px, py, 1)
+            return np.concatenate([d * weight for d in sky_offsets(ra, dec, target_ra, target_dec)])
+
         npar = 2 if mode == "otashift" else 6
         res = least_squares(residuals, np.zeros(npar), loss="soft_l1", f_scale=f_scale, method="trf",
                             x_scale=np.r_[1.0, 1.0, np.full(npar - 2, 1e-5)])
@@ -728,8 +908,46 @@ def _radec(headers, sources):
     return {ota: odi2wcs(headers, ota, src[0], src[1]) for ota, src in sources.items()}
 
 
-def _match_by_ota(radec, ref_ra, ref_dec, radius):
-    return {ota: match_nearest(ra, dec, ref_ra, ref_dec, radius_arcsec=radius)[:2] for ota, (ra, dec) in radec.items()}
+def _match_by_ota(radec, tree, radius):
+    return {ota: match_nearest(ra, dec, None, None, radius_arcsec=radius, tree=tree)[:2]
+            for ota, (ra, dec) in radec.items()}
+
+
+def _star_sigma(residuals) -> float:
+    """Error per axis of one pair, arcsec: 1.4826 MAD of the residuals (0.1 with fewer than 5 pairs)."""
+    r = np.asarray(residuals, float).ravel()
+    return float(1.4826 * np.median(np.abs(r - np.median(r)))) if r.size >= 10 else 0.1
+
+
+def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, prior: bool):
+    """:func:`refine_ota` of one OTA; ``otashear`` only where its 4 extra parameters pay off.
+
+    ``CRVAL`` alone is fitted first; ``CD`` too (with at least ``MIN_MATCHES['otashear']`` pairs) is kept
+    only if it lowers the Bayesian information criterion ``m ln(RSS) + k ln(m)`` of the ``m = 2n`` residuals:
+    with a few dozen noisy pairs a free ``CD`` mostly fits the noise at the OTA's edges.
+    """
+    def fit(fit_mode):
+        return refine_ota(header, x, y, ref_ra, ref_dec, mode=fit_mode, star_sigma=star_sigma,
+                          prior_arcsec=prior_error(header) if prior else None)
+
+    shift = fit("otashift")
+    if mode != "otashear" or x.size < MIN_MATCHES["otashear"]:
+        return shift
+    shear = fit("otashear")
+    m = 2 * x.size
+    rss_shift, rss_shear = (float(np.sum(np.square(r[1]))) for r in (shift, shear))
+    return shear if m * math.log(max(rss_shear, 1e-30) / max(rss_shift, 1e-30)) + 4 * math.log(m) < 0 else shift
+
+
+def _refine_otas(headers, sources, refs, tree, *, mode: str, star_sigma: float, prior: bool):
+    """:func:`_refine_one` on every OTA with its unique matches within 3"; returns headers and flags."""
+    out, refined = dict(headers), {}
+    for ota, pairs in _match_by_ota(_radec(headers, sources), tree, 3.0).items():
+        i1, i2 = _thin(*pairs)
+        out[ota], _, refined[ota] = _refine_one(headers[ota], sources[ota][0][i1], sources[ota][1][i1],
+                                                refs[0][i2], refs[1][i2], mode=mode, star_sigma=star_sigma,
+                                                prior=prior)
+    return out, refined
 
 
 def solve_focal_plane(
@@ -743,6 +961,7 @@ def solve_focal_plane(
     rotations_deg=None,
     min_contrast: float = 3.0,
     max_sources: int = 250,
+    prior: bool = True,
 ) -> FocalPlaneSolution:
     """Astrometric calibration of an exposure (ccmatch): search, focal-plane fit, per-OTA refinement.
 
@@ -758,11 +977,17 @@ def solve_focal_plane(
     mode : {'shift', 'rotation', 'otashift', 'otashear'}
         Last step run: the search only, + the focal-plane shift/rotation fit (unique matches within 5",
         more than 10 needed), + per-OTA ``CRVAL`` (matches within 3"), or ``CRVAL`` and ``CD``. In
-        ``otashear`` mode an OTA with 5-9 matches gets its ``CRVAL`` refined (QuickReduce left it alone).
+        ``otashear`` mode an OTA gets its ``CD`` refined only with at least 10 matches and where that
+        lowers the BIC of its residuals (see ``_refine_one``); otherwise only its ``CRVAL``.
     center : tuple of float, optional
         Optical axis, degrees; default the first header's ``CRVAL``.
     max_radius_arcmin, rotations_deg, min_contrast, max_sources
         Passed to :func:`find_pointing`.
+    prior : bool, optional
+        Regularise the per-OTA refinement towards the canned model (:func:`refine_ota` with
+        :func:`prior_error` of each header and the pair error measured after the focal-plane fit), so
+        that OTAs with few matches are refined as far as their stars outweigh the model's own error.
+        False: QuickReduce's unregularised fit (5 pairs for ``CRVAL``, 10 for ``CD``).
 
     Returns
     -------
@@ -773,6 +998,7 @@ def solve_focal_plane(
     first = headers_by_ota[next(iter(headers_by_ota))]
     center = center or (float(first["CRVAL1"]), float(first["CRVAL2"]))
     ref_ra, ref_dec = np.asarray(refs[0], float), np.asarray(refs[1], float)
+    tree = reference_tree(ref_ra, ref_dec)
     sources = {ota: tuple(np.asarray(v, float) for v in src) for ota, src in sources_by_ota.items()
                if ota in headers_by_ota}
     radec = _radec(headers_by_ota, sources)
@@ -780,30 +1006,28 @@ def solve_focal_plane(
         [radec[o][0] for o in sources], [radec[o][1] for o in sources], [sources[o][2] for o in sources]))
     pointing = find_pointing((src_ra, src_dec, src_mag), (ref_ra, ref_dec), center=center,
                              max_radius_arcmin=max_radius_arcmin, rotations_deg=rotations_deg,
-                             min_contrast=min_contrast, max_sources=max_sources)
+                             min_contrast=min_contrast, max_sources=max_sources, ref_tree=tree)
     headers = {ota: hdr.copy() for ota, hdr in headers_by_ota.items()}
     rotation_fit, refined = None, dict.fromkeys(sources, False)
     if pointing.success:
         angle, shift = pointing.angle, pointing.shift
         if mode != "shift":
             xi, eta = tangent_plane(src_ra, src_dec, *center)
-            i1, i2, _ = match_nearest(*_shift_rotation_model(xi, eta, angle, shift, center), ref_ra, ref_dec,
-                                      radius_arcsec=5.0)
+            i1, i2 = _thin(*match_nearest(*_shift_rotation_model(xi, eta, angle, shift, center), None, None,
+                                          radius_arcsec=5.0, tree=tree)[:2])
             if i1.size > 10:
                 rotation_fit = fit_shift_rotation(src_ra[i1], src_dec[i1], ref_ra[i2], ref_dec[i2], center=center,
                                                   start=(angle, *shift))
                 angle, shift = rotation_fit["angle"], rotation_fit["shift"]
         headers = {ota: apply_shift_rotation(hdr, angle=angle, shift=shift, center=center)
                    for ota, hdr in headers_by_ota.items()}
-        radec = _radec(headers, sources)
         if mode in ("otashift", "otashear"):
-            for ota, (i1, i2) in _match_by_ota(radec, ref_ra, ref_dec, 3.0).items():
-                x, y = sources[ota][0][i1], sources[ota][1][i1]
-                ota_mode = mode if i1.size >= MIN_MATCHES[mode] else "otashift"  # too few for CD: CRVAL only
-                headers[ota], _, refined[ota] = refine_ota(headers[ota], x, y, ref_ra[i2], ref_dec[i2],
-                                                           mode=ota_mode)
-            radec = _radec(headers, sources)
-        matches = _match_by_ota(radec, ref_ra, ref_dec, 2.0)
+            sigma = _star_sigma(rotation_fit["residuals"] if rotation_fit else [])
+            headers, done = _refine_otas(headers, sources, (ref_ra, ref_dec), tree, mode=mode, star_sigma=sigma,
+                                         prior=prior)
+            refined.update(done)
+        radec = _radec(headers, sources)
+        matches = _match_by_ota(radec, tree, 2.0)
     else:
         matches = {ota: (np.zeros(0, int), np.zeros(0, int)) for ota in sources}
     pairs = {ota: (radec[ota][0][i1], radec[ota][1][i1], ref_ra[i2], ref_dec[i2]) for ota, (i1, i2) in matches.items()}

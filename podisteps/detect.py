@@ -7,14 +7,21 @@ apertures of 2, 3, 4, 5, 6, 8, 10, 12 arcsec **diameter**. The output has the co
 (spec section 4.10). Differences from SExtractor, by design:
 
 - ``X``, ``Y`` (1-based) are windowed centroids (``sep.winpos``, Gaussian window of
-  ``sigma = 2 r_half / 2.35``); ``RA``, ``DEC`` come from them through the header's full WCS (TPV
-  distortion included) with ``all_pix2world``.
-- ``FWHM_IMAGE`` = 2 x the half-light radius (``sep.flux_radius``): exact for a Gaussian profile, about
-  26 % larger than the true FWHM for a Moffat beta = 3 profile (SExtractor's own FWHM_IMAGE is also a
-  profile-dependent estimate). ``FWHM_WORLD`` uses the local pixel scale of the WCS at the source
+  ``sigma = 2 r_half / 2.35``, at least :data:`MIN_WINDOW_SIGMA`); ``RA``, ``DEC`` come from them
+  through the header's full WCS (TPV distortion included) with ``all_pix2world``.
+- ``FWHM_IMAGE`` is the FWHM of the PSF before pixel integration, from the half-light radius
+  (``sep.flux_radius``) under a Moffat profile of exponent :data:`PSF_BETA` = 3 (ODI's and the
+  simulator's PSF): :func:`fwhm_from_half_light_radius` inverts a table of the half-light radius that
+  this module measures on pixel-integrated Moffat stars (:func:`half_light_table`), so it holds for
+  undersampled stars too (the test instrument's 1.1 px); for well-sampled stars it is
+  ``2 sqrt(2^(1/beta) - 1) / sqrt(2^(1/(beta-1)) - 1) r_half = 1.584 r_half`` (2 r_half, the Gaussian
+  relation, would be 26 % high). ``FWHM_WORLD`` uses the local pixel scale of the WCS at the source
   (``sqrt |det J|``), not the nominal 0.11"/px.
-- The aperture radii (``d / 2`` divided by the local pixel scale) are exact-overlap circles
-  (``subpix=0``). ``MAG_AUTO`` is a Kron ellipse ``max(2.5 r_Kron, 3.5)`` x ``(a, b)``.
+- The aperture radii are ``d / 2`` divided by the *nominal* pixel scale, ``sqrt |det CD|`` (the linear
+  part of the WCS, without the distortion terms), as QuickReduce's SExtractor apertures were fixed in
+  pixels: a star's image keeps its size in pixels across the focal plane, so apertures sized with the
+  local (distorted) scale would hold less of its light on the outer OTAs (1-2 % measured on the
+  simulator). They are exact-overlap circles (``subpix=0``). ``MAG_AUTO`` is a Kron ellipse ``max(2.5 r_Kron, 3.5)`` x ``(a, b)``.
 - ``AWIN_IMAGE``, ``BWIN_IMAGE``, ``THETAWIN_IMAGE`` are the isophotal second-moment shape of
   ``sep.extract`` (``THETA`` in degrees, counter-clockwise from +x); sep has no windowed moments.
 - Magnitudes are ``-2.5 log10(flux / ADU)``; errors include the background rms and the Poisson noise with
@@ -34,6 +41,7 @@ apertures of 2, 3, 4, 5, 6, 8, 10, 12 arcsec **diameter**. The output has the co
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -43,8 +51,10 @@ from astropy.table import Table
 
 from .assemble import MASK_BITS
 from .astrometry import header_wcs, pixel_scale
+from .simulate.psf import Moffat
 
-__all__ = ["APERTURE_DIAMETERS", "CATALOG_COLUMNS", "FLAG_BITS", "source_catalog", "source_positions"]
+__all__ = ["APERTURE_DIAMETERS", "CATALOG_COLUMNS", "FLAG_BITS", "PSF_BETA", "source_catalog", "source_positions",
+           "half_light_radius", "half_light_table", "fwhm_from_half_light_radius"]
 
 #: Aperture diameters, arcsec (QuickReduce's ``MAG_D20 ... MAG_D120``).
 APERTURE_DIAMETERS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0)
@@ -57,6 +67,13 @@ DEFAULT_GAIN = 1.3
 
 #: Magnitude given to undefined fluxes.
 BAD_MAG = 99.0
+
+#: Smallest Gaussian window of the centroids, px: narrower windows pull undersampled stars towards pixel
+#: centres (up to 0.07 px at FWHM 1.2 px with SExtractor's ``2 r_half / 2.35``, 0.04 px with 1.2 px).
+MIN_WINDOW_SIGMA = 1.2
+
+#: Moffat exponent of the PSF model behind ``FWHM_IMAGE``.
+PSF_BETA = 3.0
 
 _APER_NAMES = [f"D{int(round(d * 10))}" for d in APERTURE_DIAMETERS]
 CATALOG_COLUMNS = (
@@ -75,6 +92,50 @@ def _magnitudes(flux, fluxerr, bad) -> tuple[np.ndarray, np.ndarray]:
     mag[good] = -2.5 * np.log10(flux[good])
     err[good] = 2.5 / math.log(10.0) * np.asarray(fluxerr, float)[good] / flux[good]
     return mag, err
+
+
+def half_light_radius(sub: np.ndarray, x, y, a, *, mask=None) -> np.ndarray:
+    """Half-light radius (px) within ``max(6 a, 3)`` px of 0-based ``(x, y)`` (``sep.flux_radius``)."""
+    r_half, _ = sep.flux_radius(sub, x, y, np.maximum(6.0 * np.asarray(a, float), 3.0), 0.5, mask=mask, subpix=5)
+    return r_half
+
+
+@functools.cache
+def half_light_table(beta: float = PSF_BETA) -> tuple[np.ndarray, np.ndarray]:
+    """The half-light radius :func:`half_light_radius` measures on pixel-integrated Moffat stars.
+
+    Noise-free stars (``simulate.psf.Moffat``, the simulator's renderer, out to 8 alpha) at 8 random
+    sub-pixel phases per FWHM; ``a`` is the star's rms radius ``FWHM_eff / 2.3548`` with
+    ``FWHM_eff^2 = FWHM^2 + 1`` px^2. Beyond 10 px the ratio FWHM / r_half is constant to 0.3 %.
+
+    Returns
+    -------
+    fwhm, r_half : numpy.ndarray
+        FWHM of the PSF before pixel integration (0.6-10 px, 24 values) and the median measured
+        half-light radius, px.
+    """
+    rng = np.random.default_rng(0)
+    fwhm = np.geomspace(0.6, 10.0, 24)
+    r_half = []
+    for f in fwhm:
+        psf = Moffat(f, beta)
+        half = int(math.ceil(8.0 * psf.alpha)) + 3
+        a = math.sqrt(f * f + 1.0) / 2.3548
+        values = []
+        for dx, dy in rng.uniform(-0.5, 0.5, (8, 2)):
+            stamp = np.zeros((2 * half + 1, 2 * half + 1))
+            psf.render(stamp, half + dx, half + dy, 1.0, floor=1.0)  # stamp radius 8 alpha
+            values.append(half_light_radius(stamp, [half + dx], [half + dy], [a])[0])
+        r_half.append(float(np.median(values)))
+    return fwhm, np.maximum.accumulate(np.array(r_half))
+
+
+def fwhm_from_half_light_radius(r_half) -> np.ndarray:
+    """FWHM (px) of the Moffat PSF (:data:`PSF_BETA`) whose pixel-integrated image has half-light radius
+    ``r_half`` (px): :func:`half_light_table` inverted, its end ratio beyond it; NaN stays NaN."""
+    fwhm, table = half_light_table()
+    r = np.asarray(r_half, float)
+    return np.where(r > table[-1], r * fwhm[-1] / table[-1], np.interp(r, table, fwhm))
 
 
 def _empty_catalog(ota: int) -> Table:
@@ -154,15 +215,14 @@ def source_catalog(
     theta = np.clip(theta, -math.pi / 2, math.pi / 2)  # sep may return |theta| a rounding error above pi/2
 
     # windowed centroids from a first half-light radius
-    rmax = np.maximum(6.0 * a, 3.0)
-    r_half, _ = sep.flux_radius(sub, x, y, rmax, 0.5, mask=bad, subpix=5)
-    sig = 2.0 * np.clip(np.nan_to_num(r_half, nan=1.0), 0.5, None) / 2.35
+    r_half = half_light_radius(sub, x, y, a, mask=bad)
+    sig = np.maximum(2.0 * np.nan_to_num(r_half, nan=1.0) / 2.35, MIN_WINDOW_SIGMA)
     xw, yw, wflag = sep.winpos(sub, x, y, sig, mask=bad)
     moved = (wflag != 0) | ~np.isfinite(xw) | ~np.isfinite(yw) | (np.hypot(xw - x, yw - y) > 2.0 * sig + 1.0)
     xw, yw = np.where(moved, x, xw), np.where(moved, y, yw)
     inside = (xw > -0.5) & (xw < nx - 0.5) & (yw > -0.5) & (yw < ny - 0.5)
     objs, x, y, a, b, theta, xw, yw = (v[inside] for v in (objs, x, y, a, b, theta, xw, yw))
-    r_half, _ = sep.flux_radius(sub, xw, yw, np.maximum(6.0 * a, 3.0), 0.5, mask=bad, subpix=5)
+    r_half = half_light_radius(sub, xw, yw, a, mask=bad)
 
     wcs = header_wcs(header)
     ra, dec = wcs.all_pix2world(xw, yw, 0)
@@ -189,7 +249,7 @@ def source_catalog(
     flags[((objs["flag"] & sep.OBJ_TRUNC) != 0) | ((flag_auto & sep.APER_TRUNC) != 0)] |= FLAG_BITS["TRUNCATED"]
     flags[(flag_auto & sep.APER_HASMASKED) != 0] |= FLAG_BITS["MASKED"]
 
-    fwhm = 2.0 * r_half
+    fwhm = fwhm_from_half_light_radius(r_half)
     table = Table()
     table["RA"], table["DEC"] = ra, dec
     table["X"], table["Y"] = (xw + 1.0).astype(np.float32), (yw + 1.0).astype(np.float32)
@@ -204,13 +264,15 @@ def source_catalog(
     table["THETAWIN_IMAGE"] = np.degrees(theta).astype(np.float32)
     table["ELONGATION"] = (a / b).astype(np.float32)
     table["ELLIPTICITY"] = (1.0 - b / a).astype(np.float32)
+    nominal = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
     for diameter, name in zip(APERTURE_DIAMETERS, _APER_NAMES):
-        radius = diameter / 2.0 / scale
+        radius = diameter / 2.0 / nominal
         flux, ferr, fflag = sep.sum_circle(sub, xw, yw, radius, err=rms, gain=gain, mask=bad, subpix=0)
         incomplete = (fflag & (sep.APER_HASMASKED | sep.APER_TRUNC)) != 0
         mag, err = _magnitudes(flux, ferr, incomplete)
         table[f"MAG_{name}"], table[f"MAGERR_{name}"] = mag.astype(np.float32), err.astype(np.float32)
-    table.meta.update({"OTA": ota, "GAIN": gain, "PIXSCALE": float(np.median(scale)), "BACKSIZE": back_size,
+    table.meta.update({"OTA": ota, "GAIN": gain, "PIXSCALE": float(np.median(scale)), "APERSCL": nominal,
+                       "BACKSIZE": back_size,
                        "THRESH": thresh})
     return table
 

@@ -7,8 +7,13 @@ aperture chosen from the seeing, for 1 s of exposure. Differences from QuickRedu
 - the match radius is a parameter (QuickReduce ignores its argument and always uses 2");
 - colour terms are looked up per reference catalogue *and* filter in ``configs/colorterms.toml`` and applied
   for every catalogue (QuickReduce never applies the Pan-STARRS/custom-catalogue terms);
-- ``SKYMAG``, ``PHOTDPTH`` use the real pixel scale (from the WCS, passed in), not 0.11"/px, and
-  ``PHOTDPTH`` converts the sky to electrons with the gain (QuickReduce adds ADU and e- squared);
+- ``SKYMAG``, ``PHOTDPTH`` use the real pixel scale (from the WCS CD matrices, :func:`nominal_pixel_scale`),
+  not 0.11"/px, and ``PHOTDPTH`` converts the sky to electrons with the gain (QuickReduce adds ADU and e-
+  squared);
+- ``SKYMAG`` is the sky brightness as observed, in the total-flux system: it uses the zero point for the
+  total flux (``PHOTZP_X`` plus the aperture correction ``PHOTAPCR`` measured on the calibration stars)
+  at airmass 1 (sky light is not extinguished by the whole atmosphere above the telescope); QuickReduce's
+  ``PHOTZP_X`` makes it brighter by the aperture correction and ``k (AIRMASS - 1)`` (0.05-0.2 mag);
 - ``PHOTZPER`` is the standard error of the *median*, ``sqrt(pi/2) std / sqrt(N)`` (QuickReduce reports the
   error of the mean, an underestimate for the median it publishes); ``PHOTZP_N``, ``PHOTZPER`` and the
   ``ZPSLP_*`` fit are given whenever calibration succeeds (QuickReduce needs more than 10 stars);
@@ -44,6 +49,7 @@ __all__ = [
     "photcalib",
     "sky_magnitude",
     "photometric_depth",
+    "nominal_pixel_scale",
     "photometry_keywords",
     "extension_keywords",
     "failed_keywords",
@@ -62,6 +68,9 @@ CATALOG_PREFIXES = {"sdss": "SDSS", "panstarrs": "IPP", "ucac4": "UCAC", "apass"
 
 #: Magnitudes at or above this value are undefined (detect gives 99).
 BAD_MAG_LIMIT = 75.0
+
+#: The largest standard aperture (diameter, arcsec): its magnitude stands for the total flux.
+TOTAL_APERTURE = max(APERTURE_DIAMETERS)
 
 #: Aperture selection mode (``MAG0MODE``): diameter larger than 3 x FWHM.
 APERTURE_MODE = "fwhm_x_3"
@@ -189,6 +198,8 @@ class PhotResult:
     n_raw: int = -1
     seeing: float = math.nan
     seeing_n: int = 0
+    #: ``PHOTAPCR``: total-flux zero point minus ``zp`` (median ``m_aperture - m_12"`` of the used stars), mag.
+    aperture_correction: float = math.nan
     #: ``ZPRES*``: median, std, P84, P16, N, median/max/min ODI magnitude (1 s) of the bright subset.
     restricted: tuple | None = None
     #: ``ZPSLP_*``: ``(p0, p1, e0, e1)`` of ``ZP = p0 + p1 m_ref``.
@@ -282,6 +293,14 @@ def _weighted_line(x: np.ndarray, y: np.ndarray, err: np.ndarray) -> tuple[float
     """Weighted least-squares ``y = p0 + p1 x``: ``(p0, p1, e0, e1)`` (errors from ``err``, unscaled)."""
     (p1, p0), cov = np.polyfit(x, y, 1, w=1.0 / err, cov="unscaled")
     return float(p0), float(p1), float(math.sqrt(cov[1, 1])), float(math.sqrt(cov[0, 0]))
+
+
+def _aperture_correction(calib: Table, used: np.ndarray, mag_column: str) -> float:
+    """Median ``m_aperture - m_total`` (the 12" aperture) of the ``used`` stars with both defined, mag."""
+    total = np.asarray(calib[f"ODI_MAG_{_aperture_id(TOTAL_APERTURE)}"], float)
+    chosen = np.asarray(calib[mag_column], float)
+    good = used & (total < BAD_MAG_LIMIT)
+    return float(np.median(chosen[good] - total[good])) if good.any() else math.nan
 
 
 def _ota_offsets(calib: Table, stars: np.ndarray, zp: float) -> dict[int, tuple[float, int]]:
@@ -395,13 +414,42 @@ def photcalib(
     if result.n_used > 2:
         result.slope = _weighted_line(ref_mag[used], zp, np.hypot(calib["ZP_ERR"][used], SLOPE_ERROR_FLOOR))
     result.ota_offsets = _ota_offsets(calib, candidates, result.zp)
+    result.aperture_correction = _aperture_correction(calib, used, result.mag_column)
     return result
 
 
-def sky_magnitude(skylevel_adu: float, zp_frame: float, *, pixel_scale_arcsec: float) -> float:
-    """``SKYMAG``: sky surface brightness ``-2.5 log10(SKYLEVEL / scale^2) + PHOTZP_X``, mag/arcsec^2.
+def nominal_pixel_scale(headers) -> float:
+    """Median pixel scale at the WCS reference points, ``3600 sqrt|det CD|`` over OTA headers, arcsec/px.
 
-    ``UNDEFINED`` for a sky level that is not positive and finite.
+    The sky of a flat-fielded image has the same ADU per pixel everywhere, in the units of the stars at the
+    optical axis: the distortion-free (CD) scale is the one that turns it into a surface brightness.
+
+    Parameters
+    ----------
+    headers : iterable of astropy.io.fits.Header
+        Image-extension headers with ``CD1_1, CD1_2, CD2_1, CD2_2`` (degrees/pixel).
+    """
+    dets = [h["CD1_1"] * h["CD2_2"] - h["CD1_2"] * h["CD2_1"] for h in headers]
+    return float(3600.0 * np.median(np.sqrt(np.abs(dets))))
+
+
+def sky_magnitude(skylevel_adu: float, zp_frame: float, *, pixel_scale_arcsec: float) -> float:
+    """``SKYMAG``: sky surface brightness ``-2.5 log10(SKYLEVEL / scale^2) + zp_frame``, mag/arcsec^2.
+
+    Parameters
+    ----------
+    skylevel_adu : float
+        Sky level, ADU/pixel.
+    zp_frame : float
+        Zero point for this exposure's ADU, mag (:func:`photometry_keywords` passes the total-flux zero
+        point at airmass 1).
+    pixel_scale_arcsec : float
+        Pixel scale, arcsec/pixel.
+
+    Returns
+    -------
+    float
+        ``UNDEFINED`` for a sky level that is not positive and finite.
     """
     if not (math.isfinite(skylevel_adu) and skylevel_adu > 0):
         return UNDEFINED
@@ -487,6 +535,7 @@ def failed_keywords(reason: str, *, filtername: str, catalog_name: str = "sdss",
         "MAG0_MAG": ("none", "id string for magnitude"),
         "MAG0_ERR": ("none", "id string for mag error"),
         "FLXSCALE": (1.0, "flux scaling factor for ZP=25"),
+        "PHOTAPCR": (u, "total-flux ZP minus PHOTZP (aperture corr.)"),
         "SKYMAG": (u, "sky brightness [mag/arcsec^2]"),
         "PHOTDPTH": (u, "1-sigma depth, aperture r=seeing [mag]"),
         "SEEING": (u, "median FWHM of matched stars [arcsec]"),
@@ -557,11 +606,13 @@ def photometry_keywords(
         return keywords
     zpx = result.zp_frame
     k = _filter_entry(result.filtername)["extinction"]
+    apcorr = result.aperture_correction if math.isfinite(result.aperture_correction) else 0.0
+    zp_sky = zpx + apcorr + (result.airmass - 1.0) * k
     _set(keywords, PHOTZP=result.zp, PHOTZPSD=result.zp_std, PHOTZPER=result.zp_err, PHOTZP_X=zpx,
          PHOTZPSP=result.zp_p84, PHOTZPSM=result.zp_p16, MAGZERO=result.zp, MAGZSIG=result.zp_std,
          MAGZERR=result.zp_err, MAG0MODE=APERTURE_MODE, MAG0SIZE=result.aperture, MAG0_MAG=result.mag_column,
          MAG0_ERR=result.err_column, FLXSCALE=10.0 ** (-0.4 * (zpx - 25.0)),
-         SKYMAG=sky_magnitude(skylevel_adu, zpx, pixel_scale_arcsec=pixel_scale_arcsec),
+         PHOTAPCR=apcorr, SKYMAG=sky_magnitude(skylevel_adu, zp_sky, pixel_scale_arcsec=pixel_scale_arcsec),
          PHOTDPTH=photometric_depth(skylevel_adu, zpx, seeing_arcsec=result.seeing,
                                     pixel_scale_arcsec=pixel_scale_arcsec, gain=gain, read_noise_e=read_noise_e),
          MAGZ_AM1=result.zp + (result.airmass - 1.0) * k,
@@ -591,7 +642,7 @@ def extension_keywords(result: PhotResult, ota: int) -> dict:
             "PHOTZPON": (n, "stars in the OTA phot ZP")}
 
 
-def fit_radial_zp(result: PhotResult, center_ra: float, center_dec: float, *, radius_deg: float = 0.3) -> dict:
+def fit_radial_zp(calib: Table, center_ra: float, center_dec: float, *, radius_deg: float = 0.3) -> dict:
     """``-fitradialZP``: a weighted linear fit ``ZP - median = p0 + p1 r`` within ``radius_deg`` of a centre.
 
     As QuickReduce: the median is that of the stars beyond ``radius_deg`` if there are more than 15 (else
@@ -599,8 +650,9 @@ def fit_radial_zp(result: PhotResult, center_ra: float, center_dec: float, *, ra
 
     Parameters
     ----------
-    result : PhotResult
-        A successful :func:`photcalib` result (all rows of ``CAT.PHOTCALIB`` with a finite ZP are used).
+    calib : astropy.table.Table
+        ``CAT.PHOTCALIB`` of a successful :func:`photcalib` (``ODI_RA``, ``ODI_DEC`` degrees, ``ZP``,
+        ``ZP_ERR`` mag); every row with a finite ZP is used.
     center_ra, center_dec : float
         Centre, degrees (QuickReduce: the first OTA's CRVAL shifted by 240" to the South-East).
     radius_deg : float, optional
@@ -612,8 +664,7 @@ def fit_radial_zp(result: PhotResult, center_ra: float, center_dec: float, *, ra
         ``RADZPFIT`` (True if fitted), ``RADZP_P0`` (mag), ``RADZP_P1`` (mag/degree), ``RADZP_E0``,
         ``RADZP_E1``, as (value, comment); ``RADZPFIT`` False with -99 values if fewer than 3 stars.
     """
-    keywords = {k: v for k, v in failed_keywords("", filtername=result.filtername).items() if k.startswith("RADZP")}
-    calib = result.photcalib
+    keywords = {k: v for k, v in failed_keywords("", filtername="").items() if k.startswith("RADZP")}
     if len(calib) == 0:
         return keywords
     zp, err = np.asarray(calib["ZP"], float), np.asarray(calib["ZP_ERR"], float)

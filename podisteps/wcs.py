@@ -20,6 +20,7 @@ from astropy.io import fits
 __all__ = [
     "WCSKeywordError",
     "pointing_from_header",
+    "offset_pointing",
     "strip_raw_wcs",
     "canned_wcs_cards",
     "plain_wcs_cards",
@@ -36,6 +37,28 @@ _RAW_WCS_RE = re.compile(r"^(WAT\d_\d{3}|WCSDIM|LTM\d_\d|WAXMAP\d\d|PV[12]_\d+|R
 
 class WCSKeywordError(ValueError):
     """A header lacks the pointing or holds one that cannot be parsed."""
+
+
+def offset_pointing(ra: float, dec: float, offset) -> tuple[float, float]:
+    """Add ``-wcsoffset=dra,ddec`` (degrees) to a pointing.
+
+    The RA offset is an offset on the sky, divided by ``cos(dec)`` (QuickReduce added it to CRVAL1 as it
+    is, QUICKREDUCE_SPEC.md section 10 item 15).
+
+    Parameters
+    ----------
+    ra, dec : float
+        Pointing, degrees.
+    offset : (float, float)
+        ``(dra, ddec)``, degrees on the sky.
+
+    Returns
+    -------
+    (float, float)
+        The new pointing, degrees (RA in [0, 360)).
+    """
+    dra, ddec = (float(v) for v in offset)
+    return (ra + dra / math.cos(math.radians(dec))) % 360.0, dec + ddec
 
 
 def pointing_from_header(primary: fits.Header, *, target: str | None = None) -> tuple[float, float]:

@@ -80,7 +80,8 @@ def test_positions_photometry_and_columns():
     da, dd = sky_offsets(cat["RA"], cat["DEC"], ra, dec)
     assert np.allclose(np.hypot(da, dd), dist * scale, atol=1e-4)  # RA/DEC through the TPV WCS, 1-based X/Y
     assert 0.99 * SCALE < np.median(scale) < 1.05 * SCALE  # the real (distorted) scale, not 0.11
-    assert abs(np.median(cat["FWHM_IMAGE"]) / (2.3548 * SIGMA) - 1.0) < 0.05  # Gaussian: FWHM = 2 r_half
+    # FWHM_IMAGE assumes a Moffat beta = 3 profile (1.584 r_half): a Gaussian's (2 r_half) reads 20 % low
+    assert abs(np.median(cat["FWHM_IMAGE"]) / (2.3548 * SIGMA) - 0.80) < 0.04
     assert abs(np.median(cat["BACKGROUND"]) - SKY) < 1.0
 
     # aperture magnitudes against the noise-free image in the same apertures at the true positions

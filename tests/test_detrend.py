@@ -103,3 +103,24 @@ def test_bad_ota_file_fails_alone(small_night, podiflow_config, tmp_path):
     assert result.status.name in ("FAILED", "FAILED_AND_SCHEDULING_FAILED")
     with pytest.raises(Exception, match=r"\.34\.fits: .*truncated"):
         bad.requires()["saturation"].run()
+
+
+def test_target_and_wcsoffset_move_the_canned_wcs(small_night, podiflow_config):
+    podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals")
+    sci = _science(small_night)[0]
+    centre = [[256.0, 256.0]]
+
+    def sky(**opts):
+        task = _detrend(sci.obsid, 33, ReductionOptions().replace(persistency=None, **opts))
+        assert _build([task]).status.name == "SUCCESS"
+        return WCS(fits.getheader(task.output().path, 1)).all_pix2world(centre, 0)[0]
+
+    ra0, dec0 = sky()
+    ra1, dec1 = sky(wcsoffset=(0.01, 0.02))
+    assert dec1 - dec0 == pytest.approx(0.02, abs=1e-6)
+    assert (ra1 - ra0) * np.cos(np.radians(dec0 + 0.02)) == pytest.approx(0.01, abs=2e-4)  # on the sky
+    ra2, dec2 = sky(target="22:16:30.0,+15:40:00")
+    header_ra, header_dec = 15 * (22 + 15 / 60 + 30 / 3600), 15.5  # the night's field centre (RA, DEC cards)
+    assert (ra2 - ra0) * np.cos(np.radians(dec0)) == pytest.approx(0.25 * np.cos(np.radians(dec0)), abs=0.03)
+    assert dec2 - dec0 == pytest.approx(1 / 6, abs=0.03)
+    assert abs(ra0 - header_ra) < 1 and abs(dec0 - header_dec) < 1

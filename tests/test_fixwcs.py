@@ -1,9 +1,11 @@
 """OTACatalog + ReferenceCatalog + FixWCS on the simulated test-small night, against the true WCS."""
 
 import json
+import math
 
 import luigi
 import numpy as np
+import pytest
 from astropy.io import fits
 from astropy.table import Table
 
@@ -42,3 +44,28 @@ def test_fixwcs_recovers_pointing_rotation_and_star_positions(small_night, podif
         assert max(medians.values()) < 0.15, medians  # test-instrument px (0.9"): < 0.14"
         assert {"CAT.WCSREF", "CAT.ODI", "WCSCAL.CAT"} <= {h.name for h in hdul}
         assert len(hdul["WCSCAL.CAT"].data) == hdr["WCS_NSRC"]
+        assert hdr["WCSSIGNF"] > 3
+        solved = {h.name: (h.header["CRVAL1"], h.header["CRVAL2"]) for h in hdul if h.name.endswith(".WCS")}
+    _check_nonsidereal(sci, solved, tmp_path)
+
+
+def _check_nonsidereal(sci, solved, tmp_path):
+    """-nonsidereal moves every OTA's CRVAL by rate x (MJD-OBS - reference), for an MJD and a FITS reference."""
+    reference = tmp_path / "reference.fits"
+    fits.PrimaryHDU(header=fits.Header({"MJD-OBS": sci.mjd - 1.0 / 24.0})).writeto(reference)
+    families = ["FixWCS", "OTACatalog", "DetrendOTA"]
+    tasks = {hours: FixWCS(obsid=sci.obsid, options=options_param(
+        ReductionOptions().replace(fixwcs=True, nonsidereal=f"36.0,-18.0,{ref}"), families))
+        for hours, ref in ((2.0, sci.mjd - 2.0 / 24.0), (1.0, reference))}
+    assert luigi.build(list(tasks.values()), local_scheduler=True, log_level="WARNING")
+    for hours, task in tasks.items():
+        with fits.open(task.output().path) as hdul:
+            assert hdul[0].header["NSID_DHR"] == pytest.approx(hours, abs=1e-6)
+            assert hdul[0].header["NSIDPMRA"] == 36.0 and hdul[0].header["NSIDPMDE"] == -18.0
+            for name, (ra, dec) in solved.items():
+                h = hdul[name].header
+                assert (h["CRVAL1"] - ra) * math.cos(math.radians(dec)) * 3600 == pytest.approx(-36.0 * hours, abs=1e-4)
+                assert (h["CRVAL2"] - dec) * 3600 == pytest.approx(18.0 * hours, abs=1e-6)
+                assert h["NSIDDDEC"] == pytest.approx(18.0 * hours / 3600)
+            # the catalogues stay in the frame of the stars
+            assert hdul[0].header["WCSCAL"] and len(hdul["WCSCAL.CAT"].data) == hdul[0].header["WCS_NSRC"]

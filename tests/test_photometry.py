@@ -237,8 +237,12 @@ def test_keywords_with_the_real_pixel_scale():
     value = {k: v[0] for k, v in keys.items()}
     zpx = res.zp + 5.0
     assert value["PHOTZP_X"] == pytest.approx(zpx)
-    # SKYMAG = -2.5 log10(1000 / 0.1125^2) + PHOTZP_X (0.11"/px would make it 0.0488 mag brighter)
-    assert value["SKYMAG"] == pytest.approx(zpx - 12.24424, abs=1e-4)
+    # aperture correction: the 4" aperture against the 12" one
+    apcorr = 2.5 * math.log10(enclosed_energy(6.0) / enclosed_energy(2.0))
+    assert value["PHOTAPCR"] == pytest.approx(apcorr, abs=1e-3)
+    # SKYMAG = -2.5 log10(1000 / 0.1125^2) + PHOTZP_X + PHOTAPCR + k (X - 1) (total flux, airmass 1;
+    # 0.11"/px would make it 0.0488 mag brighter)
+    assert value["SKYMAG"] == pytest.approx(zpx + value["PHOTAPCR"] + 0.4 * 0.20 - 12.24424, abs=1e-4)
     # PHOTDPTH: N = pi (seeing/0.1125)^2 px, noise = sqrt(N (1000 * 1.3 + 8^2)) / 1.3 ADU
     npix = math.pi * (res.seeing / 0.1125) ** 2
     assert value["PHOTDPTH"] == pytest.approx(zpx - 2.5 * math.log10(math.sqrt(npix * 1364.0) / 1.3))
@@ -282,9 +286,9 @@ def test_radial_zp_fit():
 
     cat, ref = synthetic_field(seed=4, n=1500, delta=delta)
     res = photcalib(cat, ref, filtername="odi_g", exptime=60.0, airmass=1.0)
-    keys = {k: v[0] for k, v in fit_radial_zp(res, *CENTER).items()}
+    keys = {k: v[0] for k, v in fit_radial_zp(res.photcalib, *CENTER).items()}
     assert keys["RADZPFIT"] is True
     assert keys["RADZP_P1"] == pytest.approx(0.05, abs=3 * keys["RADZP_E1"])
     assert 0 < keys["RADZP_E1"] < 0.02
-    empty = fit_radial_zp(res, CENTER[0] + 5.0, CENTER[1])
+    empty = fit_radial_zp(res.photcalib, CENTER[0] + 5.0, CENTER[1])
     assert empty["RADZPFIT"][0] is False and empty["RADZP_P1"][0] == -99

@@ -7,12 +7,12 @@ from .focalplane import CorrectedOTA, FocalPlaneCorrections, FocalPlaneSamples
 from .fptemplates import FringeTemplate, PupilGhostTemplate
 from .masters import FlatLevel, MasterCalibration, MasterOTA
 from .night import ReduceExposure, ReduceNight, ReduceNights
-from .photometry import PhotCalib
+from .photometry import PhotCalib, RadialZP
 from .qa import NightSummary, QAPlots
 from .saturation import SaturationCatalog, SaturationExport
 from .techdata import TechData
 
-__all__ = ["DetrendOTA", "SaturationCatalog", "SaturationExport", "TechData", "MasterOTA", "FlatLevel", "MasterCalibration", "OTACatalog",
-           "ReferenceCatalog", "FixWCS", "ReduceExposure", "ReduceNight", "ReduceNights", "PhotCalib",
-           "CollectCells", "QAPlots", "NightSummary", "FocalPlaneSamples", "FocalPlaneCorrections", "CorrectedOTA",
-           "FringeTemplate", "PupilGhostTemplate"]
+__all__ = ["SaturationCatalog", "SaturationExport", "DetrendOTA", "MasterOTA", "FlatLevel", "MasterCalibration",
+           "TechData", "OTACatalog", "ReferenceCatalog", "FixWCS", "PhotCalib", "RadialZP", "FocalPlaneSamples",
+           "FocalPlaneCorrections", "CorrectedOTA", "FringeTemplate", "PupilGhostTemplate", "CollectCells",
+           "QAPlots", "NightSummary", "ReduceExposure", "ReduceNight", "ReduceNights"]

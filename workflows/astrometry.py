@@ -4,7 +4,10 @@
 and keeps the OTA's WCS cards in the table header, so ``FixWCS`` never opens an image.
 ``ReferenceCatalog(obsid)`` cuts the reference stars around the pointing (radius 0.8 deg + the largest
 pointing error searched) and moves them to the exposure epoch. ``FixWCS(obsid)`` solves the pointing and
-rotation over the focal plane, then refines each OTA (QUICKREDUCE_SPEC.md section 4.6).
+rotation over the focal plane, then refines each OTA (QUICKREDUCE_SPEC.md section 4.6). With
+``-nonsidereal=dra,ddec,ref`` it then moves every OTA's ``CRVAL`` by the target's motion since the
+reference (an MJD, or a FITS file's ``MJD-OBS``) to the exposure's ``MJD-OBS`` (spec section 4.8), solved
+or not; the catalogue tables stay in the frame of the stars.
 """
 
 from __future__ import annotations
@@ -113,6 +116,67 @@ class ReferenceCatalog(PodiTask):
         self.output().write_hdulist(fits.HDUList([primary, _table_hdu(table, "CAT.WCSREF", cards)]))
 
 
+def _wcs_header(header: fits.Header) -> fits.Header:
+    """The WCS cards of a header (``CRVAL`` included), nothing else."""
+    return fits.Header([c for c in header.cards if WCS_CARD_RE.match(c.keyword) or c.keyword in ("CRVAL1", "CRVAL2")])
+
+
+def _nonsidereal_parts(value: str) -> tuple[float, float, str]:
+    """``-nonsidereal=dra,ddec,ref`` -> rates (arcsec/hour) and the reference text."""
+    parts = [p.strip() for p in str(value).split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"-nonsidereal needs 'dra,ddec,ref', got {value!r}")
+    return float(parts[0]), float(parts[1]), parts[2]
+
+
+def _reference_file(ref: str) -> str | None:
+    """The reference of ``-nonsidereal`` as a file name, None if it is an MJD."""
+    try:
+        float(ref)
+    except ValueError:
+        return ref
+    return None
+
+
+def nonsidereal_correction(value: str | None, mjd: float, dec: float) -> dict | None:
+    """The ``-nonsidereal`` offsets (:func:`podisteps.astrometry.nonsidereal_offsets`); None without the option.
+
+    Parameters
+    ----------
+    value : str or None
+        The option ``dra,ddec,ref``: rates ``dRA cos(Dec)`` and ``dDec`` in arcsec/hour and the reference,
+        an MJD or a FITS file whose primary ``MJD-OBS`` is used.
+    mjd : float
+        The exposure's ``MJD-OBS``.
+    dec : float
+        Declination of the optical axis, degrees.
+    """
+    if not value:
+        return None
+    dra, ddec, ref = _nonsidereal_parts(value)
+    ref_file = _reference_file(ref)
+    ref_mjd = float(fits.getheader(ref_file)["MJD-OBS"]) if ref_file else float(ref)
+    return astrometry.nonsidereal_offsets(dra, ddec, ref_mjd, mjd, dec)
+
+
+def _apply_nonsidereal(headers: dict, primary: fits.Header, offsets: dict) -> dict:
+    """Move every OTA's ``CRVAL`` by the non-sidereal offsets and write the spec's keywords."""
+    out = {}
+    for ota, h in headers.items():
+        h = h.copy()
+        h["CRVAL1"] = (float(h["CRVAL1"]) + offsets["dcrval1"]) % 360.0
+        h["CRVAL2"] = float(h["CRVAL2"]) + offsets["dcrval2"]
+        h["NSIDDRA"] = (offsets["NSIDDRA"], "non-sidereal CRVAL1 offset, deg")
+        h["NSIDDDEC"] = (offsets["NSIDDDEC"], "non-sidereal CRVAL2 offset, deg")
+        out[ota] = h
+    primary["NSIDPMRA"] = (offsets["NSIDPMRA"], "non-sidereal rate dRA cos(Dec), arcsec/h")
+    primary["NSIDPMDE"] = (offsets["NSIDPMDE"], "non-sidereal rate dDec, arcsec/h")
+    primary["NSIDBASE"] = (offsets["NSIDBASE"], "non-sidereal reference MJD")
+    primary["NSIDDMJD"] = (offsets["NSIDDMJD"], "MJD-OBS minus the reference MJD, d")
+    primary["NSID_DHR"] = (offsets["NSID_DHR"], "MJD-OBS minus the reference MJD, h")
+    return out
+
+
 def _selected_sources(cat: Table) -> tuple:
     """``(x, y, mag)`` of the sources usable for the solution: FLAGS 0, resolved, 4" error < 0.3 mag."""
     good = ((cat["FLAGS"] == 0) & (cat["FWHM_WORLD"] > MIN_FWHM_ARCSEC) & (cat["MAGERR_D40"] < MAX_MAGERR_4)
@@ -141,20 +205,28 @@ class FixWCS(PodiTask):
     def run(self):
         inputs = self.input()
         headers, catalogs, sources = {}, {}, {}
+        sized = {}
         for ota, target in inputs["catalogs"].items():
             with fits.open(target.path) as hdul:
                 hdr = hdul["CAT.ODI"].header
-                headers[ota] = fits.Header([c for c in hdr.cards if WCS_CARD_RE.match(c.keyword)
-                                            or c.keyword in ("CRVAL1", "CRVAL2")])
+                headers[ota] = _wcs_header(hdr)
                 catalogs[ota] = Table(hdul["CAT.ODI"].data)
+            sized[ota] = headers[ota].copy()  # the OTA's extent places the refinement's control points
+            sized[ota]["NAXIS1"], sized[ota]["NAXIS2"] = int(hdr["IMWIDTH"]), int(hdr["IMHEIGHT"])
             sources[ota] = _selected_sources(catalogs[ota])
         with fits.open(inputs["refcat"].path) as hdul:
             refs = Table(hdul["CAT.WCSREF"].data)
         self.progress(30, f"{self.obsid}: solving the WCS with {sum(len(s[0]) for s in sources.values())} "
                           f"sources and {len(refs)} reference stars")
-        solution = astrometry.solve_focal_plane(headers, sources, (np.asarray(refs["ra"]), np.asarray(refs["dec"])),
+        solution = astrometry.solve_focal_plane(sized, sources, (np.asarray(refs["ra"]), np.asarray(refs["dec"])),
                                                 mode="otashear")
+        solution.headers = {ota: _wcs_header(h) for ota, h in solution.headers.items()}
         self.output().write_hdulist(self._products(solution, headers, catalogs, refs))
+
+    def external_inputs(self):
+        value = self.reduction_options.nonsidereal
+        ref_file = _reference_file(_nonsidereal_parts(value)[2]) if value else None
+        return [Path(ref_file)] if ref_file else []
 
     def _products(self, solution, headers, catalogs, refs) -> fits.HDUList:
         primary = fits.PrimaryHDU()
@@ -170,14 +242,21 @@ class FixWCS(PodiTask):
         hdr["WCS_QUAL"] = (float(p.contrast) if math.isfinite(p.contrast) else -1.0, "contrast of the solution")
         hdr["WCSMXPOS"] = (float(p.radius), "search radius used, arcmin")
         hdr["WCSQUALS"] = (str([round(q, 1) for q in p.qualities])[:68], "contrast per radius")
+        hdr["WCSSIGNF"] = (float(p.significance), "-log10 chance probability of the matches")
         for key, value in solution.quality.items():
             hdr[key] = float(value) if math.isfinite(value) else -1.0
         hdr["WCSXRMS"], hdr["WCSYRMS"] = hdr.get("WCS_RMSA", -1.0), hdr.get("WCS_RMSD", -1.0)
-        for key, value, comment in provenance_cards(self, {"catalogs": [t.path for t in self.input()["catalogs"].values()],
-                                                          "refcat": self.input()["refcat"].path}):
+        final = solution.headers if solution.valid else headers
+        first = final[next(iter(final))]
+        offsets = nonsidereal_correction(self.reduction_options.nonsidereal, _record(self.obsid).mjd,
+                                         float(first["CRVAL2"]))
+        if offsets is not None:
+            final = _apply_nonsidereal(final, hdr, offsets)
+        inputs = {"catalogs": [t.path for t in self.input()["catalogs"].values()],
+                  "refcat": self.input()["refcat"].path, "nonsidereal-reference": self.external_inputs()}
+        for key, value, comment in provenance_cards(self, inputs):
             hdr[key] = (value, comment)
         hdus = [primary]
-        final = solution.headers if solution.valid else headers
         for ota, h in final.items():
             ext = fits.ImageHDU(header=h.copy())
             ext.name = f"OTA{ota:02d}.WCS"

@@ -382,7 +382,9 @@ class DetrendOTA(PodiTask):
     def _attach_wcs(self, header, primary, geo, cal, opts, log, used_files):
         if opts.wcs is None:
             return
-        ra, dec = wcs_step.pointing_from_header(primary)
+        ra, dec = wcs_step.pointing_from_header(primary, target=opts.target)
+        if opts.wcsoffset:
+            ra, dec = wcs_step.offset_pointing(ra, dec, opts.wcsoffset)
         if opts.wcs == "plain":
             cd = [[float(primary.get("CD1_1", 3.125e-5)), float(primary.get("CD1_2", 0.0))],
                   [float(primary.get("CD2_1", 0.0)), float(primary.get("CD2_2", 3.125e-5))]]

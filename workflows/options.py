@@ -41,6 +41,7 @@ __all__ = [
     "OptionError",
     "parse_collectcells_args",
     "option_for_flag",
+    "REJECTED_FLAGS",
 ]
 
 
@@ -79,6 +80,8 @@ class Option:
         Further flags meaning the same option.
     deprecated : str
         If set, the flag is accepted with this warning and has no effect.
+    bare : Any
+        For ``int``/``float`` options: the value of the flag given without ``=value`` (None: a value is needed).
     """
 
     name: str
@@ -93,6 +96,7 @@ class Option:
     length: int = 0
     aliases: tuple = ()
     deprecated: str = ""
+    bare: Any = None
 
     @property
     def cli_flag(self) -> str:
@@ -125,6 +129,8 @@ class Option:
             if text in (False, "no", "none", "false", "off"):
                 return None
             return str(text)
+        if text in (None, True, "") and self.bare is not None:
+            return self.bare
         if text in (None, True, ""):
             raise OptionError(f"{where} needs a value ({self.doc})")
         text = str(text).strip()
@@ -146,8 +152,8 @@ class Option:
             return text
         if self.kind == "list":
             return tuple(v.strip() for v in text.split(",") if v.strip())
-        if self.kind == "multi":
-            return (text,)
+        if self.kind == "multi":  # one value per line (the text form of several, see format())
+            return tuple(v for v in text.split("\n") if v)
         return text
 
     def format(self, value: Any) -> str:
@@ -157,7 +163,7 @@ class Option:
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, tuple):
-            return ",".join(str(v) for v in value)
+            return ("\n" if self.kind == "multi" else ",").join(str(v) for v in value)
         return str(value)
 
 
@@ -239,11 +245,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("tanwcs", "switch", False, "After attaching the distortion, label CTYPE TAN (PV cards kept).",
            _DETREND, 7, available=True),
     Option("wcsoffset", "floats", None, "Offset added to the pointing, degrees (dRA, dDec); the RA "
-           "offset is divided by cos(Dec).", _DETREND, 7, length=2, aliases=("pointing",)),
+           "offset is divided by cos(Dec).", _DETREND, 7, length=2, aliases=("pointing",), available=True),
     Option("dither", "floats", None, "Defunct in QuickReduce: accepted with a warning, no effect.",
            (), 7, length=2, deprecated="-dither has no effect (defunct in QuickReduce too)"),
     Option("target", "str", None, "Replace the header pointing by 'ra,dec' (sexagesimal or degrees).",
-           _DETREND, 7),
+           _DETREND, 7, available=True),
     Option("nonsidereal", "str", None, "Non-sidereal tracking 'dra,ddec,ref': arcsec/hour "
            "(dRA*cos Dec, dDec), ref an MJD or a FITS file whose MJD-OBS is used; FixWCS moves every "
            "OTA's CRVAL by the motion from ref to MJD-OBS.", _WCS, 7, available=True),
@@ -265,17 +271,22 @@ OPTIONS: tuple[Option, ...] = (
            _PHOT, 8),
     Option("photmatchradius", "float", 2.0, "Match radius for photometric calibration, arcsec.",
            _PHOT, 8, available=True),
-    Option("fitradialZP", "switch", False, "Fit the radial trend of the zero point (RADZP_*).", _PHOT, 8),
+    Option("fitradialZP", "switch", False, "Fit the radial trend of the zero point (RADZP_*; task RadialZP).",
+           _PHOT, 8, available=True),
     Option("autophotflat", "switch", False, "Build a photometric flat from the zero-point residuals, "
            "apply it and calibrate again.", _PHOT, 8),
     # ---- final MEF (issue 10)
-    Option("prep4sex", "switch", False, "Undefined pixels become -1e31 in the final MEF.", _MEF, 10),
+    Option("prep4sex", "switch", False, "Undefined pixels become -1e31 in the final MEF (header "
+           "inheritance still happens, unlike QuickReduce).", _MEF, 10, available=True),
     Option("indefval", "float", None, "Value for undefined pixels in the final MEF (default NaN; "
-           "overrides -prep4sex).", _MEF, 10),
-    Option("softbin", "choice", None, "Software-bin the output by 2, 4 or 8.", _MEF, 10,
-           choices=("2", "4", "8")),
-    Option("fpack", "switch", False, "Write the final MEF Rice-compressed (.fits.fz).", _MEF, 10),
-    Option("maskext", "switch", False, "Add OTAxy.MASK extensions with the mask bits.", _MEF, 10),
+           "overrides -prep4sex).", _MEF, 10, available=True),
+    Option("softbin", "choice", None, "Software-bin the output by 2, 4 or 8: the mean of the defined pixels "
+           "of each block (ADU/px kept), WCS and catalogue pixel columns rescaled.", _MEF, 10,
+           choices=("2", "4", "8"), available=True),
+    Option("fpack", "switch", False, "Write the final MEF Rice-compressed (.fits.fz; image extensions "
+           "RICE_1, quantize_level 4).", _MEF, 10, available=True),
+    Option("maskext", "switch", False, "Add OTAxy.MASK extensions (uint16 mask bits, ARCHITECTURE "
+           "section 5) after the OTAxy.SCI ones.", _MEF, 10, available=True),
     Option("addfitskey", "multi", (), "Add a primary keyword 'KEY,value' (repeatable).", _MEF, 10, available=True),
     Option("centralonly", "switch", False, "pODI: reduce only the central 3x3 OTAs.", _MEF, 10, available=True),
     Option("singleota", "int", None, "Reduce only this OTA.", _MEF, 10, available=True),
@@ -295,7 +306,15 @@ OPTIONS: tuple[Option, ...] = (
            available=True),
     # ---- run control
     Option("ncpu", "int", 1, "Number of Luigi worker processes.", (), 10, available=True),
-    Option("timeout", "float", None, "Abort the whole run after this many seconds.", (), 10),
+    Option("timeout", "float", 900.0, "Abort the whole run after this many seconds (bare flag: 900); "
+           "exit code 1, no process left behind.", (), 10, available=True, bare=900.0),
+    Option("scheduler", "str", None, "A central luigid 'host:port' (port default 8082) instead of the "
+           "local scheduler.", (), 10, available=True),
+    Option("bgmode", "switch", False, "Background mode: no banner.", (), 10, available=True),
+    Option("update_persistency_only", "switch", False, "Defunct in QuickReduce: accepted with a warning.",
+           (), 10, deprecated="-update_persistency_only has no effect (parsed but unused in QuickReduce too)"),
+    Option("wipecells", "str", None, "Used by QuickReduce's template builders, not by collectcells.",
+           (), 10, deprecated="-wipecells has no effect on podi_collectcells (template builders only)"),
     Option("verbose", "switch", False, "Print the resolved options.", (), 10, available=True),
 )
 
@@ -306,15 +325,30 @@ for _o in OPTIONS:
         _FLAGS[_f.lower()] = _o
 
 
+#: QuickReduce flags podiflow refuses, with the reason.
+REJECTED_FLAGS = {
+    "prestage": "staging is not needed: podiflow reads .fits and .fits.fz in place",
+    "pikalisten": "RabbitMQ log listening is not supported: follow the run in luigid's web UI (-scheduler)",
+    "profile": "run `python -m cProfile -m workflows.cli` instead",
+    "asciisex": "podiflow runs no SExtractor: its catalogues are FITS tables",
+    "keepsex": "podiflow runs no SExtractor: the per-OTA catalogues are kept as checkpoints anyway",
+    "debugfile": "the Luigi log goes to the terminal (configure Luigi's logging for a file)",
+    "jobid": "job ids belong to QuickReduce's pika logging, which podiflow does not have",
+    "logicalid": "logical ids belong to QuickReduce's pika logging, which podiflow does not have",
+}
+
+
 def option_for_flag(flag: str) -> Option:
     """Return the option a command-line flag (with or without its dash, any case) sets.
 
     Raises
     ------
     OptionError
-        For an unknown flag.
+        For an unknown flag, or one of :data:`REJECTED_FLAGS` (the message says why).
     """
     key = flag.lstrip("-").lower()
+    if key in REJECTED_FLAGS:
+        raise OptionError(f"-{key} is not supported by podiflow: {REJECTED_FLAGS[key]}")
     try:
         return _FLAGS[key]
     except KeyError:
@@ -366,6 +400,8 @@ ReductionOptions.from_mapping = classmethod(_from_mapping)
 ReductionOptions.significant = _significant
 ReductionOptions.replace = _replace
 
+#: Three comma fields, the first two numbers: a -nonsidereal value given to -nonlinearity.
+_NONSIDEREAL_RE = re.compile(r"^[-+.\deE]+,[-+.\deE]+,[^,]+$")
 _FLAG_RE = re.compile(r"^-(?P<name>[A-Za-z][A-Za-z0-9_]*)(=(?P<value>.*))?$")
 
 
@@ -401,6 +437,9 @@ def parse_collectcells_args(argv: list[str]) -> tuple[list[str], "ReductionOptio
             positionals.append(arg)
             continue
         opt = option_for_flag(m["name"])
+        if opt.name == "nonlinearity" and _NONSIDEREAL_RE.match(m["value"] or ""):
+            warnings.append(f"-nonlinearity={m['value']} looks like 'dra,ddec,ref': taken as -nonsidereal")
+            opt = OPTIONS_BY_NAME["nonsidereal"]
         if opt.deprecated:
             warnings.append(opt.deprecated)
             continue
