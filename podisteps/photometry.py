@@ -260,12 +260,12 @@ def _calibration_table(photref: Table, ref: Table, *, prefix: str, band: str, te
 
 
 def _candidates(calib: Table, *, error_cut: float, saturation: float, min_stars: int) -> np.ndarray:
-    """Stars eligible for the zero point: small total error (all if fewer than ``min_stars``), unsaturated."""
-    finite = np.isfinite(calib["ZP"]) & np.isfinite(calib["ZP_ERR"])
+    """Stars eligible for the zero point: unsaturated, with a small total error (all unsaturated ones if fewer
+    than ``min_stars`` have it)."""
+    saturated = np.asarray(calib["ODI_FLUX_MAX"] + calib["ODI_BACKGROUND"] >= saturation)
+    finite = np.isfinite(calib["ZP"]) & np.isfinite(calib["ZP_ERR"]) & ~saturated
     small = finite & (calib["ZP_ERR"] < error_cut)
-    chosen = small if small.sum() >= min_stars else finite
-    saturated = calib["ODI_FLUX_MAX"] + calib["ODI_BACKGROUND"] >= saturation
-    return chosen & ~np.asarray(saturated)
+    return small if small.sum() >= min_stars else finite
 
 
 def _clipped(zp: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -25,7 +25,8 @@ from podisteps import astrometry, detect, refcat
 from podisteps.wcs import WCS_CARD_RE
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
-from .detrend import DetrendOTA, _record
+from .detrend import _record
+from .focalplane import image_task
 from .paths import checkpoint_path
 from .settings import podiflow
 
@@ -54,8 +55,7 @@ class OTACatalog(PodiTask):
     stage = "catalog"
 
     def requires(self):
-        return DetrendOTA(obsid=self.obsid, ota=self.ota, options=options_param(
-            self.reduction_options, ["DetrendOTA"]))
+        return image_task(self.obsid, self.ota, self.reduction_options)
 
     def output(self):
         return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))

@@ -32,7 +32,7 @@ __all__ = ["PhotCalib", "RadialZP", "photometry_task"]
 log = logging.getLogger("podiflow.photometry")
 
 #: Option families that shape the photometry products.
-FAMILIES = ("DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib")
+FAMILIES = ("DetrendOTA", "FocalPlaneCorrections", "OTACatalog", "FixWCS", "PhotCalib")
 
 #: QuickReduce's centre of the radial fit: the first OTA's CRVAL moved by this much South and East, arcsec.
 RADIAL_CENTER_SHIFT_ARCSEC = 240.0
@@ -60,7 +60,7 @@ class PhotCalib(PodiTask):
     stage = "photcal"
 
     def requires(self):
-        fix = options_param(self.reduction_options.replace(fixwcs=True), ["DetrendOTA", "OTACatalog", "FixWCS"])
+        fix = options_param(self.reduction_options.replace(fixwcs=True), FAMILIES[:4])
         return FixWCS(obsid=self.obsid, options=fix)
 
     def output(self):
