@@ -4,15 +4,19 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 DEMO   ?= demo
+SCHEDULER ?= scheduler
+SCHEDULER_ADDRESS ?= 127.0.0.1
 export LUIGI_CONFIG_PATH ?= $(CURDIR)/luigi.cfg
 
-.PHONY: help venv test test-fast test-fullsize demo bench clean
+.PHONY: help venv test test-fast test-fullsize demo scheduler bench clean
 
 help:
 	@echo "make test       create .venv if needed, run the default suite, then the full-size accuracy tests"
 	@echo "make test-fast  the default suite only (< 10 min)"
 	@echo "make demo       simulate the demo night into ./$(DEMO)/ and reduce it (local scheduler, 2 workers)"
-	@echo "make bench      raw-I/O benchmark (more benchmarks arrive with the bench issue)"
+	@echo "make scheduler  run luigid on $(SCHEDULER_ADDRESS):8082 (web UI), state, logs, task history in ./$(SCHEDULER)/"
+	@echo "make bench      speed, memory, scaling vs a floor -> bench/results/bench.{md,json}; 2 shared cores: ~2 h full,"
+	@echo "                BENCH_ARGS=--quick ~60 min (+~30 min simulation once, cached in \$$TMPDIR/podiflow-bench-data)"
 
 venv: $(STAMP)
 
@@ -33,16 +37,24 @@ test-fullsize: $(STAMP)
 	$(BIN)/python -m pytest -m "fullsize and not online"
 
 demo: $(STAMP)
-	$(BIN)/podiflow simulate configs/nights/demo.toml $(DEMO)
-	@for n in $(DEMO)/raw/*/; do \
-	  night=$$(basename $$n); \
-	  $(BIN)/podiflow index $$n --cache $(DEMO)/work/$$night/night-index.json; \
-	  (cd $(DEMO) && $(abspath $(BIN))/luigi --module workflows ReduceNight --night $$night \
-	     --local-scheduler --workers 2 --reduction-fixwcs true --podiflow-refcat refcat/refcat.fits) || exit $$?; \
-	done
-	@echo "demo: checkpoints in $(DEMO)/work/, astrometric solutions in $(DEMO)/work/*/*/fixwcs/"
+	$(BIN)/podiflow simulate configs/nights/demo.toml $(DEMO) --fz
+	@sed -e 's|^refcat =.*|refcat = refcat/refcat.fits|' -e 's|^\[reduction\]|[reduction]\nfixwcs = true\nphotcalib = true|' \
+	  luigi.cfg > $(DEMO)/luigi.cfg
+	cd $(DEMO) && LUIGI_CONFIG_PATH=$(abspath $(DEMO))/luigi.cfg $(abspath $(BIN))/podiflow reduce \
+	  $$(ls raw | paste -sd, -) --workers 2
+	@echo "demo: final MEFs and QA plots in $(DEMO)/out/<night>/<obsid>/, the night summary in" \
+	  "$(DEMO)/out/<night>/summary.html, checkpoints and masters in $(DEMO)/work/<night>/"
+
+scheduler: $(STAMP)
+	@mkdir -p $(SCHEDULER)/logs
+	@sed -e 's|^record_task_history = false|record_task_history = true|' luigi.cfg > $(SCHEDULER)/luigi.cfg
+	@printf '\n[task_history]\ndb_connection = sqlite:///%s/history.sqlite\n' $(abspath $(SCHEDULER)) \
+	  >> $(SCHEDULER)/luigi.cfg
+	LUIGI_CONFIG_PATH=$(abspath $(SCHEDULER))/luigi.cfg $(BIN)/luigid --address $(SCHEDULER_ADDRESS) --port 8082 \
+	  --state-path $(abspath $(SCHEDULER))/state.pickle --logdir $(abspath $(SCHEDULER))/logs
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.run --out bench/results $(BENCH_ARGS)
 	$(BIN)/python bench/raw_read.py --out bench/results
 
 clean:

@@ -49,7 +49,8 @@ def test_identity_tracks_options_upstream_and_external_files(source):
     assert _Product(source=str(source), options=plain.options).identity != plain.identity
 
 
-def test_atomic_fits_target_and_provenance(tmp_path, source):
+def test_atomic_fits_target_and_provenance(tmp_path, source, podiflow_config):
+    podiflow_config(raw_dir=tmp_path / "raw", work_dir=tmp_path / "work")  # checksums are cached in <work>
     task = _Upstream(source=str(source))
     target = FitsTarget(str(tmp_path / "sub" / "p.fits"))
     hdu = fits.PrimaryHDU()
@@ -60,6 +61,9 @@ def test_atomic_fits_target_and_provenance(tmp_path, source):
     hdr = fits.getheader(target.path)
     assert hdr["PFTASK"] == "_Upstream" and hdr["PFID"] == task.identity
     assert hdr["PFIN001"].endswith("raw.fits") and len(hdr["PFSUM001"]) == 40
+    assert [p.read_text() for p in (tmp_path / "work" / ".checksums").rglob("*.sha1")] == [hdr["PFSUM001"]]
+    source.write_bytes(source.read_bytes() + b"changed")  # a new state of the file: hashed again
+    assert dict((k, v) for k, v, _ in provenance_cards(task, {"raw": source}))["PFSUM001"] != hdr["PFSUM001"]
 
 
 def test_failed_write_leaves_no_target(tmp_path):

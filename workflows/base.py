@@ -22,7 +22,7 @@ import luigi
 from astropy.io import fits
 
 from podisteps import __version__
-from podisteps.atomic import write_fits_atomic
+from podisteps.atomic import write_fits_atomic, write_text_atomic
 
 from .options import OPTIONS, ReductionOptions
 
@@ -31,6 +31,7 @@ __all__ = [
     "FitsTarget",
     "fingerprint",
     "file_checksum",
+    "cached_checksum",
     "provenance_cards",
     "options_param",
     "ID_LENGTH",
@@ -54,6 +55,27 @@ def file_checksum(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def cached_checksum(path: str | os.PathLike) -> str:
+    """:func:`file_checksum` remembered per file state (path, size, mtime) in ``<work>/.checksums/``.
+
+    A master MEF read by every OTA of every exposure is hashed once, not once per task (it was a third of
+    a full-size exposure's CPU time). The cache is a file per input, written atomically; a changed file
+    has another fingerprint and is hashed again.
+    """
+    from .paths import work_root  # paths imports this module's neighbours
+
+    state = fingerprint(path)
+    key = hashlib.sha1(json.dumps(state).encode()).hexdigest()
+    entry = work_root() / ".checksums" / key[:2] / f"{key}.sha1"
+    try:
+        return entry.read_text().strip()
+    except OSError:
+        digest = file_checksum(path)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(digest, entry)
+    return digest
 
 
 def provenance_cards(task: "PodiTask", inputs: dict) -> list:
@@ -84,7 +106,7 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
         for path in paths if isinstance(paths, (list, tuple)) else [paths]:
             n += 1
             cards.append((f"PFIN{n:03d}", f"{role}:{Path(path).resolve()}", ""))
-            cards.append((f"PFSUM{n:03d}", file_checksum(path), "SHA-1 of PFIN"))
+            cards.append((f"PFSUM{n:03d}", cached_checksum(path), "SHA-1 of PFIN"))
     return cards
 
 

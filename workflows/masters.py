@@ -290,8 +290,10 @@ class MasterCalibration(_MasterBase):
         return tuple(o for o in layout.otas if o in present)
 
     def requires(self):
+        # the frame options, as DetrendOTA asks for its night masters: one product whoever asks
+        options = frame_options(self.options, self.kind)
         return {ota: MasterOTA(night=self.night, kind=self.kind, binning=self.binning, filter=self.filter,
-                               ota=ota, options=self.options) for ota in self.otas()}
+                               ota=ota, options=options) for ota in self.otas()}
 
     def output(self):
         return FitsTarget(str(work_root() / self.night / "cals" / f"{self.name}.{self.identity}.fits"))

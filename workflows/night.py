@@ -14,7 +14,7 @@ import luigi
 
 from .base import options_param
 from .collect import CollectCells
-from .options import ReductionOptions
+from .options import MEF_FAMILIES, ReductionOptions
 from .paths import night_index, raw_root
 from .qa import QAPlots
 from .settings import reduction_options
@@ -24,7 +24,7 @@ __all__ = ["ReduceExposure", "ReduceNight", "ReduceNights", "NIGHT_DEFAULTS"]
 #: What a night reduction does unless luigi.cfg's [reduction] says otherwise.
 NIGHT_DEFAULTS = {"masters": ("bias", "dark", "flat")}
 
-_FAMILIES = ["DetrendOTA", "FocalPlaneCorrections", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
+_FAMILIES = [*MEF_FAMILIES, "QAPlots"]
 
 
 def _night_options(options: dict) -> dict:
@@ -46,12 +46,12 @@ class ReduceExposure(luigi.WrapperTask):
 
     def requires(self):
         opts = ReductionOptions.from_mapping(_night_options(dict(self.options)))
-        final = CollectCells(obsid=self.obsid, options=options_param(opts, _FAMILIES))
+        final = CollectCells(obsid=self.obsid, options=options_param(opts, MEF_FAMILIES))
         tasks = [final]
         for task in luigi.task.flatten(final.requires()):
             tasks += [task, *luigi.task.flatten(task.requires())]
         if not opts.noqaplots:
-            tasks.append(QAPlots(obsid=self.obsid, options=options_param(opts, [*_FAMILIES, "QAPlots"])))
+            tasks.append(QAPlots(obsid=self.obsid, options=options_param(opts, _FAMILIES)))
         return tasks
 
 

@@ -167,6 +167,10 @@ class Option:
         return str(value)
 
 
+#: Every task family whose options shape a final MEF: the ``options`` of CollectCells, and of the tasks that
+#: ask for it (QAPlots, ReduceExposure, podi_collectcells), so that they all name the same product.
+MEF_FAMILIES = ("DetrendOTA", "FocalPlaneCorrections", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells")
+
 # Task families (the products an option can shape).
 _DETREND = ("DetrendOTA",)
 _FOCAL = ("FocalPlaneCorrections", "CorrectedOTA")
@@ -287,7 +291,8 @@ OPTIONS: tuple[Option, ...] = (
            "RICE_1, quantize_level 4).", _MEF, 10, available=True),
     Option("maskext", "switch", False, "Add OTAxy.MASK extensions (uint16 mask bits, ARCHITECTURE "
            "section 5) after the OTAxy.SCI ones.", _MEF, 10, available=True),
-    Option("addfitskey", "multi", (), "Add a primary keyword 'KEY,value' (repeatable).", _MEF, 10, available=True),
+    Option("addfitskey", "multi", (), "Add a primary keyword 'KEY,value' (repeatable; KEY 1-8 characters "
+           "A-Z 0-9 - _; a quoted value stays a string, else numbers and T/F are typed).", _MEF, 10, available=True),
     Option("centralonly", "switch", False, "pODI: reduce only the central 3x3 OTAs.", _MEF, 10, available=True),
     Option("singleota", "int", None, "Reduce only this OTA.", _MEF, 10, available=True),
     Option("selectota", "list", (), "Reduce only these OTAs (comma list).", _MEF, 10, available=True),
@@ -306,15 +311,16 @@ OPTIONS: tuple[Option, ...] = (
            available=True),
     # ---- run control
     Option("ncpu", "int", 1, "Number of Luigi worker processes.", (), 10, available=True),
-    Option("timeout", "float", 900.0, "Abort the whole run after this many seconds (bare flag: 900); "
-           "exit code 1, no process left behind.", (), 10, available=True, bare=900.0),
+    Option("timeout", "float", None, "Abort the whole run after this many seconds (bare flag: 900; "
+           "default: no limit); exit code 1, no process left behind.", (), 10, available=True, bare=900.0),
     Option("scheduler", "str", None, "A central luigid 'host:port' (port default 8082) instead of the "
            "local scheduler.", (), 10, available=True),
     Option("bgmode", "switch", False, "Background mode: no banner.", (), 10, available=True),
     Option("update_persistency_only", "switch", False, "Defunct in QuickReduce: accepted with a warning.",
-           (), 10, deprecated="-update_persistency_only has no effect (parsed but unused in QuickReduce too)"),
+           (), 10, available=True,
+           deprecated="-update_persistency_only has no effect (parsed but unused in QuickReduce too)"),
     Option("wipecells", "str", None, "Used by QuickReduce's template builders, not by collectcells.",
-           (), 10, deprecated="-wipecells has no effect on podi_collectcells (template builders only)"),
+           (), 10, available=True, deprecated="-wipecells has no effect on podi_collectcells (template builders only)"),
     Option("verbose", "switch", False, "Print the resolved options.", (), 10, available=True),
 )
 

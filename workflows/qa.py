@@ -27,12 +27,10 @@ from podisteps.atomic import write_text_atomic
 from .base import PodiTask, options_param
 from .collect import CollectCells
 from .failures import failures_dir, read_failures
+from .options import MEF_FAMILIES
 from .paths import night_index, night_of, out_root, raw_root
 
 __all__ = ["QAPlots", "NightSummary"]
-
-#: Task families whose options shape the final MEF that QAPlots reads.
-_MEF_FAMILIES = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
 
 #: The options of QAPlots itself (recorded in the manifest).
 _QA_OPTIONS = ("noqaplots", "plotformat", "nootalevelplots", "qasubdirs", "qasubdirname")
@@ -69,7 +67,7 @@ class QAPlots(PodiTask):
 
     def requires(self):
         return CollectCells(obsid=self.obsid, output_path=self.output_path,
-                            options=options_param(self.reduction_options, _MEF_FAMILIES))
+                            options=options_param(self.reduction_options, MEF_FAMILIES))
 
     def output(self):
         mef = Path(self.requires().output().path)
