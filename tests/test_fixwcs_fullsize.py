@@ -18,7 +18,7 @@ from .conftest import ROOT
 
 pytestmark = pytest.mark.fullsize
 
-OBSID = "o20131005T014951.0"
+OBSID = "o20131005T015134.0"  # the second odi_r exposure of the demo night
 
 
 def test_fullsize_pointing_and_every_ota(tmp_path, podiflow_config):

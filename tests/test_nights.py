@@ -6,6 +6,7 @@ import os
 import shutil
 
 import luigi
+import pytest
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
@@ -23,6 +24,7 @@ def _interval(first: str, last_exclusive: str):
     return parse(f"{first}-{last_exclusive}")
 
 
+@pytest.mark.fullsize  # a whole night with astrometry and photometry: the long suite
 def test_reduce_nights_every_science_mef_against_truth(small_night, podiflow_config):
     podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals", fixwcs="true",
                     photcalib="true")

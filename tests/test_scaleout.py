@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
+#: Whole-night runs: the long suite (`make test` runs it after the default suite).
+pytestmark = pytest.mark.fullsize
+
 ROOT = Path(__file__).resolve().parents[1]
 NIGHT = "20131004"
 SPEC = {
