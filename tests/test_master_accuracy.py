@@ -21,11 +21,11 @@ from podisteps.simulate import detector, effects
 from workflows.masters import MasterOTA, frame_options
 from workflows.options import ReductionOptions
 
-#: Whole-night runs: the long suite (`make test` runs it after the default suite).
-pytestmark = pytest.mark.fullsize
-
 from .test_detrend_accuracy import (SEED, Sim, _build, _detrend, _frame, _product, _signal_and_sigma, _spec,
                                     _true_calibrations, _true_options, _truth_masks, T_CELL, T_SAT, T_BLEED)
+
+#: A night of calibration frames and a science exposure: the long suite (`make test` runs it after the default one).
+pytestmark = pytest.mark.fullsize
 
 NIGHT = "20131004"
 #: Central (normalisation) OTAs and outer ones (vignetted, far from the normalisation).
