@@ -11,7 +11,7 @@ from pathlib import Path
 
 from podisteps import __version__
 
-__all__ = ["podiflow_main", "collectcells_main"]
+__all__ = ["podiflow_main", "collectcells_main", "collectcells"]
 
 
 def _cmd_index(args) -> int:
@@ -200,78 +200,269 @@ def _raw_view(files, work: Path) -> str:
     return night
 
 
+class _CollectCellsError(Exception):
+    """A podi_collectcells problem found before the reduction starts (message for stderr, exit code 2)."""
+
+
+#: Set in the child process that runs the Luigi build of podi_collectcells.
+_CHILD_ENV = "PODIFLOW_COLLECTCELLS_CHILD"
+#: Exit codes of podi_collectcells (QuickReduce's returnvalue_meaning).
+EXIT_OK, EXIT_TIMEOUT, EXIT_FAILED = 0, 1, 2
+#: Seconds between SIGTERM and SIGKILL of a timed-out run's process group.
+_KILL_GRACE_S = 3.0
+
+
+def _cc_options(flags: list[str]):
+    """Parse podi_collectcells arguments: ``(positionals, options)``; warnings go to stderr.
+
+    Raises
+    ------
+    _CollectCellsError
+        For a bad or refused flag, or a bad -addfitskey.
+    """
+    from podisteps.mef import parse_fits_key
+
+    from .options import OptionError, parse_collectcells_args
+
+    try:
+        positionals, options, warnings = parse_collectcells_args(flags)
+        for item in options.addfitskey:
+            parse_fits_key(item)
+    except (OptionError, ValueError) as exc:
+        raise _CollectCellsError(str(exc)) from None
+    for w in warnings:
+        print(f"podi_collectcells: warning: {w}", file=sys.stderr)
+    return positionals, options
+
+
+def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | None = None):
+    """Find the exposure, resolve OUTPUT (name template, suffix), link the raw view and point luigi.cfg's
+    ``[podiflow]`` raw and work folders at it.
+
+    Returns
+    -------
+    files : podisteps.rawio.ExposureFiles
+    output : pathlib.Path or None
+    work : pathlib.Path
+        Checkpoint folder: ``work_dir``, else ``[podiflow] work_dir`` if really configured, else
+        ``podiflow-work/`` beside OUTPUT (or in the current folder without OUTPUT).
+    """
+    import luigi
+    from astropy.io import fits
+
+    from podisteps.outputname import format_filename, output_path
+    from podisteps.rawio import RawFormatError, find_exposure_files
+
+    from .saturation import ExposureError, check_persistency_folder
+
+    try:
+        check_persistency_folder(options.persistency)
+        files = find_exposure_files(input_path)
+    except (ExposureError, RawFormatError) as exc:
+        raise _CollectCellsError(str(exc)) from None
+    if output is not None:
+        template = output if "%" not in output else format_filename(output, fits.getheader(
+            next(iter(files.files.values()))))
+        output = output_path(template, fpack=options.fpack)
+    cfg = luigi.configuration.get_config()
+    configured = cfg.get("podiflow", "work_dir", "").strip()
+    # luigi.cfg's default "work" is relative to wherever luigi runs: podi_collectcells keeps its own
+    # checkpoints beside OUTPUT unless a work folder is really configured
+    default = (output.parent if output is not None else Path.cwd()) / "podiflow-work"
+    work = Path(work_dir or (configured if configured not in ("", "work") else default)).resolve()
+    _raw_view(files, work)
+    cfg.set("podiflow", "raw_dir", str(work / "raw"))
+    cfg.set("podiflow", "work_dir", str(work))
+    return files, output, work
+
+
+def _cc_build(tasks: list, options) -> bool:
+    """Run ``tasks`` through Luigi (local scheduler, or the ``-scheduler=host:port`` luigid); True on success."""
+    import luigi
+
+    where = {"local_scheduler": True}
+    if options.scheduler:
+        host, _, port = options.scheduler.partition(":")
+        where = {"scheduler_host": host, "scheduler_port": int(port or 8082)}
+    result = luigi.build(tasks, workers=max(1, options.ncpu), detailed_summary=True, log_level="WARNING", **where)
+    return result.status.name == "SUCCESS" and all(t.complete() for t in tasks)
+
+
+def _cc_child(argv: list[str], work: Path, timeout: float | None) -> int:
+    """Run podi_collectcells ``argv`` in a child process group; kill the whole group after ``timeout`` s
+    (None: no limit).
+
+    The child gets this process's Luigi configuration through a file in ``work``. Returns the exit code:
+    the child's (0 or 2), or 1 on time-out. If this process is interrupted (Ctrl-C, SIGTERM), the group is
+    killed too before the interruption goes on.
+    """
+    import os
+    import signal
+    import subprocess
+
+    import luigi
+
+    work.mkdir(parents=True, exist_ok=True)
+    cfg_path = work / f".podi_collectcells-{os.getpid()}.cfg"
+    with open(cfg_path, "w") as fh:
+        luigi.configuration.get_config().write(fh)
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, _CHILD_ENV: "1", "LUIGI_CONFIG_PATH": str(cfg_path),
+           "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    code = "import sys; from workflows.cli import collectcells_main; sys.exit(collectcells_main(sys.argv[1:]))"
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_FAILED))
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, start_new_session=True)
+    try:
+        return EXIT_OK if proc.wait(timeout=timeout) == 0 else EXIT_FAILED
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+        print(f"podi_collectcells: time-out after {timeout:g} s: run stopped (process group {proc.pid} killed)",
+              file=sys.stderr)
+        return EXIT_TIMEOUT
+    except BaseException:
+        _stop_group(proc)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        cfg_path.unlink(missing_ok=True)
+
+
+def _stop_group(proc) -> None:
+    """SIGTERM the process group ``proc`` leads, SIGKILL it after a grace period, and wait until it is gone
+    (killed workers take a moment)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    for sig, grace in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)  # the child leads its own group: Luigi's workers are in it too
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    proc.wait()
+    end = time.monotonic() + _KILL_GRACE_S
+    while time.monotonic() < end:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+def _mef_task(obsid: str, output: Path | None, options):
+    """The CollectCells task of an exposure (writing to ``output``, or to the out tree)."""
+    from .base import options_param
+    from .collect import CollectCells
+    from .options import MEF_FAMILIES
+
+    return CollectCells(obsid=obsid, output_path=str(output or ""), options=options_param(options, MEF_FAMILIES))
+
+
+def _cc_task(obsid: str, output: Path, options):
+    """What podi_collectcells builds: CollectCells, or QAPlots around it (the plots beside OUTPUT)."""
+    if options.noqaplots:
+        return _mef_task(obsid, output, options)
+    from .base import options_param
+    from .options import MEF_FAMILIES
+    from .qa import QAPlots
+
+    return QAPlots(obsid=obsid, output_path=str(output), options=options_param(options, [*MEF_FAMILIES, "QAPlots"]))
+
+
+def collectcells(input_path: str, output: str | None = None, *, flags=(), work_dir: str | None = None):
+    """QuickReduce's ``collectcells(batchmode=True)``: reduce one exposure and return its final MEF in memory.
+
+    The checkpoints are written as usual (so a second call reuses them); the MEF is written only when
+    ``output`` is given. Runs in this process, without a time-out.
+
+    Parameters
+    ----------
+    input_path : str
+        Exposure folder or one of its OTA files.
+    output : str, optional
+        Where to write the MEF as well (name template and -fpack suffix as on the command line).
+    flags : sequence of str
+        podi_collectcells flags, e.g. ``["-fixwcs", "-singleota=33"]``.
+    work_dir : str, optional
+        Checkpoint folder (default as for the command).
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
+        The final MEF, uncompressed, with its data in memory.
+
+    Raises
+    ------
+    RuntimeError
+        If a flag is bad or the reduction fails.
+    """
+    import luigi
+    from astropy.io import fits
+
+    from podisteps.atomic import write_fits_atomic
+
+    try:
+        _, options = _cc_options(list(flags))
+        files, out, _ = _cc_setup(input_path, output, options, work_dir=work_dir)
+    except _CollectCellsError as exc:
+        raise RuntimeError(f"podi_collectcells: {exc}") from None
+    task = _mef_task(files.obsid, out, options)
+    if not _cc_build(list(luigi.task.flatten(task.requires())), options):
+        raise RuntimeError(f"podi_collectcells: {files.obsid}: the reduction failed; see the messages above")
+    with task.opened_inputs() as (opened, extra):
+        hdul = fits.HDUList([h.copy() for h in task.build_hdulist(opened, extra)])
+    if out is not None:
+        write_fits_atomic(task.for_writing(hdul), out)
+    return hdul
+
+
 def collectcells_main(argv: list[str] | None = None) -> int:
     """Entry point of ``podi_collectcells INPUT OUTPUT.fits [-flag[=value] ...]``.
 
-    INPUT is an exposure folder or one of its OTA files. Checkpoints go to ``[podiflow] work_dir`` if
-    luigi.cfg sets one, else ``podiflow-work/`` beside OUTPUT. Exit codes: 0 success, 2 failure or bad
-    command line.
+    INPUT is an exposure folder or one of its OTA files; OUTPUT may hold ``%OBSID``-style tokens. The Luigi
+    build runs in a child process group, bounded by ``-timeout`` if given (bare: 900 s). Checkpoints go to
+    ``[podiflow] work_dir`` if luigi.cfg sets one, else ``podiflow-work/`` beside OUTPUT. Exit codes: 0
+    success (or nothing to do with -noclobber), 1 time-out, 2 failure or bad command line.
     """
-    import luigi
-
-    from podisteps.rawio import RawFormatError, find_exposure_files
-
-    from .base import options_param
-    from .collect import CollectCells
-    from .options import OptionError, parse_collectcells_args
-    from .saturation import ExposureError, check_persistency_folder
+    import os
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "-help"):
         print("usage: podi_collectcells INPUT OUTPUT.fits [-flag[=value] ...]\n"
               "INPUT is an exposure folder or any one of its OTA files; `podiflow options` lists the flags.")
-        return 0 if argv else 2
+        return EXIT_OK if argv else EXIT_FAILED
+    child = os.environ.get(_CHILD_ENV) == "1"
     try:
-        positionals, options, warnings = parse_collectcells_args(argv)
-    except OptionError as exc:
+        positionals, options = _cc_options(argv)
+        if len(positionals) != 2:
+            raise _CollectCellsError("expected INPUT and OUTPUT.fits")
+        files, output, work = _cc_setup(positionals[0], positionals[1], options)
+    except _CollectCellsError as exc:
         print(f"podi_collectcells: {exc}", file=sys.stderr)
-        return 2
-    for w in warnings:
-        print(f"podi_collectcells: warning: {w}", file=sys.stderr)
-    if len(positionals) != 2:
-        print("podi_collectcells: expected INPUT and OUTPUT.fits", file=sys.stderr)
-        return 2
-    try:
-        check_persistency_folder(options.persistency)
-    except ExposureError as exc:
-        print(f"podi_collectcells: {exc}", file=sys.stderr)
-        return 2
-    try:
-        files = find_exposure_files(positionals[0])
-    except RawFormatError as exc:
-        print(f"podi_collectcells: {exc}", file=sys.stderr)
-        return 2
-    output = Path(positionals[1]).expanduser().resolve()
-    if output.name.endswith("/") or output.is_dir():
-        output = output / "collectcells.fits"
-    if not output.name.endswith(".fits"):
-        output = output.with_name(output.name + ".fits")
+        return EXIT_FAILED
+    if child:
+        return EXIT_OK if _cc_build([_cc_task(files.obsid, output, options)], options) else EXIT_FAILED
     if output.exists():
         if options.noclobber:
             print(f"podi_collectcells: {output} exists and -noclobber is set: nothing to do")
-            return 0
+            return EXIT_OK
         output.unlink()  # QuickReduce replaces an existing output; checkpoints are reused either way
-    cfg = luigi.configuration.get_config()
-    configured = cfg.get("podiflow", "work_dir", "").strip()
-    # luigi.cfg's default "work" is relative to wherever luigi runs: podi_collectcells keeps its own
-    # checkpoints beside OUTPUT unless a work folder is really configured
-    work = (Path(configured) if configured not in ("", "work") else output.parent / "podiflow-work").resolve()
-    _raw_view(files, work)
-    cfg.set("podiflow", "raw_dir", str(work / "raw"))
-    cfg.set("podiflow", "work_dir", str(work))
+    if not options.bgmode:
+        print(f"podi_collectcells (podiflow {__version__}): {files.obsid}, {len(files.files)} OTAs -> {output}",
+              flush=True)
     if options.verbose:
-        print(f"podi_collectcells: {files.obsid}: {len(files.files)} OTA files; work folder {work}")
-    families = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells"]
-    task = CollectCells(obsid=files.obsid, output_path=str(output), options=options_param(options, families))
-    if not options.noqaplots:  # the QA plots beside OUTPUT (they require the MEF)
-        from .qa import QAPlots
-
-        task = QAPlots(obsid=files.obsid, output_path=str(output), options=options_param(options, families + ["QAPlots"]))
-    result = luigi.build([task], local_scheduler=True, workers=max(1, options.ncpu), detailed_summary=True,
-                         log_level="WARNING")
-    if result.status.name != "SUCCESS" or not output.exists():
-        print(f"podi_collectcells: {files.obsid} failed ({result.status.name}); see the messages above",
-              file=sys.stderr)
-        return 2
-    print(f"podi_collectcells: wrote {output}")
-    return 0
+        changed = {k: v for k, v in vars(options).items() if v != getattr(type(options)(), k)}
+        print(f"podi_collectcells: options {changed}; work folder {work}; time-out {options.timeout} s",
+              flush=True)
+    code = _cc_child(argv, work, options.timeout)
+    if code == EXIT_FAILED or (code == EXIT_OK and not output.exists()):
+        print(f"podi_collectcells: {files.obsid} failed; see the messages above", file=sys.stderr)
+        return EXIT_FAILED
+    if code == EXIT_OK:
+        print(f"podi_collectcells: wrote {output}")
+    return code

@@ -427,12 +427,14 @@ def parse_collectcells_args(argv: list[str]) -> tuple[list[str], "ReductionOptio
     positionals : list of str
     options : ReductionOptions
     warnings : list of str
-        Deprecated flags that were accepted without effect.
+        Deprecated flags that were accepted without effect, and a three-field ``-nonlinearity=dra,ddec,ref``
+        taken as ``-nonsidereal``.
 
     Raises
     ------
     OptionError
-        For an unknown flag, a bad value, or a flag whose step is not implemented yet.
+        For an unknown or rejected flag (:data:`REJECTED_FLAGS`), a bad value, or a flag whose step is not
+        implemented yet.
     """
     positionals: list[str] = []
     values: dict[str, Any] = {}
