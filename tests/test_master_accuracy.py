@@ -11,17 +11,15 @@ calibration noise. Both the masters and the science frame use ``-nonlinearity`` 
 
 from __future__ import annotations
 
-import luigi
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import instrument
-from podisteps.simulate import detector, effects
+from podisteps.simulate import detector
 from workflows.masters import MasterOTA, frame_options
 from workflows.options import ReductionOptions
 
-from .test_detrend_accuracy import (SEED, Sim, _build, _detrend, _frame, _product, _signal_and_sigma, _spec,
+from .test_detrend_accuracy import (Sim, _build, _detrend, _product, _signal_and_sigma, _spec,
                                     _true_calibrations, _true_options, _truth_masks, T_CELL, T_SAT, T_BLEED)
 
 #: A night of calibration frames and a science exposure: the long suite (`make test` runs it after the default one).
@@ -70,7 +68,6 @@ def test_masters_against_truth(night, podiflow_config):
     opts = _masters_options()
     tasks = {(kind, ota): _master(kind, ota, opts) for kind in ("bias", "dark", "dflat") for ota in OTAS}
     _build(list(tasks.values()))
-    geo, lay = sim.exposure.geometry, instrument.layout(sim.exposure.layout)
     data = {key: fits.getdata(t.output().path, 1).astype(np.float64) for key, t in tasks.items()}
     with fits.open(cals["bias"]) as b, fits.open(cals["dark"]) as d:
         true_bias = {ota: b[f"OTA{ota:02d}.SCI"].data for ota in OTAS}

@@ -1,7 +1,6 @@
 """-persistency=DIR: QuickReduce-format <base>.saturated.fits files written to and read from a folder."""
 
 import luigi
-import numpy as np
 import pytest
 from astropy.io import fits
 

@@ -25,7 +25,7 @@ from podisteps import astrometry, detect, refcat
 from podisteps.wcs import WCS_CARD_RE
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
-from .detrend import _record
+from .saturation import exposure_record
 from .focalplane import image_task
 from .paths import checkpoint_path
 from .settings import podiflow
@@ -104,7 +104,7 @@ class ReferenceCatalog(PodiTask):
         return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity)))
 
     def run(self):
-        rec = _record(self.obsid)
+        rec = exposure_record(self.obsid)
         epoch = Time(rec.mjd, format="mjd").jyear
         table = refcat.load_reference(self.source(), rec.ra, rec.dec, SEARCH_RADIUS_DEG, epoch=epoch,
                                       allow_network=podiflow().allow_network)
@@ -192,7 +192,7 @@ class FixWCS(PodiTask):
     stage = "fixwcs"
 
     def requires(self):
-        rec = _record(self.obsid)
+        rec = exposure_record(self.obsid)
         return {
             "catalogs": {ota: OTACatalog(obsid=self.obsid, ota=ota, options=self.options) for ota in rec.otas},
             "refcat": ReferenceCatalog(obsid=self.obsid, options=options_param(self.reduction_options,
@@ -248,7 +248,7 @@ class FixWCS(PodiTask):
         hdr["WCSXRMS"], hdr["WCSYRMS"] = hdr.get("WCS_RMSA", -1.0), hdr.get("WCS_RMSD", -1.0)
         final = solution.headers if solution.valid else headers
         first = final[next(iter(final))]
-        offsets = nonsidereal_correction(self.reduction_options.nonsidereal, _record(self.obsid).mjd,
+        offsets = nonsidereal_correction(self.reduction_options.nonsidereal, exposure_record(self.obsid).mjd,
                                          float(first["CRVAL2"]))
         if offsets is not None:
             final = _apply_nonsidereal(final, hdr, offsets)

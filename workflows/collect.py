@@ -32,7 +32,8 @@ from podisteps.wcs import WCS_CARD_RE
 
 from .astrometry import FixWCS, _table_hdu
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
-from .detrend import REDUCTION_LOG_KEYS, _record
+from .detrend import REDUCTION_LOG_KEYS
+from .saturation import exposure_record
 from .focalplane import FOCAL_FAMILIES, FocalPlaneCorrections, image_task
 from .paths import night_of, out_root
 from .photometry import FAMILIES as PHOTCAL_FAMILIES
@@ -110,7 +111,7 @@ class CollectCells(PodiTask):
 
     def otas(self) -> tuple:
         """The OTAs reduced, in the layout's order, after -centralonly/-selectota/-skipota/-singleota."""
-        rec = _record(self.obsid)
+        rec = exposure_record(self.obsid)
         opts = self.reduction_options
         layout = instrument.layout_for_mjd(rec.mjd)
         otas = layout.ota_list("central") if opts.centralonly else layout.otas
@@ -125,7 +126,7 @@ class CollectCells(PodiTask):
     def _focal_sky(self) -> bool:
         """Whether the sky comes from FocalPlaneCorrections (all OTAs reduced, or a correction is on)."""
         opts = self.reduction_options
-        return bool(opts.fringe or opts.pupilghost or set(self.otas()) >= set(_record(self.obsid).otas))
+        return bool(opts.fringe or opts.pupilghost or set(self.otas()) >= set(exposure_record(self.obsid).otas))
 
     def requires(self):
         opts = self.reduction_options

@@ -32,8 +32,7 @@ from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .calibrations import bpm_file, flat_type, resolve_calibrations
 from .paths import checkpoint_path, night_index, night_of
 from .saturation import (ExposureError, SaturationCatalog, SaturationExport, check_persistency_folder,
-                         folder_catalogs, persistency_folder, raw_file)
-from .saturation import exposure_record as _record
+                         exposure_record, folder_catalogs, persistency_folder, raw_file)
 from .settings import reduction_options
 
 __all__ = ["SaturationCatalog", "DetrendOTA", "REDUCTION_LOG_KEYS", "ExposureError"]
@@ -63,7 +62,7 @@ class DetrendOTA(PodiTask):
     @property
     def record(self):
         """The exposure's night-index record."""
-        return _record(self.obsid)
+        return exposure_record(self.obsid)
 
     @property
     def calibrations(self):
@@ -113,12 +112,12 @@ class DetrendOTA(PodiTask):
         opts, rec = self.reduction_options, self.record
         night = night_of(self.obsid)
         out = {}
+        night_wide = reduction_options()  # [reduction] settings that choose a master, not shape a product
         for step in opts.masters:
             if step not in ("bias", "dark", "flat"):
                 raise ExposureError(f"-masters: unknown calibration {step!r} (bias, dark, flat)")
             if getattr(opts, step) is not None or opts.cals:
                 continue
-            night_wide = reduction_options()  # [reduction] settings that choose a master, not shape a product
             try:
                 chosen = select_night_master(step, night=night, binning=rec.binning, filtername=rec.filter,
                                              validity_days=night_wide.calwindow, min_frames=night_wide.mincalframes)

@@ -32,7 +32,6 @@ Departures from QuickReduce, on purpose:
 from __future__ import annotations
 
 import math
-import zlib
 
 import luigi
 import numpy as np
@@ -44,7 +43,8 @@ from podisteps.stats import block_median
 from podisteps.background import sky_statistics
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
-from .detrend import DetrendOTA, _record
+from .detrend import DetrendOTA
+from .saturation import exposure_record
 from .fptemplates import (CENTRE_SUBSAMPLE, fringe_source, fringe_vector_file, frame_scale,
                           pupilghost_source, read_pupilghost_template)
 from .options import ReductionOptions
@@ -88,7 +88,7 @@ class _FocalTask(PodiTask):
     @property
     def record(self):
         """The exposure's night-index record."""
-        return _record(self.obsid)
+        return exposure_record(self.obsid)
 
     def _detrend(self, ota: int) -> DetrendOTA:
         return DetrendOTA(obsid=self.obsid, ota=ota, options=options_param(self.reduction_options, ["DetrendOTA"]))

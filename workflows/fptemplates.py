@@ -32,7 +32,8 @@ from podisteps import fringe, history, instrument, pupilghost
 from podisteps.stats import block_median
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
-from .detrend import DetrendOTA, _record
+from .detrend import DetrendOTA
+from .saturation import exposure_record
 from .options import ReductionOptions
 from .paths import mastercals_root, night_index, night_of, work_root
 
@@ -251,7 +252,7 @@ class PupilGhostTemplate(PodiTask):
 
     def run(self):
         inputs = self.input()
-        layout = instrument.layout_for_mjd(_record(next(iter(inputs))).mjd).name
+        layout = instrument.layout_for_mjd(exposure_record(next(iter(inputs))).mjd).name
         profiles, angles, centres, level, scale, otas = [], [], [], None, 1, set()
         for obsid, per_ota in inputs.items():
             self.progress(90 * len(profiles) / len(inputs), f"ghost template {self.filter}: {obsid}")

@@ -28,6 +28,7 @@ from podisteps.atomic import write_text_atomic
 
 from .base import FitsTarget, PodiTask, provenance_cards
 from .paths import checkpoint_path, night_index, raw_root, work_root
+from .saturation import exposure_record
 from .settings import reduction_options
 
 __all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "KINDS", "master_name", "prerequisites", "link_latest",
@@ -151,9 +152,7 @@ class FlatLevel(PodiTask):
 
     def norm_otas(self) -> tuple:
         """Normalisation OTAs of this frame's filter that the frame has."""
-        from .detrend import _record
-
-        rec = _record(self.obsid)
+        rec = exposure_record(self.obsid)
         wanted = instrument.layout_for_mjd(rec.mjd).flat_normalisation_otas(rec.filter)
         return tuple(o for o in wanted if o in rec.otas)
 

@@ -23,7 +23,7 @@ from podisteps.rawio import ota_filename, read_primary_header
 
 from .astrometry import FixWCS, _table_hdu
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
-from .detrend import _record
+from .saturation import exposure_record
 from .options import ReductionOptions
 from .paths import checkpoint_path, exposure_dir
 
@@ -67,7 +67,7 @@ class PhotCalib(PodiTask):
         return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity)))
 
     def run(self):
-        rec = _record(self.obsid)
+        rec = exposure_record(self.obsid)
         fixwcs = self.input().path
         with fits.open(fixwcs) as hdul:
             valid = bool(hdul[0].header.get("WCSCAL", False))

@@ -98,10 +98,10 @@ def scan_products(folders) -> dict:
             continue
         for root, _, names in os.walk(folder):
             for name in names:
-                path = os.path.realpath(os.path.join(root, name)) if not os.path.islink(
-                    os.path.join(root, name)) else os.path.join(root, name)
-                if not name.endswith(PRODUCT_SUFFIXES) or ".tmp-" in name or os.path.islink(path):
+                joined = os.path.join(root, name)
+                if not name.endswith(PRODUCT_SUFFIXES) or ".tmp-" in name or os.path.islink(joined):
                     continue
+                path = os.path.realpath(joined)
                 prov = read_provenance(path)
                 if prov is not None:
                     found[path] = Product(path, prov[0], prov[1], os.stat(path).st_mtime_ns)
