@@ -99,14 +99,15 @@ def almanac_keywords(mjd_mid: float, ra_deg: float, dec_deg: float) -> dict:
         ``MOONPHSE`` (0-1, 0.5 = full). See the module docstring for the formulas.
     """
     mid = Time(mjd_mid, format="mjd", scale="utc")
-    grid_h = np.arange(-_HALF_H, _HALF_H + _STEP_H / 2, _STEP_H)
+    n_half = int(round(_HALF_H / _STEP_H))
+    grid_h = np.arange(-n_half, n_half + 1) * _STEP_H  # grid_h[n_half] == 0: mid-exposure itself
     with solar_system_ephemeris.set("builtin"), iers.conf.set_temp("auto_download", False), \
             iers.conf.set_temp("iers_degraded_accuracy", "ignore"):
         sun_now, moon_now = get_sun(mid), get_body("moon", mid)  # geocentric
         sun_alt, moon_alt = _altaz("sun", mid + grid_h * u.h), _altaz("moon", mid + grid_h * u.h)
-        here = {"sun": _altaz("sun", mid), "moon": _altaz("moon", mid)}
         lam_sun = sun_now.transform_to(GeocentricTrueEcliptic(equinox=mid)).lon.deg
         lam_moon = moon_now.transform_to(GeocentricTrueEcliptic(equinox=mid)).lon.deg
+    here = {"sun": sun_alt[n_half], "moon": moon_alt[n_half]}
     psi = sun_now.separation(moon_now).rad
     r_sun, r_moon = sun_now.distance.to_value(u.km), moon_now.distance.to_value(u.km)
     illum = (1 + math.cos(math.atan2(r_sun * math.sin(psi), r_moon - r_sun * math.cos(psi)))) / 2

@@ -75,6 +75,11 @@ MIN_WINDOW_SIGMA = 1.2
 #: Moffat exponent of the PSF model behind ``FWHM_IMAGE``.
 PSF_BETA = 3.0
 
+#: Largest radius the half-light radius is integrated over, px: ``6 a`` of a star with a 3" FWHM at full
+#: size is about 70 px; beyond that are saturated stars, galaxies and artefacts whose ``a`` reaches 1000 px
+#: and whose integration would cost ten times the rest of the catalogue.
+MAX_FLUX_RADIUS_PX = 100.0
+
 _APER_NAMES = [f"D{int(round(d * 10))}" for d in APERTURE_DIAMETERS]
 CATALOG_COLUMNS = (
     ["RA", "DEC", "X", "Y", "FWHM_IMAGE", "FWHM_WORLD", "BACKGROUND", "FLAGS", "OTA", "MAG_AUTO", "MAGERR_AUTO",
@@ -95,8 +100,10 @@ def _magnitudes(flux, fluxerr, bad) -> tuple[np.ndarray, np.ndarray]:
 
 
 def half_light_radius(sub: np.ndarray, x, y, a, *, mask=None) -> np.ndarray:
-    """Half-light radius (px) within ``max(6 a, 3)`` px of 0-based ``(x, y)`` (``sep.flux_radius``)."""
-    r_half, _ = sep.flux_radius(sub, x, y, np.maximum(6.0 * np.asarray(a, float), 3.0), 0.5, mask=mask, subpix=5)
+    """Half-light radius (px) within ``6 a`` px of 0-based ``(x, y)``, at least 3 and at most
+    :data:`MAX_FLUX_RADIUS_PX` (``sep.flux_radius``)."""
+    rmax = np.clip(6.0 * np.asarray(a, float), 3.0, MAX_FLUX_RADIUS_PX)
+    r_half, _ = sep.flux_radius(sub, x, y, rmax, 0.5, mask=mask, subpix=5)
     return r_half
 
 
@@ -203,7 +210,8 @@ def source_catalog(
 
     bkg = sep.Background(image, mask=bad, bw=back_size, bh=back_size, fw=3, fh=3)
     back, rms = bkg.back(), bkg.rms()
-    sub = image - back
+    sub = image  # background-subtracted in place
+    sub -= back
     sub[bad] = 0.0
     sep.set_extract_pixstack(max(sep.get_extract_pixstack(), image.size // 10))
     objs = sep.extract(sub, thresh, err=rms, mask=bad, minarea=minarea, filter_kernel=None, deblend_nthresh=32,
