@@ -54,6 +54,8 @@ __all__ = [
     "extension_keywords",
     "failed_keywords",
     "fit_radial_zp",
+    "usable_stars",
+    "clipped_stars",
 ]
 
 #: Mean wavelengths of the SDSS bands, Angstrom (spec section 4.7 step 2).
@@ -86,6 +88,9 @@ SLOPE_ERROR_FLOOR = 0.005
 
 #: Value of a keyword without a result.
 UNDEFINED = -99.0
+
+#: Stars with ``FLUX_MAX + BACKGROUND`` at or above this are saturated, ADU (``sitesetup.photcalib_saturation``).
+SATURATION_ADU = 53000.0
 
 
 @functools.cache
@@ -259,17 +264,36 @@ def _calibration_table(photref: Table, ref: Table, *, prefix: str, band: str, te
     return calib
 
 
-def _candidates(calib: Table, *, error_cut: float, saturation: float, min_stars: int) -> np.ndarray:
+def usable_stars(calib: Table, *, error_cut: float, saturation: float = SATURATION_ADU,
+                 min_stars: int = 0) -> np.ndarray:
     """Stars eligible for the zero point: unsaturated, with a small total error (all unsaturated ones if fewer
-    than ``min_stars`` have it)."""
+    than ``min_stars`` have it).
+
+    Parameters
+    ----------
+    calib : astropy.table.Table
+        ``CAT.PHOTCALIB`` rows (``ZP``, ``ZP_ERR`` mag, ``ODI_FLUX_MAX``, ``ODI_BACKGROUND`` ADU).
+    error_cut : float
+        Upper limit of ``ZP_ERR``, mag.
+    saturation : float, optional
+        Stars with ``FLUX_MAX + BACKGROUND`` at or above this, ADU, are not usable.
+    min_stars : int, optional
+        Fewest stars below ``error_cut`` before all unsaturated stars are taken.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, shape ``(len(calib),)``.
+    """
     saturated = np.asarray(calib["ODI_FLUX_MAX"] + calib["ODI_BACKGROUND"] >= saturation)
     finite = np.isfinite(calib["ZP"]) & np.isfinite(calib["ZP_ERR"]) & ~saturated
     small = finite & (calib["ZP_ERR"] < error_cut)
     return small if small.sum() >= min_stars else finite
 
 
-def _clipped(zp: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Mask of the candidates kept by :func:`podisteps.stats.three_sigma_clip` (a contiguous ZP range)."""
+def clipped_stars(zp: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Mask of the ``candidates`` (bool, shape ``(n,)``) whose zero points ``zp`` (mag, shape ``(n,)``) survive
+    :func:`podisteps.stats.three_sigma_clip` (a contiguous ZP range)."""
     kept = three_sigma_clip(zp[candidates])
     return candidates & (zp >= kept.min()) & (zp <= kept.max())
 
@@ -320,7 +344,7 @@ def photcalib(
     match_radius_arcsec: float = 2.0,
     catalog_name: str = "sdss",
     error_cut: float | None = None,
-    saturation: float = 53000.0,
+    saturation: float = SATURATION_ADU,
     min_stars: int = 5,
 ) -> PhotResult:
     """Photometric zero point of an exposure from its source catalogue and a reference catalogue.
@@ -390,14 +414,14 @@ def photcalib(
                        "MAG0_ERR": result.err_column, "REFMAG": f"{prefix}_MAG_{band.upper()}"})
 
     cut = ERROR_CUTOFFS.get(catalog_name, DEFAULT_ERROR_CUTOFF) if error_cut is None else error_cut
-    candidates = _candidates(calib, error_cut=cut, saturation=saturation, min_stars=min_stars)
+    candidates = usable_stars(calib, error_cut=cut, saturation=saturation, min_stars=min_stars)
     result.n_raw = int(candidates.sum())
     if result.n_raw < min_stars:
         result.reason = f"only {result.n_raw} usable {catalog_name} stars (need {min_stars})"
         return result
 
     zp_all = np.asarray(calib["ZP"], float)
-    used = _clipped(zp_all, candidates)
+    used = clipped_stars(zp_all, candidates)
     calib["USED4CALIB"] = used
     zp = zp_all[used]
     result.ok = True

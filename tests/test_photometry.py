@@ -298,10 +298,10 @@ def test_saturated_stars_do_not_empty_the_small_error_set():
     """Five small-error stars of which one is saturated: the zero point falls back on every unsaturated star."""
     from astropy.table import Table
 
-    from podisteps.photometry import _candidates
+    from podisteps.photometry import usable_stars
 
     n = 30
     calib = Table({"ZP": np.full(n, 25.0), "ZP_ERR": np.r_[np.full(5, 0.01), np.full(n - 5, 0.04)],
                    "ODI_FLUX_MAX": np.r_[60000.0, np.full(n - 1, 1000.0)], "ODI_BACKGROUND": np.full(n, 100.0)})
-    chosen = _candidates(calib, error_cut=0.02, saturation=53000.0, min_stars=5)
+    chosen = usable_stars(calib, error_cut=0.02, saturation=53000.0, min_stars=5)
     assert chosen.sum() == n - 1 and not chosen[0]

@@ -7,12 +7,13 @@ from .focalplane import CorrectedOTA, FocalPlaneCorrections, FocalPlaneSamples
 from .fptemplates import FringeTemplate, PupilGhostTemplate
 from .masters import FlatLevel, MasterCalibration, MasterOTA
 from .night import ReduceExposure, ReduceNight, ReduceNights
-from .photometry import PhotCalib, RadialZP
+from .photometry import AutoPhotCalib, PhotCalib, PhotFlat, PhotReference, RadialZP
 from .qa import NightSummary, QAPlots
 from .saturation import SaturationCatalog, SaturationExport
 from .techdata import TechData
 
 __all__ = ["SaturationCatalog", "SaturationExport", "DetrendOTA", "MasterOTA", "FlatLevel", "MasterCalibration",
-           "TechData", "OTACatalog", "ReferenceCatalog", "FixWCS", "PhotCalib", "RadialZP", "FocalPlaneSamples",
+           "TechData", "OTACatalog", "ReferenceCatalog", "FixWCS", "PhotCalib", "PhotReference", "PhotFlat",
+           "AutoPhotCalib", "RadialZP", "FocalPlaneSamples",
            "FocalPlaneCorrections", "CorrectedOTA", "FringeTemplate", "PupilGhostTemplate", "CollectCells",
            "QAPlots", "NightSummary", "ReduceExposure", "ReduceNight", "ReduceNights"]

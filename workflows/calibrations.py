@@ -7,7 +7,9 @@ Sources, by option (``workflows.options``):
   searched tflat, dflat, flat, ``illumination__<FILTER>_bin<B>.fits``);
 - ``-crosstalk``, ``-nonlinearity``, ``-wcs``: a file, a folder with the type's ``.history``, or ``auto`` =
   the mastercals tree (``[podiflow] mastercals_dir``) chosen by MJD and layout;
-- ``-bpm``: a folder of ``bpm_xyNN.reg`` files, one file for every OTA, or ``auto`` = ``bpm/<layout>/``.
+- ``-bpm``: a folder of ``bpm_xyNN.reg`` files, one file for every OTA, or ``auto`` = ``bpm/<layout>/``;
+- ``-photflat``: a file, a folder holding ``photflat_<FILTER>_bin<B>.fits``, or ``auto`` = the ``-cals``
+  folders (where QuickReduce keeps it, spec section 5.1).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from podisteps import calibrate, history, instrument
 from podisteps.calibrate import CalibrationError
+from podisteps.photflat import photflat_filename
 from podisteps.nightindex import ExposureRecord
 from podisteps.rawio import resolve_file_or_dir
 
@@ -39,6 +42,7 @@ class CalibrationFiles:
     wcs: Path | None = None
     bpm: Path | None = None          # a folder of bpm_xyNN.reg, or one file used for every OTA
     techdata: Path | None = None
+    photflat: Path | None = None
 
     def files(self) -> dict:
         """``step -> path`` of the files that exist (the BPM folder is not a file)."""
@@ -101,6 +105,7 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
                 f"-flat: no tflat/dflat/flat_{filt}_bin{binning}.fits in {', '.join(map(str, folders)) or '(none)'}"
             )
     illum = _master(options.illumcorr, cals, calibrate.illumination_filename(filt, binning), "illumcorr")
+    photflat = _master(options.photflat, cals, photflat_filename(filt, binning), "photflat")
 
     def typed(value, kind: str, history_name: str, *sub: str) -> Path | None:
         try:
@@ -129,7 +134,7 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
             raise CalibrationError(f"-bpm={options.bpm}: no such file or folder")
     techdata = _techdata(options.techdata, cals, flat=flat, bias=bias, filtername=filt, binning=binning)
     return CalibrationFiles(bias=bias, dark=dark, flat=flat, illumcorr=illum, crosstalk=crosstalk,
-                            nonlinearity=nonlin, wcs=wcs_file, bpm=bpm, techdata=techdata)
+                            nonlinearity=nonlin, wcs=wcs_file, bpm=bpm, techdata=techdata, photflat=photflat)
 
 
 def flat_type(flat: Path | None) -> str:

@@ -3,8 +3,13 @@
 Layout: ``PRIMARY`` (inherited raw keywords, timing, almanac, filter, gain, sky, focal-plane scales, WCS and
 photometry results, reduction log, pipeline version, ``-addfitskey`` keys); ``OTAxy.SCI`` float32 in the
 layout's order (the astrometric solution replaces the canned WCS when it is valid); ``OTAxy.MASK`` with
-``-maskext``; ``CAT.WCSREF``, ``CAT.ODI``, ``WCSCAL.CAT`` with a valid WCS; ``CAT.PHOTREF``, ``CAT.PHOTCALIB``
-with photometry; ``SKYLEVEL``; ``ASSOCIATIONS`` (every file used, per step, and whether the step was applied).
+``-maskext``; ``CAT.WCSREF``, ``CAT.ODI``, ``WCSCAL.CAT`` with a valid WCS; ``CAT.PHOTCALIB.RAW`` with
+``-autophotflat``; ``CAT.PHOTREF``, ``CAT.PHOTCALIB`` with photometry; ``SKYLEVEL``; ``ASSOCIATIONS`` (every
+file used, per step, and whether the step was applied).
+
+With ``-autophotflat`` (which implies ``-photcalib``) the OTA pixels are divided by the exposure's ``PhotFlat``
+around the sky level, ``(data - SKYLEVEL) / pf + SKYLEVEL`` (``SKYLEVEL`` of the photometry product), and
+``CAT.ODI`` is the catalogue with the magnitudes corrected the same way (from ``AutoPhotCalib``).
 
 The sky level, fringe and pupil-ghost scales come from ``FocalPlaneCorrections`` (spec section 4.2), except
 for an OTA subset without focal-plane corrections, where the sky is measured over the reduced OTAs' boxes
@@ -27,6 +32,7 @@ from astropy.table import Table, vstack
 from astropy.time import Time
 
 from podisteps import __version__, almanac, astrometry, instrument, mef
+from podisteps.photflat import apply_photflat
 from podisteps.background import sky_statistics
 from podisteps.wcs import WCS_CARD_RE
 
@@ -133,10 +139,12 @@ class CollectCells(PodiTask):
         req = {"otas": {ota: image_task(self.obsid, ota, opts) for ota in self.otas()}}
         if self._focal_sky():
             req["focalplane"] = FocalPlaneCorrections(obsid=self.obsid, options=options_param(opts, FOCAL_FAMILIES))
-        if opts.photcalib:  # the astrometry PhotCalib used, so that it is made once
+        if opts.photcalib or opts.autophotflat:  # the astrometry PhotCalib used, so that it is made once
             req["photcal"] = photometry_task(self.obsid, opts)  # RadialZP with -fitradialZP
             calib = req["photcal"].requires() if isinstance(req["photcal"], RadialZP) else req["photcal"]
             req["fixwcs"] = next(t for t in luigi.task.flatten(calib.requires()) if isinstance(t, FixWCS))
+            if opts.autophotflat:
+                req["photflat"] = calib.requires()["photflat"]
         elif opts.fixwcs:
             req["fixwcs"] = FixWCS(obsid=self.obsid, options=options_param(opts, FIXWCS_FAMILIES))
         return req
@@ -160,6 +168,8 @@ class CollectCells(PodiTask):
         """The final MEF (uncompressed, data possibly memory-mapped from ``opened``) with provenance cards."""
         hdul = self._assemble(opened, extra)
         used = {"otas": [h.filename() for h in opened], **{k: h.filename() for k, h in extra.items()}}
+        if "photflat" in self.input():
+            used["photflat"] = self.input()["photflat"].path
         for key, value, comment in provenance_cards(self, used):
             hdul[0].header[key] = (value, comment)
         return hdul
@@ -187,6 +197,7 @@ class CollectCells(PodiTask):
         binning = int(opts.softbin) if opts.softbin else 1
         fill = mef.undefined_value(prep4sex=opts.prep4sex, indefval=opts.indefval)
         sci_hdus, mask_hdus, logs, gains, boxes, headers = [], [], {}, [], [], {}
+        photflat = self.input().get("photflat")
         for h in opened:
             hdr = self._ota_header(h[1].header, fix if valid_wcs else None, phot)
             for key in REDUCTION_LOG_KEYS.values():
@@ -195,7 +206,11 @@ class CollectCells(PodiTask):
             headers[int(hdr["OTA"])] = hdr
             boxes.append(Table(h["SKYBOXES"].data))
             boxes[-1]["OTA"] = np.full(len(boxes[-1]), int(hdr["OTA"]), np.int16)
-            sci_hdus.append(self._image(h[1].data, hdr, binning, fill))
+            data = h[1].data
+            if photflat is not None:  # -autophotflat: 1 everywhere without a zero point, whatever the sky
+                data = apply_photflat(data, fits.getdata(photflat.path, hdr["EXTNAME"]),
+                                      float(phot[0].header.get("SKYLEVEL", 0.0)))
+            sci_hdus.append(self._image(data, hdr, binning, fill))
             if opts.maskext:
                 mask = fits.getdata(h.filename(), ext=2, memmap=False)  # scaled uint16: not memory-mappable
                 mask_hdus.append(fits.ImageHDU(mask if binning == 1 else mef.softbin_mask(mask, binning),
@@ -208,11 +223,12 @@ class CollectCells(PodiTask):
         tables = []
         if fix is not None:
             ph.update([c for c in fix[0].header.cards if not c.keyword.startswith("PF")])
-            if valid_wcs:
-                tables += [fix[name] for name in ("CAT.WCSREF", "CAT.ODI", "WCSCAL.CAT")]
+            if valid_wcs:  # -autophotflat: CAT.ODI with the corrected magnitudes
+                tables += [(phot if phot is not None and name in phot else fix)[name]
+                           for name in ("CAT.WCSREF", "CAT.ODI", "WCSCAL.CAT")]
         if phot is not None:
             ph.update([c for c in phot[0].header.cards if not c.keyword.startswith("PF")])
-            tables += [phot[name] for name in ("CAT.PHOTREF", "CAT.PHOTCALIB") if name in phot]
+            tables += [phot[name] for name in ("CAT.PHOTCALIB.RAW", "CAT.PHOTREF", "CAT.PHOTCALIB") if name in phot]
         tables = [self._table(t, binning) for t in tables]
         sky = self._skylevel(ph, boxes, extra.get("focalplane"), headers)
         self._exposure_log(ph, valid_wcs, phot)
@@ -302,7 +318,9 @@ class CollectCells(PodiTask):
 
         zp = float(ph.get("PHOTZP", -99.0))
         ph["_WCSCAL"] = (state(bool(opts.fixwcs or opts.photcalib), valid_wcs), "reduction log")
-        ph["_PHOTCAL"] = (state(bool(opts.photcalib), phot is not None and 0 < zp < 50), "reduction log")
+        ph["_PHOTCAL"] = (state(bool(opts.photcalib or opts.autophotflat), phot is not None and 0 < zp < 50),
+                          "reduction log")
+        ph["_AUTOFOT"] = (state(bool(opts.autophotflat), int(ph.get("PHFSTARS", 0)) > 0), "reduction log")
         ph["_NONSDRL"] = (state(bool(opts.nonsidereal), "NSIDPMRA" in ph), "reduction log")
         ph["_FRINGE"] = (state(bool(opts.fringe), float(ph.get("FRNG_SCL", -1)) > 0), "reduction log")
         ph["_PGHOST"] = (state(bool(opts.pupilghost), float(ph.get("PUPLGFAC", -1)) > 0), "reduction log")

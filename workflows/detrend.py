@@ -1,8 +1,9 @@
 """Per-OTA detrending: ``SaturationCatalog(obsid, ota)`` and ``DetrendOTA(obsid, ota)``.
 
-``DetrendOTA`` does QUICKREDUCE_SPEC.md section 3 steps 0-17 to one OTA: crosstalk, overscan,
+``DetrendOTA`` does QUICKREDUCE_SPEC.md section 3 steps 0-19 to one OTA: crosstalk, overscan,
 non-linearity, assembly, bias, dark, flat, illumination, gain, BPM, saturation/bleed and persistency
-masks, cosmic rays, the canned distortion WCS, and the sky boxes the focal-plane fit needs. Persistency
+masks, cosmic rays, the photometric flat (``-photflat``), the canned distortion WCS, and the sky boxes the
+focal-plane fit needs. Persistency
 is an explicit dependency: the task requires the ``SaturationCatalog`` of the same OTA of every earlier
 exposure of the night inside the persistency window, found through the night index at scheduling time.
 
@@ -23,6 +24,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from podisteps import calibrate, cosmics, crosstalk, instrument, masks, nonlinearity, overscan, persistency, rawio
+from podisteps.photflat import read_photflat
 from podisteps import wcs as wcs_step
 from podisteps.assemble import MASK_BITS, assemble_ota
 from podisteps.background import sample_sky_boxes, sky_statistics
@@ -42,7 +44,7 @@ REDUCTION_LOG_KEYS = {
     "overscan": "_OVERSCN", "crosstalk": "_XTALK", "gain": "_GAIN", "trimcell": "_TRIMCEL",
     "nonlinearity": "_NONLIN", "bias": "_BIAS", "dark": "_DARK", "flat": "_FLAT", "illumcorr": "_ILLUMCR",
     "bpm": "_BADPXLS", "persistency": "_PERSIST", "saturation": "_SATURAT", "wcs": "_WCSDIST",
-    "cosmics": "_COSMICS", "techdata": "_TECHDAT",
+    "cosmics": "_COSMICS", "techdata": "_TECHDAT", "photflat": "_FOTFLAT",
 }
 
 #: Raw primary cards not copied into the OTA header (spec section 4.5, headers_to_delete_from_otas).
@@ -254,6 +256,14 @@ class DetrendOTA(PodiTask):
             log["cosmics"] = "successful"
         else:
             header.update(cosmics.crj_header(None))
+
+        if cal.photflat is not None:  # spec step 19: after the cosmic rays, before the catalogues
+            with fits.open(cal.photflat) as hdul:
+                pf = read_photflat(hdul, self.ota, filtername=str(primary.get("FILTER", "")).strip(),
+                                   binning=geo.binning, shape=sci.shape, source=str(cal.photflat))
+            sci, mask = calibrate.divide_flat(sci, mask, pf)
+            header["HISTORY"] = f"CC-PHOTFLAT: {cal.photflat}"
+            used_files["photflat"], log["photflat"] = cal.photflat, "successful"
 
         self._attach_wcs(header, primary, geo, cal, opts, log, used_files)
 

@@ -238,8 +238,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("crjsaturation", "float", 55000.0, "Saturation level for L.A.Cosmic, ADU.", _DETREND, 5, available=True),
     Option("crjmethod", "choice", "cy", "Cosmic-ray implementation (kept for compatibility; podiflow "
            "always uses a compiled L.A.Cosmic).", _DETREND, 5, choices=("cy", "py"), available=True),
-    Option("photflat", "path", None, "Divide by the photometric flat photflat_<FILTER>_bin<B>.fits.",
-           _DETREND, 8),
+    Option("photflat", "path", None, "Divide by the photometric flat photflat_<FILTER>_bin<B>.fits (one "
+           "OTAxy.SCI image per OTA): a file, a folder holding it, or bare/'auto' = the -cals folders.",
+           _DETREND, 8, available=True),
     # ---- WCS (issue 5 attaches the canned distortion, issue 7 solves it)
     Option("wcs", "path_on", "auto", "Canned distortion WCS: 'auto' = the mastercals history by MJD; "
            "a file or folder; 'plain' = no distortion, CRPIX from the OTA position; 'no' keeps the "
@@ -271,14 +272,15 @@ OPTIONS: tuple[Option, ...] = (
     # ---- photometry (issue 8)
     Option("photcalib", "switch", False, "Photometric zero point against the reference catalogue "
            "(needs -fixwcs).", _PHOT, 8, available=True),
-    Option("photcatalog", "str", "auto", "Reference catalogue for photometry (as -wcscatalog).",
-           _PHOT, 8),
+    Option("photcatalog", "str", "auto", "Reference catalogue for photometry, as -wcscatalog: a file, a sharded "
+           "folder with an index, or 'auto' ([podiflow] refcat).", _PHOT, 8, available=True),
     Option("photmatchradius", "float", 2.0, "Match radius for photometric calibration, arcsec.",
            _PHOT, 8, available=True),
     Option("fitradialZP", "switch", False, "Fit the radial trend of the zero point (RADZP_*; task RadialZP).",
            _PHOT, 8, available=True),
-    Option("autophotflat", "switch", False, "Build a photometric flat from the zero-point residuals, "
-           "apply it and calibrate again.", _PHOT, 8),
+    Option("autophotflat", "switch", False, "Build a photometric flat from the zero-point residuals (task "
+           "PhotFlat, QuickReduce's photflat format), apply it and calibrate again (AutoPhotCalib); implies "
+           "-photcalib.", _PHOT, 8, available=True),
     # ---- final MEF (issue 10)
     Option("prep4sex", "switch", False, "Undefined pixels become -1e31 in the final MEF (header "
            "inheritance still happens, unlike QuickReduce).", _MEF, 10, available=True),
