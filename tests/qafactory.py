@@ -2,7 +2,9 @@
 
 ``mef_contents`` builds what :func:`podisteps.qaplots.exposure_qa` reads: a primary header, the ``OTAxy.SCI``
 headers of a grid of OTAs around (150, 30) deg, and ``CAT.ODI``, ``WCSCAL.CAT``, ``CAT.PHOTCALIB`` and
-``SKYLEVEL`` tables with known sizes (stars spread evenly over the OTAs).
+``SKYLEVEL`` tables with known sizes (stars spread evenly over the OTAs); with ``autophotflat`` also
+``CAT.PHOTCALIB.RAW`` and its primary cards. ``write_photflat`` writes a matching photometric flat in
+QuickReduce's format.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 
 from podisteps.astrometry import header_wcs
+from podisteps.photflat import photflat_hdulist
 
 CENTER = (150.0, 30.0)
+
+#: ``autophotflat``: the init zero points (and the flat's 2.5 log10) grow with xi by this much, mag/arcmin.
+FLAT_SLOPE = 0.004
 
 IDENT = {"OBSID": "20131005T014745.0", "OBJECT": "QA field", "FILTER": "odi_r", "EXPTIME": 120.0}
 
@@ -32,8 +38,27 @@ def _sci_header(ota: int, *, npix: int, scale: float, gap: int) -> fits.Header:
     return hdr
 
 
+def _offset(ra, dec) -> np.ndarray:
+    """The zero-point offset of the init calibration (and the flat) at ``(ra, dec)``: linear in xi, mag."""
+    return FLAT_SLOPE * (np.asarray(ra) - CENTER[0]) * np.cos(np.radians(CENTER[1])) * 60.0
+
+
+def write_photflat(path, sci: dict, *, shape=None) -> None:
+    """Write a photometric flat ``10^(0.4 offset)`` (the init zero-point trend) for the OTAs of ``sci`` to
+    ``path`` in QuickReduce's format; ``shape`` ``(ny, nx)``: the flat's size when it is not that of the
+    frames of ``sci`` (a ``-softbin`` MEF has smaller frames than its flat)."""
+    maps = {}
+    for ota, hdr in sci.items():
+        ny, nx = shape or (hdr["NAXIS2"], hdr["NAXIS1"])
+        sx, sy = hdr["NAXIS1"] / nx, hdr["NAXIS2"] / ny
+        y, x = np.mgrid[1:ny + 1, 1:nx + 1]
+        ra, dec = header_wcs(hdr).all_pix2world((x - 0.5) * sx + 0.5, (y - 0.5) * sy + 0.5, 1)
+        maps[ota] = np.power(10.0, 0.4 * _offset(ra, dec))
+    photflat_hdulist(maps, filtername=IDENT["FILTER"], binning=1, cards=[("PHFSTARS", 60, "stars")]).writeto(path)
+
+
 def mef_contents(*, otas=(22, 33), stars_per_ota: int = 40, npix: int = 512, scale: float = 0.9,
-                 seed: int = 1, wcs_valid: bool = True, photometry: bool = True):
+                 seed: int = 1, wcs_valid: bool = True, photometry: bool = True, autophotflat: bool = False):
     """``(primary, sci_headers, tables, table_headers)`` of a synthetic exposure.
 
     Parameters
@@ -44,6 +69,11 @@ def mef_contents(*, otas=(22, 33), stars_per_ota: int = 40, npix: int = 512, sca
         Clean sources per OTA; every second one is matched in ``WCSCAL.CAT`` and used in ``CAT.PHOTCALIB``.
     npix, scale : int, float
         OTA size, pixels, and pixel scale, arcsec/pixel.
+    wcs_valid, photometry : bool
+        ``WCSCAL`` (else no ``WCSCAL.CAT`` and no photometry), and a zero point with ``CAT.PHOTCALIB``.
+    autophotflat : bool
+        Also ``CAT.PHOTCALIB.RAW`` (the same stars with the zero-point trend ``FLAT_SLOPE`` across the
+        focal plane) and ``PHZPINIT``, ``PHSDINIT``, ``PHFSTARS``.
     """
     rng = np.random.default_rng(seed)
     primary = fits.Header(IDENT)
@@ -75,5 +105,11 @@ def mef_contents(*, otas=(22, 33), stars_per_ota: int = 40, npix: int = 512, sca
         tables["WCSCAL.CAT"] = wcscal
         if photometry:
             tables["CAT.PHOTCALIB"] = photcal
-    headers = {"CAT.PHOTCALIB": fits.Header({"REFMAG": "SDSS_MAG_R"})}
+        if photometry and autophotflat:
+            raw = photcal.copy()
+            raw["ZP"] += _offset(raw["ODI_RA"], raw["ODI_DEC"])
+            tables["CAT.PHOTCALIB.RAW"] = raw
+            used = raw["ZP"][raw["USED4CALIB"]]
+            primary["PHZPINIT"], primary["PHSDINIT"], primary["PHFSTARS"] = np.median(used), np.std(used), len(used)
+    headers = {name: fits.Header({"REFMAG": "SDSS_MAG_R"}) for name in ("CAT.PHOTCALIB", "CAT.PHOTCALIB.RAW")}
     return primary, sci, tables, headers

@@ -1,4 +1,6 @@
-"""QAPlots and NightSummary through Luigi on the simulated small night, with one exposure that fails."""
+"""QAPlots and NightSummary through Luigi on the simulated small night, with one exposure that fails; the
+``-autophotflat`` plots of one exposure (with ``-nootalevelplots``, to stay fast: test_qaplots checks the
+per-OTA ones)."""
 
 import json
 import os
@@ -7,9 +9,11 @@ import shutil
 from pathlib import Path
 
 import luigi
+import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from matplotlib.image import imread
 
 from workflows.base import options_param
 from workflows.failures import read_failures
@@ -19,11 +23,13 @@ from workflows.qa import NightSummary, QAPlots
 NIGHT = "20131004"
 GOOD, BROKEN = "o20131005T014745.0", "o20131005T015016.0"
 FAMILIES = ["DetrendOTA", "OTACatalog", "FixWCS", "PhotCalib", "CollectCells", "QAPlots"]
+PLOTS = ("psf", "wcs1", "wcs2", "psfshape", "seeing", "photZP", "photZP_map", "skylevel")
+AUTO_PLOTS = ("photZP_init", "photZP_map_init", "autophotflat")
 
 
-def _qa_task(obsid, **qa_options):
+def _qa_task(obsid, output_path="", **qa_options):
     opts = ReductionOptions.from_mapping({"fixwcs": "true", "photcalib": "true", **qa_options})
-    return QAPlots(obsid=obsid, options=options_param(opts, FAMILIES))
+    return QAPlots(obsid=obsid, output_path=output_path, options=options_param(opts, FAMILIES))
 
 
 @pytest.fixture()
@@ -60,7 +66,9 @@ def test_qa_plots_and_night_summary(night, small_night, capsys):
     default = _qa_task(GOOD)
     custom = _qa_task(GOOD, plotformat="png,pdf", nootalevelplots="true", qasubdirname="myqa")
     none = _qa_task(GOOD, noqaplots="true")
-    result = _build([default, custom, none, _qa_task(BROKEN)])
+    auto_mef = night / "auto" / f"{GOOD}.fits"  # a MEF of other options: not in the out tree of the others
+    auto = _qa_task(GOOD, str(auto_mef), autophotflat="true", nootalevelplots="true")
+    result = _build([default, custom, none, auto, _qa_task(BROKEN)])
     assert not result.scheduling_succeeded  # BROKEN failed
     out = capsys.readouterr().out
     assert f"podiflow: {GOOD} F1 odi_r 120 s: reduced, WCS rms" in out
@@ -79,9 +87,19 @@ def test_qa_plots_and_night_summary(night, small_night, capsys):
     assert next(p for p in plots if p["name"] == "wcs1" and p["ota"] is None)["counts"]["points"] == n_matched
     assert f"{mef.parent}/{GOOD}.wcs1_OTA33.png" in _files(manifests[default])
     assert sorted(_files(manifests[custom])) == sorted(
-        str(mef.parent / "myqa" / f"{p}.{fmt}") for p in ("psf", "wcs1", "wcs2", "psfshape", "seeing", "photZP",
-                                                          "photZP_map", "skylevel") for fmt in ("png", "pdf"))
+        str(mef.parent / "myqa" / f"{p}.{fmt}") for p in PLOTS for fmt in ("png", "pdf"))
     assert manifests[none]["plots"] == []
+    assert not {p["name"] for p in plots} & set(AUTO_PLOTS)
+
+    # -autophotflat: the init calibration's plots and the photometric flat's map, from the PhotFlat applied
+    with fits.open(auto_mef) as hdul:
+        assert "CAT.PHOTCALIB.RAW" in hdul and hdul[0].header["PHFSTARS"] > 0
+    manifest = json.loads(Path(auto.output().path).read_text())
+    assert not manifest["skipped"] and all(os.path.isfile(f) for f in _files(manifest))
+    assert sorted(_files(manifest)) == sorted(f"{auto_mef.parent}/{GOOD}.{name}.png" for name in (*PLOTS, *AUTO_PLOTS))
+    assert manifest["photflat"] == auto.requires()["photflat"].output().path  # the PhotFlat CollectCells applied
+    flat = next(p for p in manifest["plots"] if p["name"] == "autophotflat")
+    assert flat["counts"]["otas"] == n_otas and np.var(imread(flat["files"][0])[..., :3]) > 1e-3
 
     failures = read_failures(NIGHT)
     assert [f["obsid"] for f in failures] == [BROKEN] and failures[0]["task"] == "SaturationCatalog(ota=33)"

@@ -1,4 +1,5 @@
-"""QA plots and night summaries as pure functions, on synthetic final-MEF contents (tests/qafactory.py)."""
+"""QA plots and night summaries as pure functions, on synthetic final-MEF contents (tests/qafactory.py); with
+``-autophotflat`` on an exposure whose init zero points and photometric flat have a known trend."""
 
 import math
 from types import SimpleNamespace
@@ -6,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from astropy import units as u
+from astropy.io import fits
 from astropy.table import Table
 from matplotlib.colors import rgb_to_hsv
 from matplotlib.image import imread
@@ -13,10 +15,12 @@ from matplotlib.image import imread
 from podisteps import nightsummary, qaplots
 from podisteps.qaplots import PLOTS, draw, exposure_qa, plan_plots, qa_filename
 
-from .qafactory import IDENT, mef_contents
+from .qafactory import FLAT_SLOPE, IDENT, mef_contents, write_photflat
 
 OTAS = (22, 33, 34, 43)
 PER_OTA = [k.name for k in PLOTS if k.per_ota]
+AUTO = {"autophotflat"}
+AUTO_PLOTS = {"photZP_init", "photZP_map_init", "autophotflat"}
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +34,20 @@ def qa(contents):
     return exposure_qa("o" + IDENT["OBSID"], primary, sci, tables, headers)
 
 
+def _auto_qa(folder, **kwargs):
+    """An -autophotflat exposure with its photometric flat (``kwargs`` for write_photflat)."""
+    primary, sci, tables, headers = mef_contents(otas=OTAS, stars_per_ota=30, autophotflat=True)
+    write_photflat(folder / "photflat.fits", sci, **kwargs)
+    with fits.open(folder / "photflat.fits") as hdul:
+        blocks = qaplots.photflat_blocks(hdul)
+    return exposure_qa("o" + IDENT["OBSID"], primary, sci, tables, headers, photflat=blocks)
+
+
+@pytest.fixture(scope="module")
+def qa_auto(tmp_path_factory):
+    return _auto_qa(tmp_path_factory.mktemp("photflat"))
+
+
 def _coloured_fraction(png) -> float:
     """Fraction of pixels with a clear colour (not white, grey or black): drawn data, not only frame and text."""
     rgb = imread(png)[..., :3]
@@ -37,28 +55,35 @@ def _coloured_fraction(png) -> float:
     return float(np.mean((hsv[..., 1] > 0.25) & (hsv[..., 2] > 0.2)))
 
 
-@pytest.mark.parametrize("formats, ota_level, subdir", [
-    (("png",), True, None),
-    (("png", "pdf"), False, "QA"),
-    (("png",), True, "myqa"),
+@pytest.mark.parametrize("formats, ota_level, subdir, switches", [
+    (("png",), True, None, AUTO),
+    (("png", "pdf"), False, "QA", ()),
+    (("png",), True, "myqa", ()),
+    (("png",), False, "QA", AUTO),
 ])
-def test_every_expected_file(qa, tmp_path, formats, ota_level, subdir):
+def test_every_expected_file(qa, qa_auto, tmp_path, formats, ota_level, subdir, switches):
     mef = tmp_path / "o20131005T014745.0" / "o20131005T014745.0.fits"
-    planned, skipped = plan_plots(qa, mef, formats=formats, ota_level=ota_level, subdir=subdir)
+    exposure = qa_auto if switches else qa
+    planned, skipped = plan_plots(exposure, mef, formats=formats, ota_level=ota_level, subdir=subdir,
+                                  switches=switches)
     assert not skipped
     files = [p for plot in planned for p in plot.paths]
     assert len(files) == len(set(files))
     for plot in planned:
-        draw(qa, plot)
+        draw(exposure, plot)
     assert all(p.is_file() and p.stat().st_size > 1000 for p in files)
     written = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     assert written == sorted(files)  # nothing else, no temporary files left behind
+    wanted = {k.name for k in PLOTS} - (set() if switches else AUTO_PLOTS)
     for name in PER_OTA:
         n = sum(1 for plot in planned if plot.name == name and plot.ota is not None)
-        assert n == (len(OTAS) if ota_level else 0)
+        assert n == (len(OTAS) if ota_level and name in wanted else 0), name
     focal = {plot.name for plot in planned if plot.ota is None}
-    assert focal == {k.name for k in PLOTS}
+    assert focal == wanted
     assert {p.suffix for p in files} == {f".{f}" for f in formats}
+    if switches and not subdir:
+        assert mef.parent / "o20131005T014745.0.photZP_map_init_OTA33.png" in files
+        assert mef.parent / "o20131005T014745.0.autophotflat.png" in files
     if subdir:
         assert all(p.parent.name in (subdir, *PER_OTA) for p in files)
         assert qa_filename(mef, "wcs1", "png", ota=33, subdir=subdir) == mef.parent / subdir / "wcs1" / "OTA33.png"
@@ -91,15 +116,68 @@ def test_wcs1_draws_one_point_per_matched_star(qa, contents, tmp_path):
     assert seeing.counts["points"] == len(qa.stars) == len(contents[2]["CAT.ODI"])
 
 
-def test_plots_are_not_blank_and_carry_the_exposure(qa, tmp_path):
-    planned, _ = plan_plots(qa, tmp_path / "x.fits", formats=("png",), ota_level=False, subdir=None)
+def test_plots_are_not_blank_and_carry_the_exposure(qa_auto, tmp_path):
+    planned, _ = plan_plots(qa_auto, tmp_path / "x.fits", formats=("png",), ota_level=False, subdir=None,
+                            switches=AUTO)
+    assert {plot.name for plot in planned} >= AUTO_PLOTS
     for plot in planned:
-        result = draw(qa, plot)
+        result = draw(qa_auto, plot)
         image = imread(result.paths[0])
         assert image.shape[0] > 300 and np.var(image[..., :3]) > 1e-3, plot.name
-        assert _coloured_fraction(result.paths[0]) > 5e-4, plot.name
+        assert _coloured_fraction(result.paths[0]) > (0.05 if plot.name == "autophotflat" else 5e-4), plot.name
         for value in ("o" + IDENT["OBSID"], IDENT["OBJECT"], IDENT["FILTER"], "EXPTIME 120 s"):
             assert value in result.title, (plot.name, value)
+        assert result.title.startswith(plot.name + ":")
+        assert ("first (init) calibration" in result.title) == plot.name.endswith("_init"), plot.name
+
+
+def test_init_plots_draw_the_first_calibration(qa_auto, tmp_path):
+    raw = qa_auto.photcal_init.stars
+    p16, p50, p84 = np.percentile(raw["ZP"][raw["USED"]], [16, 50, 84])
+    assert qa_auto.photcal_init.level == pytest.approx((p50, p16, p84))  # PHZPINIT and its stars' percentiles
+    assert qa_auto.photcal.level == (26.0, 25.97, 26.03)  # PHOTZP, PHOTZPSM, PHOTZPSP
+    final = draw(qa_auto, qaplots.PlannedPlot("photZP", None, (tmp_path / "f.png",)))
+    init = draw(qa_auto, qaplots.PlannedPlot("photZP_init", None, (tmp_path / "i.png",)))
+    assert init.counts == final.counts == {"points": len(raw), "used": int(raw["USED"].sum())}
+    per_ota = [draw(qa_auto, qaplots.PlannedPlot("photZP_map_init", ota, (tmp_path / f"m{ota}.png",)))
+               for ota in OTAS]
+    assert sum(r.counts["points"] for r in per_ota) == int(raw["USED"].sum())
+    assert all("OTA" in r.title for r in per_ota)
+
+
+@pytest.mark.parametrize("softbin", [1, 2])
+def test_autophotflat_map_is_the_flat_at_its_place(tmp_path, softbin):
+    """Block corners on the OTA outlines; each block's 2.5 log10(pf) is the trend at its place, also when the
+    MEF is software-binned (frames half the flat's size)."""
+    exposure = _auto_qa(tmp_path, shape=(512 * softbin,) * 2)
+    flat = exposure.photflat
+    assert list(flat.pf) == list(OTAS) and flat.stars > 0
+    for ota in OTAS:
+        xi, eta = flat.xi[ota], flat.eta[ota]
+        assert xi.shape == (33, 33) and flat.pf[ota].shape == (32, 32)
+        corners = np.column_stack([xi[[0, 0, -1, -1], [0, -1, -1, 0]], eta[[0, 0, -1, -1], [0, -1, -1, 0]]])
+        assert np.allclose(corners, exposure.outlines[ota], atol=1e-6)
+        centre_xi = (xi[:-1, :-1] + xi[1:, 1:] + xi[:-1, 1:] + xi[1:, :-1]) / 4
+        assert 2.5 * np.log10(flat.pf[ota]) == pytest.approx(FLAT_SLOPE * centre_xi, abs=2e-3)
+    result = draw(exposure, qaplots.PlannedPlot("autophotflat", None, (tmp_path / "pf.png",)))
+    assert result.counts == {"otas": len(OTAS), "blocks": len(OTAS) * 32 * 32}
+    assert f"from {flat.stars} stars" in result.title
+
+
+def test_autophotflat_plots_only_with_the_option(qa, qa_auto, tmp_path):
+    mef = tmp_path / "x.fits"
+    names = {p.name for p in plan_plots(qa_auto, mef, formats=("png",), ota_level=True, subdir=None)[0]}
+    assert not names & AUTO_PLOTS  # the data is there, the option is off
+    # the option on, but the MEF has no init calibration and no flat was given: skipped with reasons
+    planned, skipped = plan_plots(qa, mef, formats=("png",), ota_level=True, subdir=None, switches=AUTO)
+    assert not {p.name for p in planned} & AUTO_PLOTS
+    assert skipped == {"photZP_init": "no first (init) photometric zero point",
+                       "photZP_map_init": "no first (init) photometric zero point",
+                       "autophotflat": "no photometric flat"}
+    primary, sci, tables, headers = mef_contents(otas=OTAS, wcs_valid=False, autophotflat=True)
+    _, skipped = plan_plots(exposure_qa("oX", primary, sci, tables, headers), mef, formats=("png",),
+                            ota_level=True, subdir=None, switches=AUTO)
+    assert all(skipped[name] == "no valid WCS" for name in AUTO_PLOTS)
 
 
 def test_without_wcs_only_the_sky_plot(tmp_path):
@@ -115,8 +193,9 @@ def test_without_wcs_only_the_sky_plot(tmp_path):
 
 
 def test_empty_ota_still_gets_its_plot(tmp_path):
-    primary, sci, tables, headers = mef_contents(otas=OTAS)
-    for name, column in (("WCSCAL.CAT", "OTA"), ("CAT.ODI", "OTA"), ("CAT.PHOTCALIB", "ODI_OTA")):
+    primary, sci, tables, headers = mef_contents(otas=OTAS, autophotflat=True)
+    for name, column in (("WCSCAL.CAT", "OTA"), ("CAT.ODI", "OTA"), ("CAT.PHOTCALIB", "ODI_OTA"),
+                         ("CAT.PHOTCALIB.RAW", "ODI_OTA")):
         tables[name] = tables[name][tables[name][column] != 43]
     qa = exposure_qa("oX", primary, sci, tables, headers)
     for name in PER_OTA:

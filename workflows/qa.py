@@ -2,7 +2,9 @@
 
 ``QAPlots`` reads the final MEF of ``CollectCells`` (tables and headers only, never the images), draws the
 plots of QUICKREDUCE_SPEC.md section 4.9 under ``-plotformat``, ``-nootalevelplots``, ``-qasubdirs``,
-``-qasubdirname`` and ``-noqaplots`` (names in :mod:`podisteps.qaplots.plan`), and writes a manifest
+``-qasubdirname`` and ``-noqaplots`` (names in :mod:`podisteps.qaplots.plan`; with ``-autophotflat`` also
+``photZP_init``, ``photZP_map_init`` and ``autophotflat``, whose map it samples from a few rows of each OTA of
+the exposure's ``PhotFlat``, the flat ``CollectCells`` applied), and writes a manifest
 ``<stem>.qa.<id>.json`` beside the MEF listing every file: that one file is the task's output. It prints one
 progress line per exposure.
 
@@ -36,16 +38,39 @@ __all__ = ["QAPlots", "NightSummary"]
 _QA_OPTIONS = ("noqaplots", "plotformat", "nootalevelplots", "qasubdirs", "qasubdirname")
 
 #: MEF tables the plots read.
-_TABLES = ("CAT.ODI", "WCSCAL.CAT", "CAT.PHOTCALIB", "SKYLEVEL")
+_TABLES = ("CAT.ODI", "WCSCAL.CAT", "CAT.PHOTCALIB", "CAT.PHOTCALIB.RAW", "SKYLEVEL")
 
 
-def read_exposure_qa(obsid: str, mef: str) -> tuple[qaplots.ExposureQA, fits.Header]:
-    """The plot inputs and the primary header of a final MEF (headers and tables only)."""
+def read_exposure_qa(obsid: str, mef: str, *, photflat: str | None = None
+                     ) -> tuple[qaplots.ExposureQA, fits.Header]:
+    """The plot inputs and the primary header of a final MEF (headers and tables only).
+
+    Parameters
+    ----------
+    obsid : str
+        Exposure name.
+    mef : str
+        The final MEF.
+    photflat : str, optional
+        ``-autophotflat``: the exposure's photometric flat (QuickReduce's photflat format), sampled on blocks
+        (:func:`podisteps.qaplots.photflat_blocks`, a few rows per OTA).
+
+    Returns
+    -------
+    qa : podisteps.qaplots.ExposureQA
+    header : astropy.io.fits.Header
+        The primary header.
+    """
+    blocks = None
+    if photflat is not None:
+        with fits.open(photflat) as hdul:
+            blocks = qaplots.photflat_blocks(hdul)
     with fits.open(mef, memmap=True) as hdul:
         sci = {int(h.header["OTA"]): h.header for h in hdul if h.name.endswith(".SCI")}
         names = [n for n in _TABLES if n in hdul]
         tables = {n: Table(hdul[n].data) for n in names}
-        qa = qaplots.exposure_qa(obsid, hdul[0].header, sci, tables, {n: hdul[n].header for n in names})
+        qa = qaplots.exposure_qa(obsid, hdul[0].header, sci, tables, {n: hdul[n].header for n in names},
+                                 photflat=blocks)
         return qa, hdul[0].header.copy()
 
 
@@ -58,7 +83,11 @@ def manifest_of(mef: str | Path) -> dict | None:
 
 
 class QAPlots(PodiTask):
-    """The QA plots of one exposure, beside its final MEF; output: their manifest."""
+    """The QA plots of one exposure, beside its final MEF; output: their manifest.
+
+    Requires ``{"mef": CollectCells}``, with ``-autophotflat`` also ``"photflat"``: the ``PhotFlat`` that
+    ``CollectCells`` applied (the same task, so nothing more is built).
+    """
 
     obsid = luigi.Parameter()
     output_path = luigi.Parameter(default="", significant=False,
@@ -66,28 +95,34 @@ class QAPlots(PodiTask):
     stage = "qa"
 
     def requires(self):
-        return CollectCells(obsid=self.obsid, output_path=self.output_path,
-                            options=options_param(self.reduction_options, MEF_FAMILIES))
+        mef = CollectCells(obsid=self.obsid, output_path=self.output_path,
+                           options=options_param(self.reduction_options, MEF_FAMILIES))
+        if not self.reduction_options.autophotflat:
+            return {"mef": mef}
+        return {"mef": mef, "photflat": mef.requires()["photflat"]}
 
     def output(self):
-        mef = Path(self.requires().output().path)
+        mef = Path(self.requires()["mef"].output().path)
         return luigi.LocalTarget(str(mef.parent / f"{qaplots.output_stem(mef)}.qa.{self.identity}.json"))
 
     def run(self):
         opts = self.reduction_options
-        mef = self.input().path
-        qa, header = read_exposure_qa(self.obsid, mef)
+        inputs = self.input()
+        mef = inputs["mef"].path
+        photflat = inputs["photflat"].path if "photflat" in inputs and not opts.noqaplots else None
+        qa, header = read_exposure_qa(self.obsid, mef, photflat=photflat)
         plots, skipped = [], {}
         if not opts.noqaplots:
             subdir = opts.qasubdirname or ("QA" if opts.qasubdirs else None)
-            planned, skipped = qaplots.plan_plots(qa, mef, formats=opts.plotformat,
-                                                  ota_level=not opts.nootalevelplots, subdir=subdir)
+            planned, skipped = qaplots.plan_plots(
+                qa, mef, formats=opts.plotformat, ota_level=not opts.nootalevelplots, subdir=subdir,
+                switches={name for name in qaplots.PLOT_OPTIONS if getattr(opts, name)})
             for i, plot in enumerate(planned):
                 self.progress(100.0 * i / len(planned), f"{self.obsid}: QA plot {plot.name}"
                               + ("" if plot.ota is None else f" OTA{plot.ota:02d}"))
                 result = qaplots.draw(qa, plot)
                 plots.append({"name": plot.name, "ota": plot.ota, "files": result.paths, "counts": result.counts})
-        manifest = {"obsid": self.obsid, "mef": mef, "plots": plots, "skipped": skipped,
+        manifest = {"obsid": self.obsid, "mef": mef, "photflat": photflat, "plots": plots, "skipped": skipped,
                     "options": {k: v for k, v in self.options.items() if k in _QA_OPTIONS}}
         write_text_atomic(json.dumps(manifest, indent=1), self.output().path)
         entry = night_index(night_of(self.obsid)).by_obsid()[self.obsid]

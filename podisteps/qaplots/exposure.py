@@ -1,4 +1,5 @@
-"""The plot inputs of one exposure, taken from the tables and headers of its final MEF.
+"""The plot inputs of one exposure, taken from the tables and headers of its final MEF (and, with
+``-autophotflat``, from a few rows of its photometric flat).
 
 Everything on the focal plane is in standard coordinates ``(xi, eta)`` around the pointing (the common
 ``CRVAL`` of the OTAs), arcmin, ``xi`` towards East.
@@ -15,13 +16,77 @@ from astropy.table import Table
 from .. import astrometry
 from .common import ExposureId
 
-__all__ = ["ExposureQA", "exposure_qa", "STAR_MAX_MAGERR"]
+__all__ = ["ExposureQA", "ZeroPointStars", "PhotflatMap", "FlatBlocks", "exposure_qa", "photflat_blocks",
+           "STAR_MAX_MAGERR", "PHOTFLAT_BLOCKS"]
 
 #: Sources used for the seeing and PSF-shape plots: FLAGS 0 and ``MAGERR_AUTO`` below this, mag.
 STAR_MAX_MAGERR = 0.2
 
+#: Blocks per OTA axis on which the ``autophotflat`` plot samples the photometric flat (128 px at bin 1: four
+#: per node spacing of the flat, which is smooth between its nodes 1/8 of an OTA apart).
+PHOTFLAT_BLOCKS = 32
+
 #: Header value meaning "undefined" (QuickReduce's -99).
 _UNDEFINED = -99.0
+
+
+@dataclass(frozen=True)
+class ZeroPointStars:
+    """The stars of one photometric calibration and its zero point.
+
+    Attributes
+    ----------
+    stars : astropy.table.Table
+        ``OTA``, ``XI``, ``ETA`` (arcmin), ``REFMAG`` (colour-corrected reference magnitude, mag), ``ZP``,
+        ``ZP_ERR`` (mag) and ``USED`` (bool) of each calibration star.
+    level : tuple
+        ``(zp, p16, p84)``: the zero point and the 16th/84th percentiles of the used stars' ones, mag
+        (``p16``/``p84`` may be None).
+    refmag_label : str
+        Name of the reference magnitude, e.g. ``SDSS_MAG_R``.
+    """
+
+    stars: Table
+    level: tuple
+    refmag_label: str
+
+
+@dataclass(frozen=True)
+class FlatBlocks:
+    """A photometric flat of one OTA sampled on blocks (:func:`photflat_blocks`).
+
+    Attributes
+    ----------
+    x_edges, y_edges : numpy.ndarray
+        Block edges, shapes ``(m + 1,)`` and ``(n + 1,)``, 1-based pixel coordinates of the flat's frame
+        (``0.5`` .. ``NAXIS + 0.5``).
+    pf : numpy.ndarray
+        The flat at the centre pixel of each block, shape ``(n, m)``, dimensionless.
+    """
+
+    x_edges: np.ndarray
+    y_edges: np.ndarray
+    pf: np.ndarray
+
+
+@dataclass(frozen=True)
+class PhotflatMap:
+    """The photometric flat of ``-autophotflat`` over the focal plane, on blocks of each OTA.
+
+    Attributes
+    ----------
+    xi, eta : dict
+        OTA -> block corners, shape ``(n + 1, m + 1)``, arcmin.
+    pf : dict
+        OTA -> the flat on the blocks, shape ``(n, m)``, dimensionless (about 1).
+    stars : int
+        ``PHFSTARS``: stars the flat was built from (0: it could not be built and is 1 everywhere).
+    """
+
+    xi: dict
+    eta: dict
+    pf: dict
+    stars: int
 
 
 @dataclass
@@ -45,15 +110,16 @@ class ExposureQA:
         Clean sources (FLAGS 0, ``MAGERR_AUTO`` < :data:`STAR_MAX_MAGERR`): ``OTA``, ``XI``, ``ETA``, ``FWHM``
         (arcsec), ``ELL`` (ellipticity 1 - b/a) and ``PA`` (major axis position angle, North through East,
         degrees).
-    photcal : astropy.table.Table or None
-        ``OTA``, ``XI``, ``ETA``, ``REFMAG`` (colour-corrected reference magnitude, mag), ``ZP``, ``ZP_ERR``
-        (mag) and ``USED`` (bool) of the photometric calibration stars.
-    zp : tuple or None
-        ``(PHOTZP, PHOTZPSM, PHOTZPSP)``: the zero point and its 16th/84th percentiles, mag.
-    refmag_label : str
-        Name of the reference magnitude, e.g. ``SDSS_MAG_R``.
+    photcal : ZeroPointStars or None
+        The photometric calibration (``CAT.PHOTCALIB``; level ``PHOTZP``, ``PHOTZPSM``, ``PHOTZPSP``), None
+        without a zero point.
+    photcal_init : ZeroPointStars or None
+        ``-autophotflat``: the first (init) calibration, before the photometric flat (``CAT.PHOTCALIB.RAW``;
+        level ``PHZPINIT`` and the percentiles of its used stars), None without it.
     sky : astropy.table.Table
         The sky boxes: ``OTA`` and ``INTENSITY`` (ADU).
+    photflat : PhotflatMap or None
+        ``-autophotflat``: the photometric flat, None when it was not given.
     """
 
     ident: ExposureId
@@ -62,10 +128,10 @@ class ExposureQA:
     wcs_valid: bool
     matches: Table
     stars: Table
-    photcal: Table | None
-    zp: tuple | None
-    refmag_label: str
+    photcal: ZeroPointStars | None
+    photcal_init: ZeroPointStars | None
     sky: Table
+    photflat: PhotflatMap | None = None
 
 
 def _defined(value) -> float | None:
@@ -122,17 +188,70 @@ def _stars(table: Table | None, sci: dict, center) -> Table:
                   "ELL": np.asarray(cat["ELLIPTICITY"], float), "PA": pa})
 
 
-def _photcal(table: Table | None, refmag: str, center) -> Table | None:
-    if table is None or not len(table) or refmag not in table.colnames:
+def _photcal(table: Table | None, header, zp: float | None, center, *, percentiles=None) -> ZeroPointStars | None:
+    """The calibration of ``table`` with zero point ``zp``; ``percentiles`` ``(p16, p84)``, or None to take
+    those of the used stars' zero points (as ``PHOTZPSM``/``PHOTZPSP`` are)."""
+    refmag = str((header or {}).get("REFMAG", ""))
+    if zp is None or table is None or not len(table) or refmag not in table.colnames:
         return None
     xi, eta = _arcmin(table["ODI_RA"], table["ODI_DEC"], center)
-    return Table({"OTA": np.asarray(table["ODI_OTA"], int), "XI": xi, "ETA": eta,
-                  "REFMAG": np.asarray(table[refmag], float), "ZP": np.asarray(table["ZP"], float),
-                  "ZP_ERR": np.asarray(table["ZP_ERR"], float), "USED": np.asarray(table["USED4CALIB"], bool)})
+    stars = Table({"OTA": np.asarray(table["ODI_OTA"], int), "XI": xi, "ETA": eta,
+                   "REFMAG": np.asarray(table[refmag], float), "ZP": np.asarray(table["ZP"], float),
+                   "ZP_ERR": np.asarray(table["ZP_ERR"], float), "USED": np.asarray(table["USED4CALIB"], bool)})
+    if percentiles is None:
+        used = stars["ZP"][stars["USED"]]
+        percentiles = tuple(float(v) for v in np.percentile(used, [16.0, 84.0])) if len(used) else (None, None)
+    return ZeroPointStars(stars, (zp, *percentiles), refmag)
+
+
+def photflat_blocks(hdul: fits.HDUList, *, blocks: int = PHOTFLAT_BLOCKS) -> dict[int, FlatBlocks]:
+    """Sample a photometric-flat file (QuickReduce's format, one ``OTAxy.SCI`` per OTA) on blocks of each OTA.
+
+    Only the rows through the block centres are read (a Rice-compressed map is stored by rows), so a
+    full-size OTA costs ``blocks`` rows, not its 4096.
+
+    Parameters
+    ----------
+    hdul : astropy.io.fits.HDUList
+        The open file.
+    blocks : int, optional
+        Blocks per OTA axis (fewer for a smaller map).
+
+    Returns
+    -------
+    dict
+        OTA -> :class:`FlatBlocks`, in the file's order.
+    """
+    out = {}
+    for hdu in hdul[1:]:
+        if not hdu.name.endswith(".SCI"):
+            continue
+        ny, nx = int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"])
+        ex, ey = (np.round(np.linspace(0, n, min(blocks, n) + 1)).astype(int) for n in (nx, ny))
+        cx, cy = (ex[:-1] + ex[1:]) // 2, (ey[:-1] + ey[1:]) // 2
+        rows = np.stack([np.asarray(hdu.section[int(r)], float) for r in cy])
+        out[int(hdu.name[3:5])] = FlatBlocks(ex + 0.5, ey + 0.5, rows[:, cx])
+    return out
+
+
+def _photflat_map(blocks: dict[int, FlatBlocks], sci: dict, stars: int, center) -> PhotflatMap:
+    """Place the sampled flat on the focal plane through the MEF's WCS (``-softbin`` scales the pixels)."""
+    xi, eta, pf = {}, {}, {}
+    for ota, b in blocks.items():
+        if ota not in sci:
+            continue
+        hdr = sci[ota]
+        sx = int(hdr["NAXIS1"]) / (b.x_edges[-1] - 0.5)  # MEF pixels per flat pixel
+        sy = int(hdr["NAXIS2"]) / (b.y_edges[-1] - 0.5)
+        x, y = np.meshgrid((b.x_edges - 0.5) * sx + 0.5, (b.y_edges - 0.5) * sy + 0.5)
+        ra, dec = astrometry.header_wcs(hdr).all_pix2world(x, y, 1)
+        xi[ota], eta[ota] = _arcmin(ra, dec, center)
+        pf[ota] = b.pf
+    return PhotflatMap(xi, eta, pf, stars)
 
 
 def exposure_qa(obsid: str, primary: fits.Header, sci_headers: dict, tables: dict,
-                table_headers: dict | None = None) -> ExposureQA:
+                table_headers: dict | None = None, *, photflat: dict | None = None) -> ExposureQA:
     """Collect the plot inputs of one exposure from the contents of its final MEF.
 
     Parameters
@@ -140,14 +259,18 @@ def exposure_qa(obsid: str, primary: fits.Header, sci_headers: dict, tables: dic
     obsid : str
         Exposure name.
     primary : astropy.io.fits.Header
-        Primary header (``OBJECT``, ``FILTER``, ``EXPTIME``, ``WCSCAL``, ``PHOTZP``...).
+        Primary header (``OBJECT``, ``FILTER``, ``EXPTIME``, ``WCSCAL``, ``PHOTZP``, with ``-autophotflat``
+        ``PHZPINIT`` and ``PHFSTARS``...).
     sci_headers : dict
         OTA -> header of its ``OTAxy.SCI`` extension (size and WCS), in the MEF's order.
     tables : dict
-        Extension name -> ``Table`` for those of ``CAT.ODI``, ``WCSCAL.CAT``, ``CAT.PHOTCALIB``, ``SKYLEVEL``
-        that exist.
+        Extension name -> ``Table`` for those of ``CAT.ODI``, ``WCSCAL.CAT``, ``CAT.PHOTCALIB``,
+        ``CAT.PHOTCALIB.RAW``, ``SKYLEVEL`` that exist.
     table_headers : dict, optional
-        Extension name -> header; ``CAT.PHOTCALIB``'s ``REFMAG`` names the reference magnitude column.
+        Extension name -> header; the ``REFMAG`` of ``CAT.PHOTCALIB`` (``.RAW``) names the reference magnitude
+        column.
+    photflat : dict, optional
+        ``-autophotflat``: OTA -> :class:`FlatBlocks` of the photometric flat (:func:`photflat_blocks`).
 
     Returns
     -------
@@ -157,8 +280,7 @@ def exposure_qa(obsid: str, primary: fits.Header, sci_headers: dict, tables: dic
                        float(primary.get("EXPTIME", 0.0)))
     center = (float(np.median([h["CRVAL1"] for h in sci_headers.values()])),
               float(np.median([h["CRVAL2"] for h in sci_headers.values()])))
-    refmag = str((table_headers or {}).get("CAT.PHOTCALIB", {}).get("REFMAG", ""))
-    zp = _defined(primary.get("PHOTZP"))
+    headers = table_headers or {}
     sky = tables.get("SKYLEVEL")
     return ExposureQA(
         ident=ident,
@@ -167,9 +289,12 @@ def exposure_qa(obsid: str, primary: fits.Header, sci_headers: dict, tables: dic
         wcs_valid=bool(primary.get("WCSCAL", False)),
         matches=_matches(tables.get("WCSCAL.CAT"), center),
         stars=_stars(tables.get("CAT.ODI"), sci_headers, center),
-        photcal=_photcal(tables.get("CAT.PHOTCALIB"), refmag, center),
-        zp=None if zp is None else (zp, _defined(primary.get("PHOTZPSM")), _defined(primary.get("PHOTZPSP"))),
-        refmag_label=refmag,
+        photcal=_photcal(tables.get("CAT.PHOTCALIB"), headers.get("CAT.PHOTCALIB"), _defined(primary.get("PHOTZP")),
+                         center, percentiles=(_defined(primary.get("PHOTZPSM")), _defined(primary.get("PHOTZPSP")))),
+        photcal_init=_photcal(tables.get("CAT.PHOTCALIB.RAW"), headers.get("CAT.PHOTCALIB.RAW"),
+                              _defined(primary.get("PHZPINIT")), center),
         sky=Table({"OTA": np.asarray(sky["OTA"], int), "INTENSITY": np.asarray(sky["INTENSITY"], float)})
         if sky is not None and len(sky) else Table(names=("OTA", "INTENSITY"), dtype=(int, float)),
+        photflat=None if photflat is None else _photflat_map(photflat, sci_headers, int(primary.get("PHFSTARS", 0)),
+                                                             center),
     )

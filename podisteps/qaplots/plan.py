@@ -8,12 +8,17 @@ File names (QUICKREDUCE_SPEC.md section 4.9, ``create_qa_filename``), for an out
   podiflow's ``<out>/<night>/<obsid>/<obsid>.fits``. When it does not (the folder is not named after the
   output), the tree gets a level ``<dir>/<QA>/<stem>/`` so that two outputs in one folder never overwrite each
   other's plots (QuickReduce's do).
+
+Some plots come only with a reduction option (:attr:`PlotKind.option`): ``photZP_init``, ``photZP_map_init``
+and ``autophotflat`` with ``-autophotflat``. Without it they are not planned (nor listed as skipped).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -22,11 +27,14 @@ from astropy.table import Table
 from .astrometry import wcs_quiver, wcs_scatter
 from .common import PlotResult
 from .exposure import ExposureQA
-from .photometry import zp_magnitude, zp_map
+from .photometry import photflat_map, zp_magnitude, zp_map
 from .psf import fwhm_distribution, psf_shape, seeing_map
 from .sky import sky_levels
 
-__all__ = ["PlotKind", "PLOTS", "PlannedPlot", "qa_filename", "plan_plots", "draw", "output_stem"]
+__all__ = ["PlotKind", "PLOTS", "PLOT_OPTIONS", "PlannedPlot", "qa_filename", "plan_plots", "draw", "output_stem"]
+
+#: Title note of the plots of the first calibration of ``-autophotflat``.
+_INIT = "first (init) calibration, before the photometric flat"
 
 
 def _select(table: Table, ota: int | None) -> Table:
@@ -63,16 +71,28 @@ def _seeing(qa: ExposureQA, paths, ota):
     return seeing_map(paths, qa.ident, xi=s["XI"], eta=s["ETA"], fwhm=s["FWHM"], outlines=qa.outlines, ota=ota)
 
 
-def _photzp(qa: ExposureQA, paths, ota):
-    p = qa.photcal
+def _calibration(qa: ExposureQA, init: bool):
+    """``(calibration, plot-name suffix, title note)``: the final one, or with ``init`` the first of -autophotflat."""
+    return (qa.photcal_init, "_init", _INIT) if init else (qa.photcal, "", "")
+
+
+def _photzp(qa: ExposureQA, paths, ota, *, init: bool = False):
+    cal, suffix, note = _calibration(qa, init)
+    p = cal.stars
     return zp_magnitude(paths, qa.ident, refmag=p["REFMAG"], zp=p["ZP"], zp_err=p["ZP_ERR"], used=p["USED"],
-                        level=qa.zp, refmag_label=qa.refmag_label)
+                        level=cal.level, refmag_label=cal.refmag_label, name=f"photZP{suffix}", calibration=note)
 
 
-def _photzp_map(qa: ExposureQA, paths, ota):
-    p = _select(qa.photcal, ota)
-    return zp_map(paths, qa.ident, xi=p["XI"], eta=p["ETA"], zp=p["ZP"], used=p["USED"], zp_median=qa.zp[0],
-                  outlines=qa.outlines, ota=ota)
+def _photzp_map(qa: ExposureQA, paths, ota, *, init: bool = False):
+    cal, suffix, note = _calibration(qa, init)
+    p = _select(cal.stars, ota)
+    return zp_map(paths, qa.ident, xi=p["XI"], eta=p["ETA"], zp=p["ZP"], used=p["USED"], zp_median=cal.level[0],
+                  outlines=qa.outlines, ota=ota, name=f"photZP_map{suffix}", calibration=note)
+
+
+def _autophotflat(qa: ExposureQA, paths, ota):
+    f = qa.photflat
+    return photflat_map(paths, qa.ident, xi=f.xi, eta=f.eta, pf=f.pf, stars=f.stars, outlines=qa.outlines)
 
 
 def _sky(qa: ExposureQA, paths, ota):
@@ -83,8 +103,14 @@ def _needs_wcs(qa: ExposureQA) -> str:
     return "" if qa.wcs_valid else "no valid WCS"
 
 
-def _needs_photcal(qa: ExposureQA) -> str:
-    return _needs_wcs(qa) or ("" if qa.photcal is not None and qa.zp is not None else "no photometric zero point")
+def _needs_photcal(qa: ExposureQA, *, init: bool = False) -> str:
+    cal = _calibration(qa, init)[0]
+    return _needs_wcs(qa) or ("" if cal is not None else "no first (init) photometric zero point" if init
+                              else "no photometric zero point")
+
+
+def _needs_photflat(qa: ExposureQA) -> str:
+    return _needs_wcs(qa) or ("" if qa.photflat is not None else "no photometric flat")
 
 
 @dataclass(frozen=True)
@@ -101,12 +127,16 @@ class PlotKind:
         ``missing(qa) -> str``: why the exposure cannot have this plot ("" if it can).
     draw : callable
         ``draw(qa, paths, ota) -> PlotResult``.
+    option : str
+        The reduction switch the plot comes with (``autophotflat``): planned only when it is on; "" for
+        every exposure.
     """
 
     name: str
     per_ota: bool
     missing: Callable
     draw: Callable
+    option: str = ""
 
 
 #: Every QA plot, in drawing order.
@@ -118,8 +148,15 @@ PLOTS: tuple[PlotKind, ...] = (
     PlotKind("seeing", True, _needs_wcs, _seeing),
     PlotKind("photZP", False, _needs_photcal, _photzp),
     PlotKind("photZP_map", True, _needs_photcal, _photzp_map),
+    PlotKind("photZP_init", False, partial(_needs_photcal, init=True), partial(_photzp, init=True), "autophotflat"),
+    PlotKind("photZP_map_init", True, partial(_needs_photcal, init=True), partial(_photzp_map, init=True),
+             "autophotflat"),
+    PlotKind("autophotflat", False, _needs_photflat, _autophotflat, "autophotflat"),
     PlotKind("skylevel", False, lambda qa: "", _sky),
 )
+
+#: The reduction switches some plots come with (:attr:`PlotKind.option`).
+PLOT_OPTIONS = frozenset(kind.option for kind in PLOTS if kind.option)
 
 _BY_NAME = {kind.name: kind for kind in PLOTS}
 
@@ -167,7 +204,8 @@ class PlannedPlot:
     paths: tuple
 
 
-def plan_plots(qa: ExposureQA, mef_path, *, formats, ota_level: bool, subdir: str | None) -> tuple[list, dict]:
+def plan_plots(qa: ExposureQA, mef_path, *, formats, ota_level: bool, subdir: str | None,
+               switches: Collection[str] = ()) -> tuple[list, dict]:
     """The plots an exposure gets.
 
     Parameters
@@ -182,6 +220,9 @@ def plan_plots(qa: ExposureQA, mef_path, *, formats, ota_level: bool, subdir: st
         Also the per-OTA versions (not ``-nootalevelplots``), one per OTA of the MEF.
     subdir : str or None
         QA folder (``-qasubdirs``), or None.
+    switches : collection of str, optional
+        The reduction switches of :data:`PLOT_OPTIONS` that are on (``{"autophotflat"}``); plots coming with
+        another one are left out.
 
     Returns
     -------
@@ -191,6 +232,8 @@ def plan_plots(qa: ExposureQA, mef_path, *, formats, ota_level: bool, subdir: st
     """
     planned, skipped = [], {}
     for kind in PLOTS:
+        if kind.option and kind.option not in switches:
+            continue
         reason = kind.missing(qa)
         if reason:
             skipped[kind.name] = reason
