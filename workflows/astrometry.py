@@ -28,7 +28,7 @@ from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .saturation import exposure_record
 from .focalplane import image_task
 from .paths import checkpoint_path
-from .settings import podiflow
+from .settings import site
 
 __all__ = ["OTACatalog", "ReferenceCatalog", "FixWCS", "SEARCH_RADIUS_DEG"]
 
@@ -89,7 +89,7 @@ class ReferenceCatalog(PodiTask):
     def source(self) -> str:
         """The catalogue: a file, a sharded folder, or an online provider name."""
         value = self.reduction_options.wcscatalog
-        source = podiflow().refcat if value in (None, "auto") else value
+        source = site().refcat if value in (None, "auto") else value
         if not source:
             raise refcat.NetworkDisabledError(
                 "no reference catalogue: set [podiflow] refcat (a file or SkyTable folder) or -wcscatalog"
@@ -107,7 +107,7 @@ class ReferenceCatalog(PodiTask):
         rec = exposure_record(self.obsid)
         epoch = Time(rec.mjd, format="mjd").jyear
         table = refcat.load_reference(self.source(), rec.ra, rec.dec, SEARCH_RADIUS_DEG, epoch=epoch,
-                                      allow_network=podiflow().allow_network)
+                                      allow_network=site().allow_network)
         cards = [("REFCAT", Path(self.source()).name, "reference catalogue"), ("EPOCH", epoch, "yr"),
                  ("RADIUS", SEARCH_RADIUS_DEG, "cut-out radius, deg"), ("NREF", len(table), "stars")]
         primary = fits.PrimaryHDU()

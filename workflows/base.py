@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import luigi
@@ -128,6 +128,16 @@ def options_param(options: ReductionOptions, families) -> dict:
     }
 
 
+#: ``get_params()`` per task class.
+_PARAMS: dict = {}
+
+
+@lru_cache(maxsize=512)
+def _parsed_options(options) -> ReductionOptions:
+    """``ReductionOptions`` of a task's frozen ``options`` mapping (hashable; the result is immutable)."""
+    return ReductionOptions.from_mapping(dict(options))
+
+
 class PodiTask(luigi.Task):
     """Base of every podiflow task.
 
@@ -157,7 +167,16 @@ class PodiTask(luigi.Task):
     @property
     def reduction_options(self) -> ReductionOptions:
         """The parsed reduction options of this task (defaults for options it does not carry)."""
-        return ReductionOptions.from_mapping(dict(self.options))
+        return _parsed_options(self.options)
+
+    @classmethod
+    def get_params(cls):
+        """Luigi's parameter list, computed once per class (Luigi scans ``dir(cls)`` on every
+        instantiation: a night's scheduling creates ~10^4 task objects)."""
+        params = _PARAMS.get(cls)
+        if params is None:
+            params = _PARAMS[cls] = super().get_params()
+        return list(params)
 
     def external_inputs(self) -> list:
         """Files from outside the DAG this product depends on (raw frames, external calibrations)."""

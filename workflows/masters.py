@@ -14,6 +14,7 @@ the spec's sigma-clipped mean, reading row blocks of memory-mapped checkpoints. 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -64,11 +65,23 @@ def _frames(night: str, kind: str, binning: int, filtername: str):
 ERROR_SEARCH_DAYS = 7
 
 
+#: Frame counts per night index object (the index is memoised while its folder is unchanged), holding the
+#: index so that its id is not reused: the master of every DetrendOTA is chosen from these counts.
+_COUNTS: dict = {}
+
+
 def _frame_counts(night: str) -> dict:
     """``(kind, binning, filter) -> number of readable frames`` of the night's calibration exposures."""
+    index = night_index(night)
+    cached = _COUNTS.get(id(index))
+    if cached is not None and cached[0] is index:
+        return cached[1]
+    if len(_COUNTS) > 64:
+        _COUNTS.clear()
     by_obstype = {obstype: kind for kind, obstypes in KINDS.items() for obstype in obstypes}
     counts: dict = {}
-    for e in night_index(night).exposures:
+    _COUNTS[id(index)] = (index, counts)
+    for e in index.exposures:
         kind = by_obstype.get(e.obstype)
         if kind is not None and not e.error:
             key = (kind, e.binning, e.filter if kind in ("dflat", "tflat") else "")
@@ -78,11 +91,22 @@ def _frame_counts(night: str) -> dict:
 
 def _nights_near(night: str, days: int) -> list:
     """Nights under the raw folder at most ``days`` nights from ``night`` (``night`` itself always)."""
-    found = {night}
-    if days > 0 and raw_root().is_dir():
-        found |= {p.name for p in raw_root().iterdir() if p.is_dir() and re.fullmatch(r"\d{8}", p.name)
-                  and abs(calselect.night_distance(night, p.name)) <= days}
-    return sorted(found)
+    return sorted({night, *(n for n in _raw_nights() if abs(calselect.night_distance(night, n)) <= days)})
+
+
+def _raw_nights() -> tuple:
+    """The night folders (``YYYYMMDD``) under the raw root, listed again when the root's mtime changes."""
+    root = raw_root()
+    try:
+        state = (str(root), root.stat().st_mtime_ns)
+    except OSError:
+        return ()
+    return _list_nights(state)
+
+
+@functools.lru_cache(maxsize=8)
+def _list_nights(state: tuple) -> tuple:
+    return tuple(p.name for p in Path(state[0]).iterdir() if p.is_dir() and re.fullmatch(r"\d{8}", p.name))
 
 
 def select_night_master(step: str, *, night: str, binning: int, filtername: str, validity_days: int,

@@ -13,14 +13,16 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 
 from podisteps.rawio import OBSID_PATTERN
 from podisteps.nightindex import NightIndex, load_night_index, night_signature, observing_night
 
-from .settings import podiflow
+from .settings import site
 
 __all__ = [
     "night_of",
@@ -38,31 +40,41 @@ _OBSID_RE = re.compile(rf"^{OBSID_PATTERN}$")
 
 def night_of(obsid: str) -> str:
     """Return the observing night ``YYYYMMDD`` of an exposure from its name (UT start in the name)."""
+    return _night_of(obsid, site().utc_offset_hours)
+
+
+@functools.lru_cache(maxsize=4096)
+def _night_of(obsid: str, utc_offset_hours: float) -> str:
     m = _OBSID_RE.match(obsid)
     if not m:
         raise ValueError(f"{obsid!r} is not an exposure name like o20130101T123456.0")
     start = datetime.strptime(obsid[1:16], "%Y%m%dT%H%M%S")
-    return observing_night(start, utc_offset_hours=podiflow().utc_offset_hours)
+    return observing_night(start, utc_offset_hours=utc_offset_hours)
+
+
+@functools.lru_cache(maxsize=32)
+def _absolute(path: str, cwd: str) -> Path:
+    return (Path(cwd) / Path(path).expanduser()).resolve()
 
 
 def raw_root() -> Path:
     """``[podiflow] raw_dir`` as an absolute path."""
-    return Path(podiflow().raw_dir).expanduser().resolve()
+    return _absolute(site().raw_dir, os.getcwd())
 
 
 def work_root() -> Path:
     """``[podiflow] work_dir`` as an absolute path."""
-    return Path(podiflow().work_dir).expanduser().resolve()
+    return _absolute(site().work_dir, os.getcwd())
 
 
 def out_root() -> Path:
     """``[podiflow] out_dir`` as an absolute path."""
-    return Path(podiflow().out_dir).expanduser().resolve()
+    return _absolute(site().out_dir, os.getcwd())
 
 
 def mastercals_root() -> Path:
     """``[podiflow] mastercals_dir`` as an absolute path."""
-    return Path(podiflow().mastercals_dir).expanduser().resolve()
+    return _absolute(site().mastercals_dir, os.getcwd())
 
 
 def exposure_dir(obsid: str) -> Path:
@@ -82,8 +94,25 @@ def _cached_index(night_dir: str, cache: str, signature: str) -> NightIndex:
     return load_night_index(night_dir, cache)
 
 
+#: Seconds a night folder's signature is trusted before it is scanned again. Scheduling a night asks for its
+#: index ~10^4 times; scanning the folder each time was the largest cost of a no-op rerun.
+INDEX_RECHECK_S = 5.0
+_signatures: dict = {}
+
+
+def _signature(night_dir: Path) -> str:
+    """:func:`night_signature` as text, rescanned when the night folder's own mtime changed (an exposure
+    folder added or removed) or after :data:`INDEX_RECHECK_S` (a file rewritten inside one)."""
+    now, folder_state = time.monotonic(), night_dir.stat().st_mtime_ns
+    checked = _signatures.get(night_dir)
+    if checked is None or checked[1] != folder_state or now - checked[0] > INDEX_RECHECK_S:
+        checked = _signatures[night_dir] = (now, folder_state, repr(night_signature(night_dir)))
+    return checked[2]
+
+
 def night_index(night: str) -> NightIndex:
-    """The night index of ``night`` (memoised per process while the folder is unchanged)."""
+    """The night index of ``night`` (memoised per process while the folder is unchanged; the folder is
+    rescanned at most every :data:`INDEX_RECHECK_S` seconds)."""
     night_dir = raw_root() / night
     cache = work_root() / night / "night-index.json"
-    return _cached_index(str(night_dir), str(cache), repr(night_signature(night_dir)))
+    return _cached_index(str(night_dir), str(cache), _signature(night_dir))

@@ -6,11 +6,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import luigi
+from luigi.cmdline_parser import CmdlineParser
 
 from .options import OPTIONS, ReductionOptions
 
-__all__ = ["podiflow", "reduction", "reduction_options"]
+__all__ = ["podiflow", "reduction", "reduction_options", "site"]
+
+
+def _config_state(section: str) -> tuple:
+    """What ``[section]`` currently says: the config object, the command-line parser and the section's raw
+    items (one cheap read; a luigi.Config instance reads every parameter through the parser, ~20 us each)."""
+    cfg = luigi.configuration.get_config()
+    items = tuple(cfg.items(section, raw=True)) if cfg.has_section(section) else ()
+    return id(cfg), id(CmdlineParser.get_instance()), items
 
 
 class podiflow(luigi.Config):  # noqa: N801 -- luigi section names are the class names
@@ -31,6 +42,17 @@ class podiflow(luigi.Config):  # noqa: N801 -- luigi section names are the class
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _site(state: tuple) -> podiflow:
+    return podiflow()
+
+
+def site() -> podiflow:
+    """The ``[podiflow]`` settings, parsed once per state of the section (path helpers call this ~10^5
+    times while a night is scheduled)."""
+    return _site(_config_state("podiflow"))
+
+
 def _reduction_class():
     attrs = {
         "__doc__": "Reduction options; keys and meanings as in workflows.options.OPTIONS.",
@@ -43,8 +65,12 @@ def _reduction_class():
 reduction = _reduction_class()
 
 
+@functools.lru_cache(maxsize=8)
+def _configured_options(state: tuple) -> ReductionOptions:
+    cfg = reduction()
+    return ReductionOptions.from_mapping({opt.name: getattr(cfg, opt.name) for opt in OPTIONS})
+
+
 def reduction_options(**overrides) -> ReductionOptions:
     """Return the ``[reduction]`` options of ``luigi.cfg``, with ``overrides`` (parsed values) on top."""
-    cfg = reduction()
-    values = {opt.name: getattr(cfg, opt.name) for opt in OPTIONS}
-    return ReductionOptions.from_mapping(values).replace(**overrides)
+    return _configured_options(_config_state("reduction")).replace(**overrides)
