@@ -102,7 +102,7 @@ def test_bad_ota_file_fails_alone(small_night, podiflow_config, tmp_path):
     assert good.complete() and not bad.complete()
     assert result.status.name in ("FAILED", "FAILED_AND_SCHEDULING_FAILED")
     with pytest.raises(Exception, match=r"\.34\.fits: .*truncated"):
-        bad.requires()["saturation"].run()
+        bad.run()
 
 
 def test_target_and_wcsoffset_move_the_canned_wcs(small_night, podiflow_config):

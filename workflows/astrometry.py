@@ -38,6 +38,10 @@ SEARCH_RADIUS_DEG = 0.8 + 20.0 / 60.0
 #: Source selection for the solution (spec section 4.6 step 3).
 MIN_FWHM_ARCSEC, MAX_MAGERR_4 = 0.3, 0.3
 
+# The FWHM table (0.08 s) is made here, in the scheduling process, so that the worker processes Luigi forks
+# for each OTACatalog inherit it instead of each making it again.
+detect.half_light_table()
+
 
 def _table_hdu(table: Table, name: str, header_cards=()) -> fits.BinTableHDU:
     hdu = fits.table_to_hdu(table)

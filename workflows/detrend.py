@@ -137,7 +137,6 @@ class DetrendOTA(PodiTask):
 
     def requires(self):
         req = {
-            "saturation": SaturationCatalog(obsid=self.obsid, ota=self.ota),
             "persistency": [SaturationCatalog(obsid=o, ota=self.ota) for o in self.earlier_exposures()],
             "masters": self.night_masters(),
         }
@@ -169,6 +168,7 @@ class DetrendOTA(PodiTask):
         self.progress(5, f"{self.obsid} OTA{self.ota:02d}: reading raw cells")
         raw = rawio.read_raw_ota(raw_path)
         geo, primary = raw.geometry, raw.primary
+        saturated = persistency.saturated_pixels(raw.cells)  # this OTA's own (SaturationCatalog is for later ones)
         fppos = str(primary["FPPOS"]).strip()
         if int(fppos[2:]) != self.ota:
             raise ExposureError(f"{raw_path}: FPPOS = {fppos!r} but the file name says OTA {self.ota:02d}")
@@ -242,7 +242,7 @@ class DetrendOTA(PodiTask):
             else:
                 log["bpm"] = "missing data"
 
-        self._saturation(sci, mask, header, geo, log, used_files)
+        self._saturation(sci, mask, header, geo, log, used_files, own=saturated)
 
         if opts.crj > 0:
             self.progress(75, f"{self.obsid} OTA{self.ota:02d}: cosmic rays")
@@ -281,7 +281,7 @@ class DetrendOTA(PodiTask):
         primary_hdu = fits.PrimaryHDU()
         inputs = self.input()
         for key, value, comment in provenance_cards(self, {**used_files, "saturation": [
-                t.path for t in luigi.task.flatten([inputs["saturation"], inputs["persistency"]])]}):
+                t.path for t in inputs["persistency"]]}):
             primary_hdu.header[key] = (value, comment)
         mask_header = fits.Header({"EXTNAME": f"OTA{self.ota:02d}.MASK"})
         for name, bit in MASK_BITS.items():
@@ -361,14 +361,14 @@ class DetrendOTA(PodiTask):
         header.update(summary)
         return sci, mask
 
-    def _saturation(self, sci, mask, header, geo, log, used_files):
+    def _saturation(self, sci, mask, header, geo, log, used_files, *, own):
+        """Saturation and bleed masks from ``own`` (:func:`podisteps.persistency.saturated_pixels` of this OTA's
+        raw cells), then the persistency masks of the earlier exposures' catalogues."""
         inputs = self.input()
-        with fits.open(inputs["saturation"].path) as hdul:
-            own = persistency.read_saturation_catalog(hdul)
-        saturated, bleed = masks.saturation_masks(own.table(self.ota), geo, catalog_binning=own.binning)
+        saturated, bleed = masks.saturation_masks(own, geo, catalog_binning=geo.binning)
         masks.apply_mask(sci, mask, saturated, "SATURATED")
         masks.apply_mask(sci, mask, bleed & ~saturated, "BLEED")
-        header["NSATPIX"] = (int(len(own.table(self.ota))), "saturated raw pixels")
+        header["NSATPIX"] = (int(len(own)), "saturated raw pixels")
         log["saturation"] = "successful"
         if not self.reduction_options.persistency:
             return
