@@ -47,6 +47,9 @@ REDUCTION_LOG_KEYS = {
     "cosmics": "_COSMICS", "techdata": "_TECHDAT", "photflat": "_FOTFLAT",
 }
 
+#: Rows per compression tile of the MASK extension.
+MASK_TILE_ROWS = 256
+
 #: Raw primary cards not copied into the OTA header (spec section 4.5, headers_to_delete_from_otas).
 _DROP_CARDS = ("CELLGAP1", "CELLGAP2", "CNAXIS1", "CNAXIS2", "NAMPS", "NEXTEND", "PRESCAN1", "PRESCAN2",
                "OVRSCAN1", "OVRSCAN2", "IMNAXIS1", "IMNAXIS2", "EXTEND", "SIMPLE", "BITPIX", "NAXIS",
@@ -291,7 +294,10 @@ class DetrendOTA(PodiTask):
         self.output().write_hdulist(fits.HDUList([
             primary_hdu,
             fits.ImageHDU(sci, header=header),
-            fits.CompImageHDU(mask, header=mask_header, compression_type="RICE_1"),  # lossless, mostly 0
+            # lossless, mostly 0; tiles of MASK_TILE_ROWS rows: astropy's default tile of one row costs 2-3x
+            # more to write and read (4096 tiles per full-size OTA)
+            fits.CompImageHDU(mask, header=mask_header, compression_type="RICE_1",
+                              tile_shape=(min(MASK_TILE_ROWS, mask.shape[0]), mask.shape[1])),
             sky_hdu,
         ]))
 
