@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage
 
 from .masks import RegionFile, VectorRegion, read_bpm_regions
@@ -32,6 +33,7 @@ __all__ = [
     "FRINGE_BOX",
     "FRINGE_COLUMNS",
     "NOMINAL_SKY_RATE",
+    "WIENER_THRESHOLD",
     "box_half_width",
     "box_medians",
     "fringe_vectors_from_regions",
@@ -41,7 +43,7 @@ __all__ = [
     "reject_bright_sky",
     "source_mask",
     "sky_plane",
-    "smooth_template",
+    "denoise_template",
 ]
 
 #: Side of the boxes at the ends of a fringe vector, full-size bin1 px (spec §10: 20x20, +-10 px).
@@ -49,6 +51,9 @@ FRINGE_BOX = 20.0
 
 #: Columns of the per-vector rows returned by :func:`fringe_amplitudes` (QuickReduce's order).
 FRINGE_COLUMNS = ("data_bright", "data_dark", "tmpl_bright", "tmpl_dark", "d_data", "d_tmpl", "scale")
+
+#: :func:`denoise_template` drops a frequency whose smoothed power is below this multiple of the noise power.
+WIENER_THRESHOLD = 3.0
 
 #: Nominal sky count rates, ADU/s per full-size px (``podi_fringing.avg_sky_countrates``, spec §4.3).
 NOMINAL_SKY_RATE = {"odi_i": 3.8, "odi_z": 4.0}
@@ -248,7 +253,8 @@ def reject_bright_sky(sky_rates: np.ndarray | Sequence[float], nominal: float, *
     return np.isfinite(rates) & (rates <= factor * nominal)
 
 
-def source_mask(data: np.ndarray, *, nsigma: float = 3.0, grow: int = 2, block: int = 16) -> np.ndarray:
+def source_mask(data: np.ndarray, *, nsigma: float = 3.0, grow: int = 2, block: int = 16,
+                binning: int = 1) -> np.ndarray:
     """Pixels of sources (and their wings) to leave out of a fringe template (spec §5.4).
 
     A pixel is a source pixel when it lies more than ``nsigma`` robust sigmas above the local sky (the
@@ -264,13 +270,24 @@ def source_mask(data: np.ndarray, *, nsigma: float = 3.0, grow: int = 2, block: 
     grow : int, optional
         Dilation of the mask, px.
     block : int, optional
-        Block side of the local sky, px.
+        Block side of the local sky, px (of the binned image when ``binning > 1``).
+    binning : int, optional
+        Detect on ``binning x binning`` block means (the sides must be multiples of it): at full size one
+        pixel's noise hides a star's halo at 1 % of the sky, which a fringe template would keep.
 
     Returns
     -------
     numpy.ndarray
         Shape (ny, nx), bool: True on source pixels.
     """
+    if binning > 1:
+        ny, nx = data.shape
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
+            binned = np.nanmean(np.asarray(data, np.float32).reshape(ny // binning, binning, nx // binning, binning),
+                                axis=(1, 3))
+        coarse = source_mask(binned, nsigma=nsigma, grow=grow, block=block)
+        return np.repeat(np.repeat(coarse, binning, axis=0), binning, axis=1)
     ny, nx = data.shape
     by, bx = max(1, ny // block), max(1, nx // block)
     with warnings.catch_warnings():
@@ -309,28 +326,81 @@ def sky_plane(data: np.ndarray, mask: np.ndarray | None = None, *, block: int = 
     return (coef[0] + coef[1] * np.arange(nx)[None, :] + coef[2] * np.arange(ny)[:, None]).astype(np.float32)
 
 
-def smooth_template(template: np.ndarray, sigma: float) -> np.ndarray:
-    """NaN-aware Gaussian smoothing of a fringe template (beats down the noise of a median of few frames).
+def denoise_template(
+    template: np.ndarray,
+    *,
+    threshold: float = WIENER_THRESHOLD,
+    spectrum_smooth: float = 1.0,
+    noise_frequency: float = 0.25,
+    iterations: int = 3,
+    pad_fraction: int = 8,
+    binning: int = 1,
+) -> np.ndarray:
+    """Wiener filtering of a fringe template: keeps the fringes at full amplitude, drops most of the noise.
 
-    The fringes vary on scales of hundreds of full-size px, so ``sigma`` of a few per cent of that costs
-    little amplitude (a wave of wavelength L keeps ``exp(-2 (pi sigma / L)^2)`` of it).
+    Fringes are a few narrow peaks in the power spectrum (wavelengths of hundreds of full-size px), the
+    noise of a median of a few frames is white. With ``P`` the power spectrum smoothed over
+    ``spectrum_smooth`` frequency bins and ``N`` the white-noise power (from the median power above
+    ``noise_frequency``, divided by ln 2, the median of an exponential), each frequency is weighted by
+    ``W = clip(1 - threshold N / P, 0, 1)``. Masked pixels (NaN) are filled with the filtered image and the
+    filter applied again, ``iterations`` times in all, so holes leave no ringing. The result is the filtered
+    image everywhere: pixels masked in every frame (under a star in each) get the fringes too, rather than
+    no correction. A Gaussian smoothing instead (QuickReduce has none) costs fringe amplitude at the noise level
+    it reaches: ``exp(-2 (pi sigma / L)^2)`` of a wave of wavelength ``L``.
 
     Parameters
     ----------
     template : numpy.ndarray
-        Shape (ny, nx), dimensionless; NaN where undefined (stays NaN).
-    sigma : float
-        Gaussian sigma, frame px (0: no smoothing).
+        Shape (ny, nx), dimensionless (:func:`fringe_template`); NaN where undefined.
+    threshold : float, optional
+        Frequencies whose smoothed power is below ``threshold`` x the noise power are dropped; at twice
+        that, half is kept.
+    spectrum_smooth : float, optional
+        Gaussian sigma of the power-spectrum smoothing, frequency bins (1 / OTA side).
+    noise_frequency : float, optional
+        Frequencies above this, cycles per frame px, measure the noise power (fringes lie far below).
+    iterations : int, optional
+        Filter passes (the first fills the holes with 0).
+    pad_fraction : int, optional
+        The image is mirrored by ``1 / pad_fraction`` of its side on each edge before the transform, so
+        the jump where the periodic transform wraps around lies outside it (less ringing at the edges).
+    binning : int, optional
+        Filter the ``binning x binning`` block means and interpolate the result back (cubic): fringes are
+        far coarser than 8 full-size px, so full-size OTAs are filtered at that scale at 1/64 of the cost.
+        The sides must be multiples of ``binning``.
 
     Returns
     -------
     numpy.ndarray
-        Shape (ny, nx), float32.
+        Shape (ny, nx), float32, finite (all NaN in, all NaN out).
     """
-    if sigma <= 0:
-        return np.asarray(template, np.float32)
+    if binning > 1:
+        ny, nx = template.shape
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN (filled below)
+            binned = np.nanmean(np.asarray(template, np.float32).reshape(ny // binning, binning, nx // binning,
+                                                                         binning), axis=(1, 3))
+        coarse = denoise_template(binned, threshold=threshold, spectrum_smooth=spectrum_smooth,
+                                  noise_frequency=noise_frequency, iterations=iterations, pad_fraction=pad_fraction)
+        return ndimage.zoom(coarse, binning, order=3, mode="reflect", grid_mode=True).astype(np.float32)
     valid = np.isfinite(template)
-    num = ndimage.gaussian_filter(np.where(valid, template, 0.0).astype(np.float64), sigma, mode="constant")
-    den = ndimage.gaussian_filter(valid.astype(np.float64), sigma, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(valid, num / den, np.nan).astype(np.float32)
+    if not valid.any():
+        return np.asarray(template, np.float32)
+    level = float(np.mean(template[valid]))
+    pad = [(n // pad_fraction, n // pad_fraction) for n in template.shape]
+    inner = tuple(slice(p, p + n) for (p, _), n in zip(pad, template.shape))
+    shape = tuple(n + 2 * p for (p, _), n in zip(pad, template.shape))
+    estimate = np.zeros(template.shape, np.float32)
+    ky = np.fft.fftfreq(shape[0])[:, None]
+    kx = np.fft.rfftfreq(shape[1])[None, :]
+    noise_region = np.hypot(kx, ky) > noise_frequency
+    for _ in range(iterations):
+        filled = np.pad(np.where(valid, template - level, estimate).astype(np.float32), pad, mode="reflect")
+        spectrum = sfft.rfft2(filled)
+        power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+        noise = float(np.median(power[noise_region])) / math.log(2.0)
+        smooth = ndimage.gaussian_filter(power, spectrum_smooth, mode=("wrap", "mirror"))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.clip(1.0 - threshold * noise / smooth, 0.0, 1.0)
+        estimate = sfft.irfft2(spectrum * np.nan_to_num(weight), s=shape)[inner].astype(np.float32)
+    return estimate + np.float32(level)

@@ -259,7 +259,7 @@ def test_rejected_flags(reduced, tmp_path, capfd, flag):
 @pytest.mark.parametrize("flags, message", [
     (["-addfitskey=MUCHTOOLONG,1"], "KEY,value"),
     (["-crj=abc"], "-crj=abc"),
-    (["-fringe"], "-fringe is not available yet"),
+    (["-fringevectors"], "-fringevectors needs a value"),
     (["-softbin=3"], "choose one of 2, 4, 8"),
 ])
 def test_bad_command_lines(reduced, tmp_path, capfd, flags, message):

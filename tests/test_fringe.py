@@ -111,3 +111,26 @@ def test_template_from_frames_with_sources_masked():
 def test_reject_bright_sky():
     keep = fringe.reject_bright_sky([3.0, 7.6, 7.7, np.nan], fringe.NOMINAL_SKY_RATE["odi_i"])
     assert keep.tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("binning", [1, 2])
+def test_denoise_template_keeps_the_fringe_amplitude_and_drops_the_noise(binning):
+    yy, xx = np.indices((256, 256), dtype=float)
+    pattern = 0.003 * (np.cos(2 * np.pi * (xx + 0.3 * yy) / 41.0) + np.cos(2 * np.pi * (yy - 0.5 * xx) / 67.0 + 1.0))
+    noisy = pattern + np.random.default_rng(5).normal(0.0, 0.002, pattern.shape)
+    noisy[100:104, :] = np.nan  # a masked band
+    noisy[30:36, 50:56] = np.nan  # a masked star
+    clean = fringe.denoise_template(noisy, binning=binning)
+    assert np.isfinite(clean).all()  # the holes filled with the fringes
+    ok = np.isfinite(noisy)
+    assert abs(np.sum(clean[ok] * pattern[ok]) / np.sum(pattern[ok] ** 2) - 1) < 0.02  # not attenuated
+    assert np.std((clean - pattern)[ok]) < 0.1 * np.std(pattern)  # the noise was 0.67 x the pattern rms
+    assert np.std((clean - pattern)[~ok]) < 0.2 * np.std(pattern)
+
+
+def test_source_mask_on_blocks_finds_a_faint_extended_halo():
+    rng = np.random.default_rng(6)
+    yy, xx = np.indices((512, 512), dtype=float)
+    halo = 30.0 * np.exp(-0.5 * ((xx - 300) ** 2 + (yy - 200) ** 2) / 12.0 ** 2)  # 1.5 % of the sky at its peak
+    data = 2000.0 + halo + rng.normal(0.0, 45.0, xx.shape)  # one pixel's noise is 1.5x the halo's peak
+    assert fringe.source_mask(data, binning=8)[200, 300] and not fringe.source_mask(data)[200, 300]

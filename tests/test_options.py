@@ -68,8 +68,8 @@ def test_collectcells_command_line():
     assert opts == options.ReductionOptions()
     with pytest.raises(options.OptionError, match="unknown option -nosuchflag"):
         options.parse_collectcells_args(["a", "b", "-nosuchflag"])
-    with pytest.raises(options.OptionError, match=r"-fringe is not available yet: .*issue 9"):
-        options.parse_collectcells_args(["a", "b", "-fringe"])
+    _, focal, _ = options.parse_collectcells_args(["a", "b", "-fringe", "-pupilghost=pg.fits", "-fringevectors=fv/"])
+    assert (focal.fringe, focal.pupilghost, focal.fringevectors) == ("auto", "pg.fits", "fv/")
 
 
 def test_significant_options_select_by_family():

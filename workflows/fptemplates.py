@@ -40,8 +40,9 @@ from .paths import mastercals_root, night_index, night_of, work_root
 __all__ = ["FringeTemplate", "PupilGhostTemplate", "TemplateSource", "fringe_source", "fringe_vector_file",
            "pupilghost_source", "read_pupilghost_template", "PupilGhostTemplateData", "frame_scale"]
 
-#: Smoothing of fringe templates, Gaussian sigma in full-size bin1 px (keeps 95 % of a 300-px fringe).
-FRINGE_SMOOTH_PX = 16.0
+#: Pixel size at which fringe templates are source-masked and filtered, full-size bin1 px (fringes are far
+#: coarser; at full size a single pixel's noise hides star halos).
+COARSE_PX = 8
 #: Block side of the binned flats the ghost profile is measured on, full-size bin1 px.
 PROFILE_BLOCK_PX = 32.0
 #: Every n-th block enters the centre searches (the profile uses them all): the searches cost per sample.
@@ -51,6 +52,12 @@ CENTRE_SUBSAMPLE = 4
 def frame_scale(shape: tuple[int, ...]) -> int:
     """Full-size bin1 px per frame px of an OTA image of ``shape`` (4096 // width: 1, 2, or 8 x binning)."""
     return max(1, 4096 // shape[-1])
+
+
+def _coarse(shape: tuple[int, ...]) -> int:
+    """Binning that brings an OTA frame of ``shape`` to 8 full-size px per px (1 for the test instrument):
+    the scale at which fringe-template sources are detected and the template is filtered."""
+    return max(1, COARSE_PX // frame_scale(shape))
 
 
 def _cals_path(night: str, name: str, identity: str) -> Path:
@@ -140,18 +147,21 @@ def _flat_options(options: ReductionOptions) -> dict:
 class FringeTemplate(PodiTask):
     """Fringe template of one filter from the science exposures of some nights (spec §5.4).
 
-    Per OTA: sources masked (:func:`podisteps.fringe.source_mask` plus every mask bit), ``(data - sky) / sky``
-    with the sky a fitted plane (QuickReduce used the level ``SKY_MEDI``: a sky gradient then leaks into the
-    template), frames with more than twice the nominal sky rate left out, ``nanmedian`` over the frames,
-    then a NaN-aware Gaussian smoothing of ``smooth`` full-size px (the median of a few frames is noisier
-    than the fringes it measures). The frames are the reduction's own, pupil-ghost-corrected when
+    Per OTA: sources masked (:func:`podisteps.fringe.source_mask` on 8-px blocks, plus every mask bit),
+    ``(data - sky) / sky`` with the sky a fitted plane (QuickReduce used the level ``SKY_MEDI``: a sky
+    gradient then leaks into the template), frames with more than twice the nominal sky rate left out,
+    ``nanmedian`` over the frames, then Wiener-filtered on 8-px blocks
+    (:func:`podisteps.fringe.denoise_template`; QuickReduce did not filter, but the median of a few frames is
+    noisier than the fringes it measures, and a Gaussian smoothing that beats the noise down takes a few per
+    cent of the fringe amplitude with it). The frames are the reduction's own, pupil-ghost-corrected when
     ``-pupilghost`` is on.
     """
 
     nights = luigi.ListParameter(description="observing nights YYYYMMDD whose science frames are combined")
     filter = luigi.Parameter()
     binning = luigi.IntParameter(default=1)
-    smooth = luigi.FloatParameter(default=FRINGE_SMOOTH_PX, description="Gaussian sigma, full-size bin1 px")
+    wiener = luigi.FloatParameter(default=fringe.WIENER_THRESHOLD,
+                                  description="noise multiple below which a frequency is dropped (0: no filter)")
     stage = "cals"
     memory_gb = 2
 
@@ -185,7 +195,7 @@ class FringeTemplate(PodiTask):
                 with fits.open(per_ota[ota].path) as hdul:
                     data, bits = hdul[1].data.astype(np.float32), hdul[2].data
                     exptime = float(hdul[1].header.get("EXPTIME", 0.0))
-                masked = (bits != 0) | ~np.isfinite(data) | fringe.source_mask(data)
+                masked = (bits != 0) | ~np.isfinite(data) | fringe.source_mask(data, binning=_coarse(data.shape))
                 sky = fringe.sky_plane(data, masked)
                 rate = float(np.median(sky)) / max(exptime, 1e-9) / frame_scale(data.shape) ** 2
                 nominal = fringe.NOMINAL_SKY_RATE.get(self.filter)
@@ -197,8 +207,9 @@ class FringeTemplate(PodiTask):
             if not frames:
                 continue
             used = max(used, len(frames))
-            template = fringe.smooth_template(fringe.fringe_template(frames, skies, masks),
-                                              self.smooth / frame_scale(frames[0].shape))
+            template = fringe.fringe_template(frames, skies, masks)
+            if self.wiener > 0:
+                template = fringe.denoise_template(template, threshold=self.wiener, binning=_coarse(template.shape))
             hdu = fits.ImageHDU(template, name=f"OTA{ota:02d}.SCI")
             hdu.header["NFRAMES"] = (len(frames), "frames combined")
             hdus.append(hdu)
@@ -206,7 +217,7 @@ class FringeTemplate(PodiTask):
         primary.header["FILTER"] = self.filter
         primary.header["BINNING"] = self.binning
         primary.header["NCOMBINE"] = (used, "most frames combined in an OTA")
-        primary.header["FRNGSMTH"] = (self.smooth, "Gaussian smoothing sigma, full-size px")
+        primary.header["FRNGWNR"] = (self.wiener, "Wiener threshold, x noise power (0: none)")
         paths = [t.path for per_ota in inputs.values() for t in per_ota.values()]
         for key, value, comment in provenance_cards(self, {"frame": paths}):
             primary.header[key] = (value, comment)

@@ -264,11 +264,11 @@ OPTIONS: tuple[Option, ...] = (
            "with an index, or 'auto' ([podiflow] refcat).", _WCS, 7, available=True),
     # ---- focal-plane corrections (issue 9)
     Option("pupilghost", "path", None, "Pupil-ghost removal (template by filter-arm level from the "
-           "mastercals history, or the file/folder given).", _FOCAL, 9),
+           "mastercals history, or the file/folder given).", _FOCAL, 9, available=True),
     Option("fringe", "path", None, "Fringe removal (template from the mastercals history, or the "
-           "file/folder given).", _FOCAL, 9),
+           "file/folder given).", _FOCAL, 9, available=True),
     Option("fringevectors", "str", None, "Folder of fringe vectors fringevectors__<FILTER>__OTAnn.reg.",
-           _FOCAL, 9),
+           _FOCAL, 9, available=True),
     # ---- photometry (issue 8)
     Option("photcalib", "switch", False, "Photometric zero point against the reference catalogue "
            "(needs -fixwcs).", _PHOT, 8, available=True),
