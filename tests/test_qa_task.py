@@ -72,7 +72,7 @@ def test_qa_plots_and_night_summary(night, small_night, capsys):
     assert not result.scheduling_succeeded  # BROKEN failed
     out = capsys.readouterr().out
     assert f"podiflow: {GOOD} F1 odi_r 120 s: reduced, WCS rms" in out
-    assert f"podiflow: {BROKEN}: FAILED SaturationCatalog(ota=33): RawFormatError" in out
+    assert f"podiflow: {BROKEN}: FAILED DetrendOTA(ota=33): RawFormatError" in out
 
     mef = night / "out" / NIGHT / GOOD / f"{GOOD}.fits"
     with fits.open(mef) as hdul:
@@ -102,7 +102,7 @@ def test_qa_plots_and_night_summary(night, small_night, capsys):
     assert flat["counts"]["otas"] == n_otas and np.var(imread(flat["files"][0])[..., :3]) > 1e-3
 
     failures = read_failures(NIGHT)
-    assert [f["obsid"] for f in failures] == [BROKEN] and failures[0]["task"] == "SaturationCatalog(ota=33)"
+    assert [f["obsid"] for f in failures] == [BROKEN] and failures[0]["task"] == "DetrendOTA(ota=33)"
 
     summary = NightSummary(night=NIGHT)
     assert _build([summary]).scheduling_succeeded and summary.complete()
@@ -113,9 +113,9 @@ def test_qa_plots_and_night_summary(night, small_night, capsys):
     assert sum(s == "not run" for s in status.values()) == 3 and "calibration" in status.values()
     good = table[table["obsid"] == GOOD][0]
     assert 0 < good["wcs_rms"] < 0.5 and 24 < good["zp"] < 28 and good["depth5"] > 20 and good["seeing"] > 0.5
-    assert "SaturationCatalog(ota=33)" in table[table["obsid"] == BROKEN][0]["error"]
+    assert "DetrendOTA(ota=33)" in table[table["obsid"] == BROKEN][0]["error"]
     page = Path(summary.output()["html"].path).read_text()
-    assert re.search(rf'href="{GOOD}/[^"]*wcs1\.png"', page) and "SaturationCatalog(ota=33): RawFormatError" in page
+    assert re.search(rf'href="{GOOD}/[^"]*wcs1\.png"', page) and "DetrendOTA(ota=33): RawFormatError" in page
 
     # repairing the exposure: its failure record goes and the summary is out of date until rebuilt
     bad = night / "raw" / NIGHT / BROKEN / f"{BROKEN}.33.fits"
