@@ -108,11 +108,12 @@ class DetrendOTA(PodiTask):
         """``step -> MasterOTA`` for the calibrations built from the night's own frames (``-masters``).
 
         A step with an explicit option (``-bias``/``-dark``/``-flat`` or ``-cals``) keeps that file.
-        Flats: twilight flats of the filter if the night has any, else dome flats (QuickReduce's order).
+        Flats: twilight flats of the filter if the night has any, else dome flats (QuickReduce's order);
+        ghost-free with ``-flatghost`` (:func:`workflows.masters.master_options`).
         A night without enough frames of a kind borrows the nearest night's within ``-calwindow`` nights
         (:func:`workflows.masters.select_night_master`).
         """
-        from .masters import MasterOTA, frame_options, select_night_master
+        from .masters import MasterOTA, master_options, select_night_master
 
         opts, rec = self.reduction_options, self.record
         night = night_of(self.obsid)
@@ -129,7 +130,7 @@ class DetrendOTA(PodiTask):
             except NoCalibrationError as exc:
                 raise ExposureError(f"{self.obsid}: -masters {step}: {exc}") from None
             out[step] = MasterOTA(night=chosen.night, kind=chosen.kind, binning=rec.binning, filter=chosen.filter,
-                                  ota=self.ota, options=frame_options(self.options, chosen.kind))
+                                  ota=self.ota, options=master_options(self.options, chosen.kind))
         if opts.techdata in ("auto", "from_flat") and self.calibrations.techdata is None:
             from .techdata import TechData
 

@@ -10,6 +10,17 @@ Each input frame is detrended by ``DetrendOTA`` to the right level: biases with 
 darks also minus the night's master bias and divided by EXPMEAS (ADU/s); flats also minus bias and dark
 and divided by the frame's level over the layout's normalisation OTAs. Frames are combined per pixel with
 the spec's sigma-clipped mean, reading row blocks of memory-mapped checkpoints. Flats below 0.1 are NaN.
+
+Ghost-free flats (``-flatghost``, spec §5.2 "optional pupil-ghost removal"): the pupil ghost of each flat
+frame is fitted by ``FocalPlaneCorrections`` of that frame, exactly as for a science exposure with
+``-pupilghost`` (centre on the pooled ghost OTAs, then the scale ``PUPLGFAC``), on the frame detrended as the
+science is without a flat (gain-normalised: QuickReduce fitted the relative-gain-corrected flat). In flat
+units the ghost is ``template x PUPLGFAC / level`` (``level``: ``FlatLevel`` of that same detrending), and it
+is subtracted from the normalised frame before combining. Per frame, not on the combined master as
+QuickReduce did: the ghost turns with the rotator, so flats at several rotator angles (which a ghost template
+needs) hold rings at different places. The master's OTA headers get ``PGAFCTD = T`` and ``PGSCALNG`` (mean
+subtracted scale, flat units); no ``PGCNTR_X/Y`` (the centres differ per frame; a science exposure's own
+ghost centre is fitted).
 """
 
 from __future__ import annotations
@@ -24,16 +35,17 @@ import luigi
 import numpy as np
 from astropy.io import fits
 
-from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef
+from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef, pupilghost
 from podisteps.atomic import write_text_atomic
 
-from .base import FitsTarget, PodiTask, provenance_cards
+from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .options import ReductionOptions
 from .paths import checkpoint_path, night_index, raw_root, work_root
 from .saturation import exposure_record
 from .settings import reduction_options
 
 __all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "KINDS", "master_name", "prerequisites", "link_latest",
-           "select_night_master"]
+           "select_night_master", "master_options"]
 
 #: Master kinds and the OBSTYPEs they are built from.
 KINDS = {"bias": ("BIAS",), "dark": ("DARK",), "dflat": ("DFLAT",), "tflat": ("TFLAT",)}
@@ -149,7 +161,23 @@ def frame_options(options: dict, kind: str) -> dict:
         out[step] = "no"
     out["crj"] = "0"
     out["gain"] = ""  # masters are in raw ADU: the gain step comes after bias, dark and flat
+    out["flatghost"] = OPTIONS_BY_NAME["flatghost"].format(None)  # shapes the master, not its frames
     return out
+
+
+def master_options(options: dict, kind: str) -> dict:
+    """The options of the ``MasterOTA`` of ``kind`` that a DetrendOTA with ``options`` uses.
+
+    The frame options (:func:`frame_options`), except for a flat with ``-flatghost``: then the DetrendOTA
+    options without flat-type steps (the ghost is fitted on the flats detrended as the science is, without a
+    flat; :func:`workflows.fptemplates._flat_options`) plus ``flatghost``.
+    """
+    from .fptemplates import _flat_options
+
+    parsed = ReductionOptions.from_mapping(dict(options))
+    if kind not in ("dflat", "tflat") or not parsed.flatghost:
+        return frame_options(options, kind)
+    return {**_flat_options(parsed.replace(flatghost=None)), "flatghost": options["flatghost"]}
 
 
 class _MasterBase(PodiTask):
@@ -204,7 +232,7 @@ class FlatLevel(PodiTask):
 
 
 class MasterOTA(_MasterBase):
-    """One OTA of a master calibration."""
+    """One OTA of a master calibration; a flat with ``-flatghost`` is ghost-free (module docstring)."""
 
     ota = luigi.IntParameter()
     stage = "cals"
@@ -219,7 +247,36 @@ class MasterOTA(_MasterBase):
                           if self.ota in e.otas]}
         if self.kind in ("dflat", "tflat"):
             req["levels"] = [FlatLevel(obsid=e.obsid, options=opts) for e in frames if self.ota in e.otas]
+        ghost = self._ghost_fit_options()
+        if ghost is not None:
+            from .focalplane import FOCAL_FAMILIES, FocalPlaneCorrections
+
+            fit_options = options_param(ghost, FOCAL_FAMILIES)
+            detrended = options_param(ghost, ["DetrendOTA"])
+            req["ghost"] = [FocalPlaneCorrections(obsid=e.obsid, options=fit_options) for e in frames
+                            if self.ota in e.otas]
+            req["ghostlevels"] = [FlatLevel(obsid=e.obsid, options=detrended) for e in frames if self.ota in e.otas]
+            source = self._ghost_source(ghost)
+            if source.task is not None:
+                req["pupilghost"] = source.task
         return req
+
+    def _ghost_fit_options(self) -> ReductionOptions | None:
+        """Options of the per-frame ghost fits (``-pupilghost`` = the ``-flatghost`` value), or None."""
+        opts = self.reduction_options
+        if self.kind not in ("dflat", "tflat") or not opts.flatghost:
+            return None
+        return opts.replace(flatghost=None, pupilghost=opts.flatghost)
+
+    def _ghost_source(self, ghost_options):
+        from .fptemplates import pupilghost_source
+
+        return pupilghost_source(self.frames()[0], ghost_options)
+
+    def external_inputs(self):
+        ghost = self._ghost_fit_options()
+        path = self._ghost_source(ghost).path if ghost is not None else None
+        return [path] if path is not None else []
 
     def output(self):
         path = work_root() / self.night / "cals" / "ota" / f"{self.name}.{self.ota:02d}.{self.identity}.fits"
@@ -236,17 +293,19 @@ class MasterOTA(_MasterBase):
             )
         levels = [json.loads(Path(t.path).read_text()) for t in inputs.get("levels", [])]
         hduls = [fits.open(p, memmap=True) for p in paths]
+        cards = {}
         try:
             headers = [h[1].header for h in hduls]
             scale = self._scales(headers, levels)
-            frames = [_Scaled(h[1].data, s) for h, s in zip(hduls, scale)]
+            ghosts = self._ghosts(inputs, headers, hduls[0][1].data.shape, cards) if "ghost" in inputs else None
+            frames = [_Scaled(h[1].data, s, minus=g) for h, s, g in zip(hduls, scale, ghosts or [None] * len(hduls))]
             self.progress(30, f"{self.name} OTA{self.ota:02d}: combining {len(frames)} frames")
             master, n_used = combine.sigma_clip_mean(frames)
             first = headers[0]
         finally:
             for h in hduls:
                 h.close()
-        cards = {"NCOMBINE": (len(paths), "frames combined"), "NMINUSED": (int(n_used.min()), "fewest per pixel")}
+        cards |= {"NCOMBINE": (len(paths), "frames combined"), "NMINUSED": (int(n_used.min()), "fewest per pixel")}
         if self.kind in ("dflat", "tflat"):
             low = ~(master >= 0.1)
             master[low] = np.nan
@@ -258,12 +317,53 @@ class MasterOTA(_MasterBase):
             primary["GAIN"] = cards["GAIN"]
         hdul = mastermef.master_hdulist({self.ota: master}, filelist=[os.path.basename(p) for p in paths],
                                         primary=primary, ota_headers={self.ota: cards})
-        for key, value, comment in provenance_cards(self, {"frames": paths}):
+        used = {"frames": paths}
+        if "ghost" in inputs:
+            hdul[0].header["PGREMOVD"] = (bool(cards["PGAFCTD"][0]), "pupil ghost removed from the flat frames")
+            used |= {"ghostfit": [t.path for t in inputs["ghost"]],
+                     "pupilghost": self._template_path(inputs)}
+        for key, value, comment in provenance_cards(self, used):
             hdul[0].header[key] = (value, comment)
         self.output().write_hdulist(hdul)
         if not reduction_options().keepcalframes:
             for path in paths:  # intermediates of calibration frames: the master is what is kept
                 Path(path).unlink(missing_ok=True)
+
+    def _template_path(self, inputs) -> str:
+        source = self._ghost_source(self._ghost_fit_options())
+        return str(source.path) if source.path is not None else inputs["pupilghost"].path
+
+    def _ghosts(self, inputs, headers, shape, cards) -> list:
+        """Per frame the ghost in flat units, ``template x PUPLGFAC / level`` placed at the frame's fitted
+        centre and rotator angle (None where no ghost was fitted on this OTA); sets ``PGAFCTD``, ``PGSCALNG``.
+
+        Returns
+        -------
+        list of numpy.ndarray or None
+            Shape ``shape`` (this OTA's frame), float32, one per input frame.
+        """
+        from .fptemplates import frame_scale, read_pupilghost_template
+
+        ghosts, factors = [], []
+        with fits.open(self._template_path(inputs), memmap=True) as hdul:
+            template = read_pupilghost_template(hdul, data_scale=frame_scale(shape))
+            for header, fit_target, level_target in zip(headers, inputs["ghost"], inputs["ghostlevels"]):
+                with fits.open(fit_target.path) as fit:
+                    factor = float(fit[0].header["PUPLGFAC"])
+                    centres = ({int(r["OTA"]): (float(r["PGCNTR_X"]), float(r["PGCNTR_Y"]))
+                                for r in fit["PGCENTRE"].data} if "PGCENTRE" in fit else {})
+                if factor <= 0 or self.ota not in centres:
+                    ghosts.append(None)
+                    continue
+                relative = factor / json.loads(Path(level_target.path).read_text())["level"]
+                placed = pupilghost.place_template(template.combined, shape, centres[self.ota],
+                                                   angle=float(header.get("ROTSTART", 0.0)) - template.rotangle)
+                ghosts.append(placed * np.float32(relative))
+                factors.append(relative)
+        cards["PGAFCTD"] = (bool(factors), "pupil ghost removed from this flat")
+        cards["PGSCALNG"] = (float(np.mean(factors)) if factors else 0.0,
+                             "mean ghost scale removed, flat units")
+        return ghosts
 
     def _scales(self, headers, levels) -> list:
         if self.kind == "dark":
@@ -285,14 +385,16 @@ class MasterOTA(_MasterBase):
 
 
 class _Scaled:
-    """A lazily scaled 2-D frame: ``frame[rows] * factor`` (so combining reads row blocks of memmaps)."""
+    """A lazily scaled 2-D frame: ``frame[rows] * factor - minus[rows]`` (so combining reads row blocks of
+    memmaps); ``minus`` (same shape, in the scaled units) is optional."""
 
-    def __init__(self, data, factor: float):
-        self.data, self.factor = data, np.float32(factor)
+    def __init__(self, data, factor: float, *, minus: np.ndarray | None = None):
+        self.data, self.factor, self.minus = data, np.float32(factor), minus
         self.shape, self.ndim, self.dtype = data.shape, 2, np.dtype(np.float32)
 
     def __getitem__(self, key):
-        return np.asarray(self.data[key], dtype=np.float32) * self.factor
+        scaled = np.asarray(self.data[key], dtype=np.float32) * self.factor
+        return scaled if self.minus is None else scaled - self.minus[key]
 
 
 class MasterCalibration(_MasterBase):
@@ -313,8 +415,8 @@ class MasterCalibration(_MasterBase):
         return tuple(o for o in layout.otas if o in present)
 
     def requires(self):
-        # the frame options, as DetrendOTA asks for its night masters: one product whoever asks
-        options = frame_options(self.options, self.kind)
+        # the options DetrendOTA asks its night masters with: one product whoever asks
+        options = master_options(self.options, self.kind)
         return {ota: MasterOTA(night=self.night, kind=self.kind, binning=self.binning, filter=self.filter,
                                ota=ota, options=options) for ota in self.otas()}
 

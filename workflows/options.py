@@ -198,6 +198,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("calwindow", "int", 3, "With -masters: when the exposure's own night has too few frames of a kind, "
            "use the nearest night within this many nights (0 = own night only; earlier nights win ties).",
            (), 6, available=True),
+    Option("flatghost", "path", None, "With -masters: remove the pupil ghost from the night's master flats "
+           "(spec 5.2): per flat frame the ghost template's centre and scale are fitted as for -pupilghost and "
+           "template x scale (in flat units) is subtracted before combining; bare flag = -pupilghost's default "
+           "template (mastercals history, else the night's own PupilGhostTemplate), or the file/folder given.",
+           _DETREND, 9, available=True),
     Option("keepcalframes", "switch", False, "Keep the detrended calibration frames after their master "
            "is made (by default they are deleted so a night fits on disk).", (), 6, available=True),
     Option("illumcorr", "path", None, "Divide by the illumination correction "
