@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from workflows.detrend import DetrendOTA, SaturationCatalog, detrend_options
+from workflows.detrend import DetrendOTA, detrend_options
 from workflows.options import ReductionOptions
 from workflows.paths import night_index
 
