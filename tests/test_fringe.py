@@ -134,3 +134,18 @@ def test_source_mask_on_blocks_finds_a_faint_extended_halo():
     halo = 30.0 * np.exp(-0.5 * ((xx - 300) ** 2 + (yy - 200) ** 2) / 12.0 ** 2)  # 1.5 % of the sky at its peak
     data = 2000.0 + halo + rng.normal(0.0, 45.0, xx.shape)  # one pixel's noise is 1.5x the halo's peak
     assert fringe.source_mask(data, binning=8)[200, 300] and not fringe.source_mask(data)[200, 300]
+
+
+def test_fringevectors_option_chooses_the_vector_files(vector_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from workflows.fptemplates import fringe_source, fringe_vector_file
+    from workflows.options import ReductionOptions
+
+    record = SimpleNamespace(mjd=56570.1, filter="odi_z", otas=(33, 34), obsid="o20131005T014602.0", binning=1)
+    folder = ReductionOptions().replace(fringe="auto", fringevectors=str(vector_dir))
+    assert fringe_vector_file(record, folder, 33) == vector_dir / "fringevectors__odi_z__OTA33.reg"
+    one = vector_dir / "fringevectors__odi_z__OTA34.reg"  # a single file serves every OTA
+    assert fringe_vector_file(record, folder.replace(fringevectors=str(one)), 33) == one
+    empty = folder.replace(fringevectors=str(tmp_path))  # no vectors for the filter: fringes are not corrected
+    assert fringe_vector_file(record, empty, 33) is None and fringe_source(record, empty) is None
