@@ -8,11 +8,13 @@ SCHEDULER ?= scheduler
 SCHEDULER_ADDRESS ?= 127.0.0.1
 export LUIGI_CONFIG_PATH ?= $(CURDIR)/luigi.cfg
 
-.PHONY: help venv test test-fast test-fullsize demo scheduler bench clean
+.PHONY: help venv test test-fast test-fullsize install-check demo scheduler bench clean
 
 help:
 	@echo "make test       create .venv if needed, run the default suite, then the full-size accuracy tests"
 	@echo "make test-fast  the default suite only (< 10 min)"
+	@echo "make install-check  build a wheel, install it in a fresh venv and, outside the checkout, simulate a"
+	@echo "                shipped night and reduce one exposure with podi_collectcells (as CI does)"
 	@echo "make demo       simulate the demo night into ./$(DEMO)/ and reduce it (local scheduler, 2 workers)"
 	@echo "make scheduler  run luigid on $(SCHEDULER_ADDRESS):8082 (web UI), state, logs, task history in ./$(SCHEDULER)/"
 	@echo "make bench      speed, memory, scaling vs a floor -> bench/results/bench.{md,json}; 2 shared cores: ~2 h full,"
@@ -36,8 +38,21 @@ test-fast: $(STAMP)
 test-fullsize: $(STAMP)
 	$(BIN)/python -m pytest -m "fullsize and not online"
 
+install-check: $(STAMP)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  $(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir "$$tmp" . ; \
+	  $(PYTHON) -m venv "$$tmp/venv"; \
+	  "$$tmp/venv/bin/python" -m pip install --quiet "$$tmp"/podiflow-*.whl; \
+	  mkdir "$$tmp/run"; cd "$$tmp/run"; \
+	  env -u LUIGI_CONFIG_PATH "$$tmp/venv/bin/podiflow" simulate test-small night; \
+	  cd night; exposure=$$(ls -d raw/*/* | tail -1); \
+	  env -u LUIGI_CONFIG_PATH "$$tmp/venv/bin/podi_collectcells" "$$exposure" "$$tmp/run/out.fits" -noqaplots; \
+	  "$$tmp/venv/bin/python" -c "import sys; from astropy.io import fits; h = fits.open(sys.argv[1]); \
+	    n = sum(x.name.startswith('OTA') for x in h); assert n == 13, n; print('install-check: wheel installed,', n, 'OTAs reduced')" \
+	    "$$tmp/run/out.fits"
+
 demo: $(STAMP)
-	$(BIN)/podiflow simulate configs/nights/demo.toml $(DEMO) --fz
+	$(BIN)/podiflow simulate demo $(DEMO) --fz
 	@sed -e 's|^refcat =.*|refcat = refcat/refcat.fits|' -e 's|^\[reduction\]|[reduction]\nfixwcs = true\nphotcalib = true|' \
 	  luigi.cfg > $(DEMO)/luigi.cfg
 	cd $(DEMO) && LUIGI_CONFIG_PATH=$(abspath $(DEMO))/luigi.cfg $(abspath $(BIN))/podiflow reduce \

@@ -1,6 +1,6 @@
 """The ODI instrument model: focal-plane layouts, OTA and cell geometry, detector serials, cell modes.
 
-All facts come from the data files in ``configs/instruments/`` (see QUICKREDUCE_SPEC.md section 1):
+All facts come from the data files in ``podisteps/data/instruments/`` (read through :mod:`podisteps.packagedata`) (see QUICKREDUCE_SPEC.md section 1):
 
 - ``podi.toml``, ``odi_5x6.toml``: the two focal-plane layouts, chosen by ``MJD-OBS``;
 - ``detectors.toml``: broken cells per detector serial;
@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from .packagedata import configs_dir, load_toml
 
 __all__ = [
     "CellGeometry",
@@ -47,27 +46,6 @@ CELL_IDS: tuple[tuple[int, int], ...] = tuple((cx, cy) for cx in range(8) for cy
 
 #: CELLMODE characters: S science; V video (guide) cell; D dead; F floated (no data).
 CELLMODE_SCIENCE = "S"
-
-
-def configs_dir() -> Path:
-    """Return the folder holding podiflow's configuration data.
-
-    Returns
-    -------
-    pathlib.Path
-        ``$PODIFLOW_CONFIGS`` if set, else the ``configs/`` folder of the source tree.
-    """
-    env = os.environ.get("PODIFLOW_CONFIGS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "configs"
-
-
-@functools.cache
-def _load_toml(name: str) -> dict:
-    path = configs_dir() / "instruments" / name
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
 
 
 def ota_position(ota: int) -> tuple[int, int]:
@@ -177,7 +155,7 @@ class CellGeometry:
 
 def geometry_kinds() -> tuple[str, ...]:
     """Return the detector kinds with a geometry definition (``"full"``, ``"test"``)."""
-    kinds = list(_load_toml("cells.toml")) + list(_load_toml("test.toml"))
+    kinds = list(load_toml("instruments/cells.toml")) + list(load_toml("instruments/test.toml"))
     return tuple(kinds)
 
 
@@ -190,7 +168,7 @@ def geometry(kind: str, binning: int) -> CellGeometry:
     ValueError
         For an unknown kind or a binning other than 1 or 2.
     """
-    table = {**_load_toml("cells.toml"), **_load_toml("test.toml")}
+    table = {**load_toml("instruments/cells.toml"), **load_toml("instruments/test.toml")}
     if kind not in table:
         raise ValueError(f"unknown detector kind {kind!r}; known: {sorted(table)}")
     entry = table[kind].get(f"bin{binning}")
@@ -317,7 +295,7 @@ def layout(name: str) -> Layout:
     """Return the layout ``"podi"`` or ``"odi_5x6"``."""
     if name not in ("podi", "odi_5x6"):
         raise ValueError(f"unknown focal-plane layout {name!r} (expected 'podi' or 'odi_5x6')")
-    d = _load_toml(f"{name}.toml")
+    d = load_toml(f"instruments/{name}.toml")
     lists = {k: tuple(d[k]) for k in ("central", "non_vignetted", "central_2x2", "pupilghost_otas",
                                       "guide_candidates")}
     return Layout(
@@ -366,7 +344,7 @@ def broken_cells(serial: str, mjd: float = 0.0) -> frozenset[tuple[int, int]]:
     ValueError
         If ``serial`` is not one of the known ODI detector serials.
     """
-    d = _load_toml("detectors.toml")
+    d = load_toml("instruments/detectors.toml")
     serial = str(serial).strip()
     if serial not in d["broken_cells"]:
         raise ValueError(f"unknown detector serial OTA_ID={serial!r}")

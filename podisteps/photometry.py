@@ -26,9 +26,7 @@ the zero point for 1 ADU/s; the reference magnitude is colour-corrected as
 
 from __future__ import annotations
 
-import functools
 import math
-import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +34,7 @@ from astropy.table import Table
 
 from .astrometry import match_nearest, tangent_plane
 from .detect import APERTURE_DIAMETERS
-from .instrument import configs_dir
+from .packagedata import load_toml
 from .stats import three_sigma_clip
 
 __all__ = [
@@ -93,14 +91,8 @@ UNDEFINED = -99.0
 SATURATION_ADU = 53000.0
 
 
-@functools.cache
-def _config(name: str) -> dict:
-    with open(configs_dir() / name, "rb") as fh:
-        return tomllib.load(fh)
-
-
 def _filter_entry(filtername: str) -> dict | None:
-    return _config("filters.toml").get(filtername)
+    return load_toml("filters.toml").get(filtername)
 
 
 def _aperture_id(diameter: float) -> str:
@@ -160,7 +152,7 @@ def colour_term(catalog_name: str, filtername: str) -> ColourTerm:
 
     From ``configs/colorterms.toml`` (table ``[<catalog>.<filter>]``); a pair not listed has no term.
     """
-    entry = _config("colorterms.toml").get(catalog_name, {}).get(filtername)
+    entry = load_toml("colorterms.toml").get(catalog_name, {}).get(filtername)
     if entry is None:
         return ColourTerm(catalog_name)
     b1, b2 = entry["colour"]

@@ -27,14 +27,13 @@ Decisions against QuickReduce (spec §4.4 and its [bug]s):
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage, optimize
 
 from .fringe import box_half_width
-from .instrument import configs_dir
+from .packagedata import load_toml
 from .stats import block_median, three_sigma_clip
 
 __all__ = [
@@ -487,12 +486,11 @@ def filter_level(header) -> int:
 
 
 def configured_filter_level(filtername: str) -> int | None:
-    """Filter-arm level of a filter from ``configs/filters.toml`` (``arm = "1B"`` -> 1), None if unlisted.
+    """Filter-arm level of a filter from ``data/filters.toml`` (``arm = "1B"`` -> 1), None if unlisted.
 
     Used where no header is at hand (choosing a mastercals template at scheduling time).
     """
-    with open(configs_dir() / "filters.toml", "rb") as fh:
-        arm = tomllib.load(fh).get(filtername, {}).get("arm")
+    arm = load_toml("filters.toml").get(filtername, {}).get("arm")
     return int(arm[0]) if arm else None
 
 

@@ -52,7 +52,7 @@ def small_night(tmp_path_factory):
     from podisteps.simulate import simulate_night
 
     out = tmp_path_factory.mktemp("small-night")
-    simulate_night(ROOT / "configs" / "nights" / "test-small.toml", out, seed=7)
+    simulate_night("test-small", out, seed=7)
     return out
 
 

@@ -47,7 +47,6 @@ from podisteps.simulate.stars import MAG_RANGE, draw_population, refcat_table
 from podisteps.wcs import canned_wcs_cards
 from workflows.astrometry import SEARCH_RADIUS_DEG
 
-from .conftest import ROOT
 
 LAYOUT = "podi"
 SCALE = 8  # test instrument: 8x fewer pixels per axis than the full-size detector
@@ -300,7 +299,7 @@ def _row(case: Case, r: dict) -> str:
 def _rendered_otas(otas):
     """Test-instrument OTAs of the test-small night's first odi_r exposure (no detector effects): per OTA
     the frame in nominal ADU (NaN off the cells), its true WCS header and the star truth; and the FWHM (px)."""
-    night = load_night(ROOT / "configs" / "nights" / "test-small.toml")
+    night = load_night("test-small")
     exposure = next(e for e in night.exposures if e.obstype == "OBJECT")
     render = render_exposure(exposure, night, bias=False, dark=False, otas=otas, effects=night.effects.none())
     geo, out = exposure.geometry, []

@@ -16,7 +16,7 @@ from workflows.base import options_param
 from workflows.options import ReductionOptions
 from workflows.paths import night_of
 
-from .conftest import ROOT
+from podisteps.packagedata import configs_dir
 
 pytestmark = pytest.mark.fullsize
 
@@ -28,7 +28,7 @@ MIN_STARS = 8
 
 def _spec(layout: str) -> dict:
     """The demo night's second odi_r exposure (after the saturating star), in 2013 (pODI) or 2016 (5x6)."""
-    spec = tomllib.loads((ROOT / "configs" / "nights" / "demo.toml").read_text())
+    spec = tomllib.loads((configs_dir() / "nights" / "demo.toml").read_text())
     if layout == "odi_5x6":
         spec["night"]["start"] = "2016-10-05T01:30:00"
     return spec

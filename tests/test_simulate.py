@@ -19,9 +19,10 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from podisteps import instrument, rawio
+from podisteps.packagedata import configs_dir
 from podisteps.simulate import cli, load_night, render_exposure, simulate_night
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = configs_dir()
 
 SPEC = {
     "night": {"name": "unit", "start": "2013-10-05T02:00:00", "instrument": "test", "binning": 1, "seed": 11,

@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="podiflow simulate",
         description="Simulate a night of raw ODI exposures with calibration inputs and truth "
                     "(docs/simulator.md).")
-    p.add_argument("nightspec", help="night spec (TOML), e.g. configs/nights/demo.toml")
+    p.add_argument("nightspec", help="night spec: a TOML file, or the name of a shipped spec (demo, podi-night, test-small, test-small-5x6)")
     p.add_argument("outdir", help="output folder: raw/, mastercals/, refcat/ and truth/ are written here")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the spec's [night] seed)")
     p.add_argument("--fz", action="store_true", help="write Rice-compressed .fits.fz files")

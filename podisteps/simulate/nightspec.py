@@ -57,11 +57,10 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-
 
 from .. import instrument
 from . import photometry
+from ..packagedata import night_spec_path
 from .effects import Effects
 from .randomness import rng_for
 
@@ -334,7 +333,8 @@ def load_night(spec: str | os.PathLike | dict, *, seed: int | None = None) -> Ni
     Parameters
     ----------
     spec : path-like or dict
-        A TOML file, or the parsed dict.
+        A TOML file, the name of a shipped spec (``"demo"``, see :func:`podisteps.packagedata.night_spec_path`),
+        or the parsed dict.
     seed : int, optional
         Overrides ``[night] seed``.
 
@@ -351,7 +351,7 @@ def load_night(spec: str | os.PathLike | dict, *, seed: int | None = None) -> Ni
     if isinstance(spec, dict):
         data, stem = copy.deepcopy(spec), "night"
     else:
-        path = Path(spec)
+        path = night_spec_path(spec)
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
         stem = path.stem

@@ -1,4 +1,4 @@
-"""Filter facts, zero points and colour terms (data in ``configs/filters.toml`` and ``configs/colorterms.toml``).
+"""Filter facts, zero points and colour terms (data in ``data/filters.toml`` and ``data/colorterms.toml``).
 
 Conventions
 -----------
@@ -6,19 +6,17 @@ Conventions
   another gain records ``electrons / GAIN`` ADU).
 - ``ZP(filter, airmass) = zp0 - k * (airmass - 1)``; the zero point of a frame adds ``2.5 log10(EXPTIME)``.
 - The calibrated ODI magnitude of a star is ``m_odi = m_ref - (c0 + c1 * colour)`` with the SDSS colour
-  term of ``configs/colorterms.toml``, so QuickReduce's correction is exactly right.
+  term of ``data/colorterms.toml``, so QuickReduce's correction is exactly right.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import tomllib
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..instrument import configs_dir
+from ..packagedata import load_toml
 
 __all__ = [
     "FilterInfo",
@@ -38,7 +36,7 @@ APERTURE_DIAMETERS_ARCSEC = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0)
 
 @dataclass(frozen=True)
 class FilterInfo:
-    """Facts about one ODI filter (see ``configs/filters.toml`` for the meaning of each field)."""
+    """Facts about one ODI filter (see ``data/filters.toml`` for the meaning of each field)."""
 
     name: str
     filterid: str
@@ -52,20 +50,16 @@ class FilterInfo:
     dome_flat_exptime: float
 
 
-@functools.cache
 def _filters() -> dict:
-    with open(configs_dir() / "filters.toml", "rb") as fh:
-        return tomllib.load(fh)
+    return load_toml("filters.toml")
 
 
-@functools.cache
 def _colorterms() -> dict:
-    with open(configs_dir() / "colorterms.toml", "rb") as fh:
-        return tomllib.load(fh)
+    return load_toml("colorterms.toml")
 
 
 def known_filters() -> tuple[str, ...]:
-    """Names of the filters in ``configs/filters.toml``."""
+    """Names of the filters in ``data/filters.toml``."""
     return tuple(_filters())
 
 
@@ -75,7 +69,7 @@ def filter_info(name: str) -> FilterInfo:
     Raises
     ------
     ValueError
-        For a filter not in ``configs/filters.toml``.
+        For a filter not in ``data/filters.toml``.
     """
     table = _filters()
     if name not in table:

@@ -87,7 +87,7 @@ def exposure_truth(render) -> dict:
             "zp_frame": render.zeropoint,
             "aperture_diameter_arcsec_1s": photometry.aperture_zeropoints(zp1, ee),
             "aperture_diameter_arcsec_frame": photometry.aperture_zeropoints(render.zeropoint, ee),
-            "colour_term": "m_odi = m_sdss(ref_band) - (c0 + c1*colour), configs/colorterms.toml [sdss]",
+            "colour_term": "m_odi = m_sdss(ref_band) - (c0 + c1*colour), data/colorterms.toml [sdss]",
         }
     background = render.sky or render.illumination
     if background is not None:
