@@ -1,12 +1,13 @@
 """Target identity, atomic outputs and provenance of the task base."""
 
+import json
 import os
 
 import luigi
 import pytest
 from astropy.io import fits
 
-from workflows.base import FitsTarget, PodiTask, options_param, provenance_cards
+from workflows.base import FitsTarget, PodiTask, options_param, provenance_cards, variant_record
 from workflows.options import ReductionOptions
 
 
@@ -76,3 +77,36 @@ def test_failed_write_leaves_no_target(tmp_path):
 
 def test_progress_is_safe_outside_a_worker(source):
     _Upstream(source=str(source)).progress(50, "half way")
+
+
+def test_tasks_show_a_short_variant_instead_of_their_options(source):
+    opts = ReductionOptions().replace(nonlinearity="auto")
+    task = _Product(source=str(source), options=options_param(opts, ["DetrendOTA"]))
+    other = _Product(source=str(source), options=options_param(ReductionOptions(), ["DetrendOTA"]))
+    assert repr(task) == f"_Product(source={source}, variant={task.variant})"
+    assert len(task.variant) == 6 and task.variant != other.variant
+    assert "options" not in task.task_id and task.task_id != other.task_id
+    assert repr(_Product(source=str(source))) == f"_Product(source={source}, variant=default)"
+    # the full options still travel to remote workers and still shape the identity
+    assert "options" in task.to_str_params()
+    assert _Product.from_str_params(task.to_str_params()).identity == task.identity
+
+
+class _Touch(PodiTask):
+    target = luigi.Parameter()
+
+    def output(self):
+        return luigi.LocalTarget(self.target)
+
+    def run(self):
+        with self.output().open("w") as fh:
+            fh.write("done")
+
+
+def test_each_variant_records_its_options_once(tmp_path, podiflow_config):
+    podiflow_config(raw_dir=tmp_path / "raw")
+    options = options_param(ReductionOptions().replace(nonlinearity="auto"), ["DetrendOTA"])
+    task = _Touch(target=str(tmp_path / "a.txt"), options=options)
+    assert luigi.build([task], local_scheduler=True, log_level="WARNING")
+    assert json.loads(variant_record(task.variant).read_text()) == options
+    assert variant_record(task.variant).parent == tmp_path / "work" / "variants"

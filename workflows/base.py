@@ -19,12 +19,14 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 import luigi
+from luigi.parameter import ParameterVisibility
 from astropy.io import fits
 
 from podisteps import __version__
 from podisteps.atomic import write_fits_atomic, write_text_atomic
 
 from .options import OPTIONS, ReductionOptions
+from .paths import work_root
 
 __all__ = [
     "PodiTask",
@@ -128,6 +130,15 @@ def options_param(options: ReductionOptions, families) -> dict:
     }
 
 
+def options_variant(options) -> str:
+    """Short id (6 hex digits) of an ``options`` mapping, ``"default"`` for an empty one (see
+    :attr:`PodiTask.variant`)."""
+    if not options:
+        return "default"
+    blob = json.dumps(dict(options), sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:6]
+
+
 #: ``get_params()`` per task class.
 _PARAMS: dict = {}
 
@@ -148,9 +159,10 @@ class PodiTask(luigi.Task):
 
     stage = "task"
 
-    #: Options that shape this product, in text form (see :func:`options_param`).
-    #: (Public: Luigi's task_id only hashes public parameters, so a hidden one would merge tasks.)
-    options = luigi.DictParameter(default={}, significant=True)
+    #: Options that shape this product, in text form (see :func:`options_param`). Hidden from the web UI,
+    #: the execution summary and the logs, which show the short :attr:`variant` instead; Luigi's task_id
+    #: hashes only public parameters, so :meth:`to_str_params` adds ``variant`` to them.
+    options = luigi.DictParameter(default={}, significant=True, visibility=ParameterVisibility.HIDDEN)
 
     #: Peak memory of one run of this task, GB (Luigi resource ``memory_gb``).
     memory_gb = 0
@@ -178,6 +190,22 @@ class PodiTask(luigi.Task):
             params = _PARAMS[cls] = super().get_params()
         return list(params)
 
+    @cached_property
+    def variant(self) -> str:
+        """Short id of this task's options (``"default"`` without any): one id per set of options."""
+        return options_variant(self.options)
+
+    def to_str_params(self, only_significant=False, only_public=False) -> dict:
+        """Luigi's parameter text; the public view (task_id, web UI) carries ``variant`` for ``options``."""
+        params = super().to_str_params(only_significant=only_significant, only_public=only_public)
+        if only_public:
+            params["variant"] = self.variant
+        return params
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.to_str_params(only_significant=True, only_public=True).items())
+        return f"{self.get_task_family()}({shown})"
+
     def external_inputs(self) -> list:
         """Files from outside the DAG this product depends on (raw frames, external calibrations)."""
         return []
@@ -203,3 +231,17 @@ class PodiTask(luigi.Task):
             self.set_progress_percentage(int(percent))
         if self.set_status_message is not None:
             self.set_status_message(message)
+
+
+def variant_record(variant: str) -> Path:
+    """``<work>/variants/<variant>.json``: the full options of one :attr:`PodiTask.variant`."""
+    return work_root() / "variants" / f"{variant}.json"
+
+
+@PodiTask.event_handler(luigi.Event.SUCCESS)
+def _record_variant(task: PodiTask) -> None:
+    """Record a successful task's options once per variant, so ``variant=3f2a9c`` can be looked up."""
+    path = variant_record(task.variant)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json.dumps(dict(task.options), indent=1, sort_keys=True) + "\n", path)
