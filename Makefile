@@ -8,13 +8,14 @@ SCHEDULER ?= scheduler
 SCHEDULER_ADDRESS ?= 127.0.0.1
 export LUIGI_CONFIG_PATH ?= $(CURDIR)/luigi.cfg
 
-.PHONY: help venv test test-fast test-fullsize install-check demo scheduler bench clean
+.PHONY: help venv test test-fast test-fullsize install-check docs demo scheduler bench clean
 
 help:
 	@echo "make test       create .venv if needed, run the default suite, then the full-size accuracy tests"
 	@echo "make test-fast  the default suite only (< 10 min)"
 	@echo "make install-check  build a wheel, install it in a fresh venv and, outside the checkout, simulate a"
 	@echo "                shipped night and reduce one exposure with podi_collectcells (as CI does)"
+	@echo "make docs       build the documentation (user guide and API reference) into docs/_build/html"
 	@echo "make demo       simulate the demo night into ./$(DEMO)/ and reduce it (local scheduler, 2 workers)"
 	@echo "make scheduler  run luigid on $(SCHEDULER_ADDRESS):8082 (web UI), state, logs, task history in ./$(SCHEDULER)/"
 	@echo "make bench      speed, memory, scaling vs a floor -> bench/results/bench.{md,json}; 2 shared cores: ~2 h full,"
@@ -25,7 +26,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,docs]'
 	@touch $(STAMP)
 
 test: $(STAMP)
@@ -51,6 +52,10 @@ install-check: $(STAMP)
 	    n = sum(x.name.startswith('OTA') for x in h); assert n == 13, n; print('install-check: wheel installed,', n, 'OTAs reduced')" \
 	    "$$tmp/run/out.fits"
 
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 demo: $(STAMP)
 	$(BIN)/podiflow simulate demo $(DEMO) --fz
 	@sed -e 's|^refcat =.*|refcat = refcat/refcat.fits|' -e 's|^\[reduction\]|[reduction]\nfixwcs = true\nphotcalib = true|' \
@@ -73,4 +78,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/raw_read.py --out bench/results
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build docs/generated

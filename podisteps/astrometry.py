@@ -89,7 +89,7 @@ MAX_FIT_PAIRS = 2000
 
 
 def header_wcs(header: fits.Header) -> WCS:
-    """An astropy celestial WCS of an OTA header (``FITSFixedWarning``s about date cards are silenced)."""
+    """An astropy celestial WCS of an OTA header (``FITSFixedWarning`` messages about date cards are silenced)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         return WCS(header, naxis=2, relax=True)

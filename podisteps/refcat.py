@@ -2,16 +2,16 @@
 
 Every reader returns an astropy Table with the fixed column contract :data:`REFCAT_COLUMNS`:
 
-============ ==========================================================================
-``ra, dec``  position at ``epoch``, degrees (ICRS)
-``epoch``    Julian epoch of the position, years (per row)
-``pmra``     proper motion ``mu_alpha cos(delta)``, mas/yr (NaN if unknown)
-``pmdec``    proper motion ``mu_delta``, mas/yr (NaN if unknown)
-``ra_error`` position error along ``alpha cos(delta)``, mas (NaN if unknown)
+============= ==========================================================================
+``ra, dec``   position at ``epoch``, degrees (ICRS)
+``epoch``     Julian epoch of the position, years (per row)
+``pmra``      proper motion ``mu_alpha cos(delta)``, mas/yr (NaN if unknown)
+``pmdec``     proper motion ``mu_delta``, mas/yr (NaN if unknown)
+``ra_error``  position error along ``alpha cos(delta)``, mas (NaN if unknown)
 ``dec_error`` position error along ``delta``, mas
-``mag_<b>``  SDSS-system magnitude in band ``b`` of ``ugriz`` (NaN where missing)
-``err_<b>``  its error, mag
-============ ==========================================================================
+``mag_<b>``   SDSS-system magnitude in band ``b`` of ``ugriz`` (NaN where missing)
+``err_<b>``   its error, mag
+============= ==========================================================================
 
 Sources:
 

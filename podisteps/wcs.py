@@ -126,7 +126,7 @@ def canned_wcs_cards(
     ra, dec : float
         Telescope pointing, degrees (offsets such as ``-wcsoffset`` already applied).
     scale : int, optional
-        Pixel size in full-size bin1 pixels (binning x detector scale): CRPIX /= scale, CD *= scale
+        Pixel size in full-size bin1 pixels (binning x detector scale): ``CRPIX /= scale``, ``CD *= scale``
         (QuickReduce's binning convention; the simulator uses the same, and fixwcs absorbs the
         sub-pixel difference from the exact ``(CRPIX - 0.5)/scale + 0.5`` on real binned data).
     tanwcs : bool, optional

@@ -1,22 +1,20 @@
 """Focal-plane corrections: ``FocalPlaneSamples``, ``FocalPlaneCorrections`` and ``CorrectedOTA`` (issue 9).
 
 QUICKREDUCE_SPEC.md §3 steps 14 and 23, §3.1, §4.2-4.4. The exposure-wide fit reads only small per-OTA
-measurements, never images:
+measurements, never images::
 
-```
-FocalPlaneSamples     <work>/<night>/<obsid>/fpsamples/<obsid>.<OTA>.fpsamples.<id>.fits
-    PRIMARY   OTA, SCALE (full-size px per px), AXIS_X/Y (optical axis, 0-based frame px, from CRPIX),
-              ROTSTART, GUIDEOTA, [PGCNTR_X/Y when the detrended header has the flat's centre]
-    FRINGE    per fringe vector: QuickReduce's 7 columns (podisteps.fringe.FRINGE_COLUMNS)   [-fringe]
-    PGBINS    X, Y, SKY: 64-px block medians of the detrended OTA                            [-pupilghost]
-    SKYBOXES  the DetrendOTA sky boxes, plus FRNG_T (fringe template in each box)            [-fringe]
-FocalPlaneCorrections <work>/<night>/<obsid>/focalplane/<obsid>.focalplane.<id>.fits
-    PRIMARY   SKYLEVEL ... (spec §4.2 keys), FRNG_SCL, FRNG_STD, FRNG_NV, PUPLGFAC, PGBGRND, PGOFFS_X/Y
-    SKYLEVEL  the sky boxes used: OTA, X, Y, INTENSITY, CORRECTED
-    PGCENTRE  OTA, PGCNTR_X, PGCNTR_Y (ghost centre per ghost OTA, frame px)                 [-pupilghost]
-CorrectedOTA          <work>/<night>/<obsid>/corrected/<obsid>.<OTA>.corrected.<id>.fits
-    the DetrendOTA layout (PRIMARY, OTAxy.SCI, OTAxy.MASK, SKYBOXES) minus template x scale
-```
+    FocalPlaneSamples     <work>/<night>/<obsid>/fpsamples/<obsid>.<OTA>.fpsamples.<id>.fits
+        PRIMARY   OTA, SCALE (full-size px per px), AXIS_X/Y (optical axis, 0-based frame px, from CRPIX),
+                  ROTSTART, GUIDEOTA, [PGCNTR_X/Y when the detrended header has the flat's centre]
+        FRINGE    per fringe vector: QuickReduce's 7 columns (podisteps.fringe.FRINGE_COLUMNS)   [-fringe]
+        PGBINS    X, Y, SKY: 64-px block medians of the detrended OTA                            [-pupilghost]
+        SKYBOXES  the DetrendOTA sky boxes, plus FRNG_T (fringe template in each box)            [-fringe]
+    FocalPlaneCorrections <work>/<night>/<obsid>/focalplane/<obsid>.focalplane.<id>.fits
+        PRIMARY   SKYLEVEL ... (spec §4.2 keys), FRNG_SCL, FRNG_STD, FRNG_NV, PUPLGFAC, PGBGRND, PGOFFS_X/Y
+        SKYLEVEL  the sky boxes used: OTA, X, Y, INTENSITY, CORRECTED
+        PGCENTRE  OTA, PGCNTR_X, PGCNTR_Y (ghost centre per ghost OTA, frame px)                 [-pupilghost]
+    CorrectedOTA          <work>/<night>/<obsid>/corrected/<obsid>.<OTA>.corrected.<id>.fits
+        the DetrendOTA layout (PRIMARY, OTAxy.SCI, OTAxy.MASK, SKYBOXES) minus template x scale
 
 Departures from QuickReduce, on purpose:
 

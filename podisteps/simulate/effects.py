@@ -337,7 +337,7 @@ def invert_nonlinearity_cells(d_lin: np.ndarray, c2: np.ndarray, c3: np.ndarray)
 
     Third-order series start ``d0 = x - c2 x^2 + (2 c2^2 - c3) x^3`` then two Newton steps in float64
     coefficients / float32 arrays; the result agrees with ``podisteps.nonlinearity.invert_nonlinearity``
-    to < 0.01 ADU over 0-80000 ADU for the coefficients drawn here (|c2| < 6e-7, |c3| < 1e-11).
+    to < 0.01 ADU over 0-80000 ADU for the coefficients drawn here (``|c2| < 6e-7``, ``|c3| < 1e-11``).
     """
     a2 = c2.astype(np.float32)[:, None, None]
     a3 = c3.astype(np.float32)[:, None, None]
