@@ -123,7 +123,10 @@ def _cmd_reduce(args) -> int:
 
 
 def podiflow_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``podiflow``: ``simulate``, ``index``, ``options``, ``reduce``, ``status``, ``invalidate``."""
+    """Entry point of ``podiflow``: ``simulate``, ``index``, ``options``, ``reduce``, ``status``, ``invalidate``,
+    ``watch``."""
+    from . import watch
+
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="podiflow", description="podiflow: the WIYN ODI reduction pipeline as a Luigi DAG."
@@ -154,6 +157,7 @@ def podiflow_main(argv: list[str] | None = None) -> int:
     p_inv.add_argument("targets", nargs="*", help="product files to remove (with everything downstream)")
     p_inv.add_argument("--stale", action="store_true", help="remove every stale product (and downstream)")
     p_inv.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    watch.add_parser(sub)
     if argv and argv[0] == "simulate":
         return _cmd_simulate(argv[1:])
     args = parser.parse_args(argv)
@@ -165,6 +169,8 @@ def podiflow_main(argv: list[str] | None = None) -> int:
         return _cmd_status(args)
     if args.command == "invalidate":
         return _cmd_invalidate(args)
+    if args.command == "watch":
+        return watch.main(args)
     return _cmd_options()
 
 

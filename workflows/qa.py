@@ -159,18 +159,28 @@ class NightSummary(PodiTask):
         return min(p.stat().st_mtime for p in outputs) >= self._newest_input()
 
     def run(self):
-        failures = read_failures(self.night)
-        by_obsid: dict = {}
-        for f in failures:
-            by_obsid.setdefault(f["obsid"], []).append(f)
-        records = []
-        for entry in night_index(self.night).exposures:
-            mef = self._mef(entry.obsid)
-            header = fits.getheader(mef, 0) if mef.exists() else None
-            manifest = manifest_of(mef) if mef.exists() else None
-            records.append(nightsummary.exposure_record(
-                entry, header=header, mef=str(mef), mef_mtime=mef.stat().st_mtime if mef.exists() else float("nan"),
-                failures=by_obsid.get(entry.obsid, []), plots=(manifest or {}).get("plots", [])))
+        records, night_failures = exposure_records(self.night)
         out = self.output()
         nightsummary.write_summary(records, night=self.night, ecsv_path=out["ecsv"].path, html_path=out["html"].path,
-                                   night_failures=by_obsid.get(None, []))
+                                   night_failures=night_failures)
+
+
+def exposure_records(night: str, obsids=None) -> tuple[list[dict], list[dict]]:
+    """Summary rows of a night's exposures (all, or those in ``obsids``) and the night-wide failure records.
+
+    Reads each exposure's final MEF header and QA manifest where they exist, and the night's failure records.
+    """
+    by_obsid: dict = {}
+    for f in read_failures(night):
+        by_obsid.setdefault(f["obsid"], []).append(f)
+    records = []
+    for entry in night_index(night).exposures:
+        if obsids is not None and entry.obsid not in obsids:
+            continue
+        mef = Path(CollectCells(obsid=entry.obsid).output().path)
+        header = fits.getheader(mef, 0) if mef.exists() else None
+        manifest = manifest_of(mef) if mef.exists() else None
+        records.append(nightsummary.exposure_record(
+            entry, header=header, mef=str(mef), mef_mtime=mef.stat().st_mtime if mef.exists() else float("nan"),
+            failures=by_obsid.get(entry.obsid, []), plots=(manifest or {}).get("plots", [])))
+    return records, by_obsid.get(None, [])

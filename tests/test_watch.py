@@ -1,0 +1,113 @@
+"""``podiflow watch``: exposures are read only once complete, and each science exposure is reduced as it lands."""
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from astropy.table import Table
+
+from podisteps.rawio import read_primary_header
+from podisteps.simulate import simulate_night
+from workflows.paths import out_root
+from workflows.watch import ArrivalTracker, WatchSettings, watch_night
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _copy_exposure(source: Path, night_dir: Path) -> Path:
+    target = night_dir / source.name
+    shutil.copytree(source, target)
+    return target
+
+
+def test_tracker_reports_a_folder_once_it_has_settled_and_is_complete(small_night, tmp_path):
+    night = next((small_night / "raw").iterdir())
+    science = sorted(night.iterdir())[-1]
+    clock = _Clock()
+    tracker = ArrivalTracker(tmp_path / night.name, settle=10.0, clock=clock)
+    assert tracker.poll() == []  # the night folder does not exist yet
+    folder = _copy_exposure(science, tmp_path / night.name)
+    first = sorted(folder.iterdir())[0]
+    kept = first.read_bytes()
+    first.write_bytes(kept[: len(kept) // 2])  # still being written
+    assert tracker.poll() == []
+    clock.now = 30.0
+    [truncated] = tracker.poll()
+    assert truncated.problem.startswith(f"{first}: truncated") and "2880-byte" in truncated.problem
+    clock.now = 60.0
+    assert tracker.poll() == []  # reported once
+    first.write_bytes(kept)  # the transfer completes: judged again once settled
+    clock.now = 61.0
+    assert tracker.poll() == []
+    clock.now = 65.0
+    assert tracker.poll() == []  # changed 4 s ago: not settled
+    clock.now = 71.5
+    [complete] = tracker.poll()
+    assert complete.folder == folder and complete.obstype == "OBJECT" and not complete.problem
+
+
+def test_tracker_names_missing_otas(small_night, tmp_path):
+    night = next((small_night / "raw").iterdir())
+    folder = _copy_exposure(sorted(night.iterdir())[-1], tmp_path / night.name)
+    for path in sorted(folder.iterdir())[-2:]:
+        path.unlink()
+    clock = _Clock()
+    tracker = ArrivalTracker(tmp_path / night.name, settle=5.0, clock=clock)
+    tracker.poll()
+    clock.now = 6.0
+    [arrival] = tracker.poll()
+    assert "2 OTA file(s) missing" in arrival.problem
+
+
+def _replay(source_night: Path, target_night: Path, *, spacing: float, slow: str, log: dict) -> None:
+    """Copy exposures in order, ``spacing`` s apart; the exposure ``slow`` has one file written in 4 pieces."""
+    target_night.mkdir(parents=True)
+    for exposure in sorted(source_night.iterdir()):
+        folder = target_night / exposure.name
+        folder.mkdir()
+        files = sorted(exposure.iterdir())
+        for path in files[1:] if exposure.name == slow else files:
+            shutil.copy2(path, folder / path.name)
+        if exposure.name == slow:
+            data = files[0].read_bytes()
+            with open(folder / files[0].name, "wb") as fh:
+                for i in range(4):
+                    fh.write(data[i * len(data) // 4:(i + 1) * len(data) // 4])
+                    fh.flush()
+                    time.sleep(spacing)
+            log["slow_done"] = time.time()
+        time.sleep(spacing)
+
+
+@pytest.mark.fullsize
+def test_watch_reduces_every_science_exposure_of_a_replayed_night(tmp_path, podiflow_config):
+    source = tmp_path / "sim"
+    simulate_night("test-small", source, seed=11)
+    source_night = next((source / "raw").iterdir())
+    science = [p.name for p in sorted(source_night.iterdir())
+               if read_primary_header(next(p.iterdir()))["OBSTYPE"] == "OBJECT"]
+    slow = science[1]
+    podiflow_config(raw_dir=tmp_path / "raw", mastercals_dir=source / "mastercals", noqaplots="true")
+    log: dict = {}
+    replay = threading.Thread(target=_replay, args=(source_night, tmp_path / "raw" / source_night.name),
+                              kwargs={"spacing": 0.5, "slow": slow, "log": log})
+    lines: list[str] = []
+    replay.start()
+    code = watch_night(source_night.name, WatchSettings(workers=1, settle=2.0, poll=0.5, idle_exit=8.0),
+                       say=lines.append)
+    replay.join()
+    assert code == 0
+    view = tmp_path / "work" / "watch" / "raw" / source_night.name
+    assert view.joinpath(slow).lstat().st_mtime >= log["slow_done"]  # linked only after its last piece
+    summary = Table.read(out_root() / source_night.name / "summary.ecsv")
+    reduced = {row["obsid"] for row in summary if row["status"] == "reduced"}
+    assert set(science) <= reduced
+    assert sum(line.startswith("podiflow: ") for line in lines) == len(science)
