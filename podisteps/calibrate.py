@@ -27,6 +27,7 @@ import numpy as np
 from astropy.io import fits
 
 from .assemble import MASK_BITS
+from .errors import PodiflowError
 from .instrument import CELL_IDS, CellGeometry, ota_position
 
 __all__ = [
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 
-class CalibrationError(ValueError):
+class CalibrationError(PodiflowError, ValueError):
     """A calibration file that does not fit the frame being reduced; the message names the file."""
 
 

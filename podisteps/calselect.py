@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from .errors import PodiflowError
+
 __all__ = ["MasterCandidate", "NoCalibrationError", "select_master", "night_distance"]
 
 
@@ -44,7 +46,7 @@ class MasterCandidate:
     path: str = ""
 
 
-class NoCalibrationError(LookupError):
+class NoCalibrationError(PodiflowError, LookupError):
     """No master fits an exposure; the message gives the criteria and the rejected candidates."""
 
 

@@ -21,6 +21,7 @@ from astropy.io import fits
 
 from . import instrument
 from .atomic import atomic_path, write_fits_atomic
+from .errors import PodiflowError
 
 __all__ = [
     "RawFormatError",
@@ -51,7 +52,7 @@ REQUIRED_PRIMARY_KEYS = (
 )
 
 
-class RawFormatError(ValueError):
+class RawFormatError(PodiflowError, ValueError):
     """A raw file or exposure folder that is not valid ODI raw data; the message names the file."""
 
 

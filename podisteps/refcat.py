@@ -39,6 +39,7 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 
 from .astrometry import unit_vectors
+from .errors import PodiflowError
 
 __all__ = [
     "BANDS",
@@ -90,7 +91,7 @@ ONLINE_PROVIDERS = {
 }
 
 
-class NetworkDisabledError(RuntimeError):
+class NetworkDisabledError(PodiflowError, RuntimeError):
     """An online catalogue was asked for while network access is off."""
 
 

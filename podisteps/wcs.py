@@ -17,6 +17,8 @@ import re
 from astropy.coordinates import Angle
 from astropy.io import fits
 
+from .errors import PodiflowError
+
 __all__ = [
     "WCSKeywordError",
     "pointing_from_header",
@@ -35,7 +37,7 @@ WCS_CARD_RE = re.compile(
 _RAW_WCS_RE = re.compile(r"^(WAT\d_\d{3}|WCSDIM|LTM\d_\d|WAXMAP\d\d|PV[12]_\d+|RADECSYS)$")
 
 
-class WCSKeywordError(ValueError):
+class WCSKeywordError(PodiflowError, ValueError):
     """A header lacks the pointing or holds one that cannot be parsed."""
 
 

@@ -110,3 +110,19 @@ def test_each_variant_records_its_options_once(tmp_path, podiflow_config):
     assert luigi.build([task], local_scheduler=True, log_level="WARNING")
     assert json.loads(variant_record(task.variant).read_text()) == options
     assert variant_record(task.variant).parent == tmp_path / "work" / "variants"
+
+
+def test_every_podiflow_error_shares_one_base_and_keeps_its_builtin():
+    from podisteps.calibrate import CalibrationError
+    from podisteps.calselect import NoCalibrationError
+    from podisteps.errors import PodiflowError
+    from podisteps.rawio import RawFormatError
+    from podisteps.refcat import NetworkDisabledError
+    from podisteps.wcs import WCSKeywordError
+    from workflows.options import OptionError
+    from workflows.saturation import ExposureError
+
+    for cls, builtin in [(CalibrationError, ValueError), (NoCalibrationError, LookupError),
+                         (RawFormatError, ValueError), (NetworkDisabledError, RuntimeError),
+                         (WCSKeywordError, ValueError), (OptionError, ValueError), (ExposureError, RuntimeError)]:
+        assert issubclass(cls, PodiflowError) and issubclass(cls, builtin), cls

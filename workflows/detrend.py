@@ -29,6 +29,7 @@ from podisteps import wcs as wcs_step
 from podisteps.assemble import MASK_BITS, assemble_ota
 from podisteps.background import sample_sky_boxes, sky_statistics
 from podisteps.calselect import NoCalibrationError
+from podisteps.errors import logger
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .calibrations import bpm_file, flat_type, resolve_calibrations
@@ -240,7 +241,7 @@ class DetrendOTA(PodiTask):
                 header["BPMFILE"] = (region_path.name, "bad-pixel regions applied")
                 header["BPMNIGN"] = (len(ignored), "region lines ignored (see the task log)")
                 for item in ignored:
-                    print(f"{region_path}:{item.line}: ignored: {item.reason}")
+                    logger.warning("%s:%s: ignored: %s", region_path, item.line, item.reason)
                 used_files["bpm"] = region_path
                 log["bpm"] = "successful"
             else:

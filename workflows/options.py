@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
+from podisteps.errors import PodiflowError
+
 __all__ = [
     "Option",
     "OPTIONS",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class OptionError(ValueError):
+class OptionError(PodiflowError, ValueError):
     """A bad option name or value; the message names the option."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from podisteps import persistency, rawio
+from podisteps.errors import PodiflowError, logger
 
 from .base import FitsTarget, PodiTask, provenance_cards
 from .paths import checkpoint_path, exposure_dir, night_index, night_of
@@ -31,7 +32,7 @@ __all__ = ["ExposureError", "SaturationCatalog", "SaturationExport", "persistenc
            "check_persistency_folder", "folder_catalogs", "raw_file", "exposure_record"]
 
 
-class ExposureError(RuntimeError):
+class ExposureError(PodiflowError, RuntimeError):
     """An exposure that cannot be reduced (the message names the file or folder and the problem)."""
 
 
@@ -87,7 +88,7 @@ def _scan(folder: str, signature: tuple) -> tuple:
             header = fits.getheader(path, 0)
             found.append((path, float(header["MJD-OBS"]), float(header["EXPTIME"])))
         except (OSError, KeyError, ValueError, TypeError):
-            print(f"{path}: not a saturation catalogue (unreadable, or no MJD-OBS/EXPTIME): ignored")
+            logger.warning("%s: not a saturation catalogue (unreadable, or no MJD-OBS/EXPTIME): ignored", path)
     return tuple(found)
 
 
