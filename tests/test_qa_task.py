@@ -126,3 +126,10 @@ def test_qa_plots_and_night_summary(night, small_night, capsys):
     assert _build([NightSummary(night=NIGHT)]).scheduling_succeeded
     table = Table.read(summary.output()["ecsv"].path)
     assert dict(zip(table["obsid"], table["status"]))[BROKEN] == "reduced"
+
+    # a rebuilt MEF gets its plots redrawn
+    drawn = os.stat(default.output().path).st_mtime_ns
+    mef.unlink()
+    assert not default.complete()
+    assert _build([default]).scheduling_succeeded
+    assert os.stat(default.output().path).st_mtime_ns > drawn and default.complete()

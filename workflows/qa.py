@@ -105,6 +105,14 @@ class QAPlots(PodiTask):
         mef = Path(self.requires()["mef"].output().path)
         return luigi.LocalTarget(str(mef.parent / f"{qaplots.output_stem(mef)}.qa.{self.identity}.json"))
 
+    def complete(self):
+        """The manifest exists and is not older than the MEF: a rebuilt MEF gets its plots redrawn."""
+        manifest, mef = Path(self.output().path), Path(self.requires()["mef"].output().path)
+        try:
+            return manifest.stat().st_mtime_ns >= mef.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+
     def run(self):
         opts = self.reduction_options
         inputs = self.input()
