@@ -7,7 +7,8 @@ import luigi
 import pytest
 from astropy.io import fits
 
-from workflows.base import FitsTarget, PodiTask, options_param, provenance_cards, variant_record
+from workflows.base import (FitsTarget, PodiTask, file_checksum, fingerprint, input_identity, options_param,
+                            provenance_cards, variant_record)
 from workflows.options import ReductionOptions
 
 
@@ -32,7 +33,8 @@ def source(tmp_path):
     return path
 
 
-def test_identity_tracks_options_upstream_and_external_files(source):
+def test_identity_tracks_options_upstream_and_external_files(source, tmp_path, podiflow_config):
+    podiflow_config(raw_dir=tmp_path / "raw")
     plain = _Product(source=str(source), options=options_param(ReductionOptions(), ["DetrendOTA"]))
     nonlin = _Product(source=str(source),
                       options=options_param(ReductionOptions().replace(nonlinearity="auto"), ["DetrendOTA"]))
@@ -43,11 +45,26 @@ def test_identity_tracks_options_upstream_and_external_files(source):
     assert fix.identity == plain.identity
     before = _Upstream(source=str(source)).identity
     st = source.stat()
-    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the input replaced in place
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, or copied again: same bytes
     luigi.task_register.Register.clear_instance_cache()  # a new scheduling run
+    assert _Upstream(source=str(source)).identity == before
+    source.write_bytes(source.read_bytes() + b"changed")  # the input replaced in place
+    luigi.task_register.Register.clear_instance_cache()
     assert _Upstream(source=str(source)).identity != before
     # the downstream product sees the new upstream id
     assert _Product(source=str(source), options=plain.options).identity != plain.identity
+
+
+def test_raw_frames_count_by_fingerprint_other_inputs_by_content(tmp_path, podiflow_config):
+    podiflow_config(raw_dir=tmp_path / "raw")
+    raw, cal = tmp_path / "o20131005T014745.0.33.fits", tmp_path / "bias_bin1.fits"
+    for path in (raw, cal):
+        fits.PrimaryHDU().writeto(path)
+    assert input_identity(raw) == fingerprint(raw)  # immutable raw data: one stat
+    assert input_identity(cal) == ["content", file_checksum(cal)]
+    copy = tmp_path / "copy.fits"
+    copy.write_bytes(cal.read_bytes())
+    assert input_identity(copy) == input_identity(cal)
 
 
 def test_atomic_fits_target_and_provenance(tmp_path, source, podiflow_config):
@@ -61,8 +78,8 @@ def test_atomic_fits_target_and_provenance(tmp_path, source, podiflow_config):
     assert target.exists() and os.listdir(tmp_path / "sub") == ["p.fits"]
     hdr = fits.getheader(target.path)
     assert hdr["PFTASK"] == "_Upstream" and hdr["PFID"] == task.identity
-    assert hdr["PFIN001"].endswith("raw.fits") and len(hdr["PFSUM001"]) == 40
-    assert [p.read_text() for p in (tmp_path / "work" / ".checksums").rglob("*.sha1")] == [hdr["PFSUM001"]]
+    assert hdr["PFIN001"].endswith("raw.fits") and len(hdr["PFSUM001"]) == 32
+    assert [p.read_text() for p in (tmp_path / "work" / ".checksums").rglob("*.xxh3")] == [hdr["PFSUM001"]]
     source.write_bytes(source.read_bytes() + b"changed")  # a new state of the file: hashed again
     assert dict((k, v) for k, v, _ in provenance_cards(task, {"raw": source}))["PFSUM001"] != hdr["PFSUM001"]
 
@@ -79,7 +96,8 @@ def test_progress_is_safe_outside_a_worker(source):
     _Upstream(source=str(source)).progress(50, "half way")
 
 
-def test_tasks_show_a_short_variant_instead_of_their_options(source):
+def test_tasks_show_a_short_variant_instead_of_their_options(source, tmp_path, podiflow_config):
+    podiflow_config(raw_dir=tmp_path / "raw")
     opts = ReductionOptions().replace(nonlinearity="auto")
     task = _Product(source=str(source), options=options_param(opts, ["DetrendOTA"]))
     other = _Product(source=str(source), options=options_param(ReductionOptions(), ["DetrendOTA"]))

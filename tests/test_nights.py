@@ -71,7 +71,8 @@ def test_status_and_invalidate_after_a_flat_replaced_in_place(small_night, podif
     flat.parent.mkdir()
     shutil.copy(flat_task.output().path, flat)
     shutil.rmtree(work_root())  # start from nothing but that file
-    podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals", flat=str(flat),
+    mastercals = shutil.copytree(small_night / "mastercals", tmp_path / "mastercals")
+    podiflow_config(raw_dir=small_night / "raw", mastercals_dir=mastercals, flat=str(flat),
                     work_dir=tmp_path / "work", out_dir=tmp_path / "out")
     science = night_index(NIGHT).select(obstype="OBJECT")
     r_band = [e.obsid for e in science if e.filter == "odi_r"]
@@ -84,6 +85,13 @@ def test_status_and_invalidate_after_a_flat_replaced_in_place(small_night, podif
     assert " 0 stale" in out and "failed" in out and "odi_r" in out  # the failure names the filter mismatch
 
     before = _mtimes(tmp_path / "work") | _mtimes(tmp_path / "out")
+    for path in [flat, *(p for p in mastercals.rglob("*") if p.is_file())]:
+        os.utime(path)  # touched, or copied again: the same bytes change nothing
+    luigi.task_register.Register.clear_instance_cache()
+    assert luigi.build([first], local_scheduler=True, log_level="CRITICAL")
+    products = {p: m for p, m in (_mtimes(tmp_path / "work") | _mtimes(tmp_path / "out")).items()
+                if "/.checksums/" not in p}
+    assert products == {p: m for p, m in before.items() if "/.checksums/" not in p}
     with fits.open(flat) as hdul:  # the user re-makes the flat in place
         for h in hdul:
             if h.name.endswith(".SCI"):
@@ -91,6 +99,8 @@ def test_status_and_invalidate_after_a_flat_replaced_in_place(small_night, podif
         hdul.writeto(flat, overwrite=True)
     future = datetime.datetime.now().timestamp() + 5
     os.utime(flat, (future, future))
+    luigi.task_register.Register.clear_instance_cache()
+    assert not ReduceExposure(obsid=r_band[0]).requires()[0].complete()  # its MEF is superseded
     downstream = (".detrend.", ".fpsamples.", ".focalplane.")  # the flat's readers and theirs, and the MEF
     stale_expected = {p for p in before if r_band[0] in p and (any(s in p for s in downstream)
                                                               or p.endswith(f"{r_band[0]}.fits"))}

@@ -19,11 +19,13 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 import luigi
+import xxhash
 from luigi.parameter import ParameterVisibility
 from astropy.io import fits
 
 from podisteps import __version__
 from podisteps.atomic import write_fits_atomic, write_text_atomic
+from podisteps.rawio import OTA_FILE_RE
 
 from .options import OPTIONS, ReductionOptions
 from .paths import work_root
@@ -34,7 +36,10 @@ __all__ = [
     "fingerprint",
     "file_checksum",
     "cached_checksum",
+    "input_identity",
     "provenance_cards",
+    "options_variant",
+    "variant_record",
     "options_param",
     "ID_LENGTH",
 ]
@@ -51,33 +56,54 @@ def fingerprint(path: str | os.PathLike) -> list:
 
 
 def file_checksum(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
-    """Return the SHA-1 hex digest of a file's content (for provenance; read in 4 MiB chunks)."""
-    h = hashlib.sha1()
+    """Return the XXH3-128 hex digest of a file's content (for provenance and identity; 4 MiB chunks).
+
+    XXH3 reads several GB/s, ten times SHA-1 here, and inputs are gigabytes per exposure; it guards against
+    changed files, not against tampering.
+    """
+    h = xxhash.xxh3_128()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
 
 
+#: Digests already looked up in this process, by file state.
+_DIGESTS: dict = {}
+
+
 def cached_checksum(path: str | os.PathLike) -> str:
     """:func:`file_checksum` remembered per file state (path, size, mtime) in ``<work>/.checksums/``.
 
-    A master MEF read by every OTA of every exposure is hashed once, not once per task (it was a third of
-    a full-size exposure's CPU time). The cache is a file per input, written atomically; a changed file
-    has another fingerprint and is hashed again.
+    A master MEF read by every OTA of every exposure is hashed once, not once per task. The cache is a file
+    per input state, written atomically; a changed or touched file has another state and is hashed again.
     """
-    from .paths import work_root  # paths imports this module's neighbours
-
-    state = fingerprint(path)
+    state = tuple(fingerprint(path))
+    digest = _DIGESTS.get(state)
+    if digest is not None:
+        return digest
     key = hashlib.sha1(json.dumps(state).encode()).hexdigest()
-    entry = work_root() / ".checksums" / key[:2] / f"{key}.sha1"
+    entry = work_root() / ".checksums" / key[:2] / f"{key}.xxh3"
     try:
-        return entry.read_text().strip()
+        digest = entry.read_text().strip()
     except OSError:
         digest = file_checksum(path)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(digest, entry)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(digest, entry)
+    _DIGESTS[state] = digest
     return digest
+
+
+def input_identity(path: str | os.PathLike) -> list:
+    """What of an external input enters a product's identity.
+
+    Raw OTA frames are immutable once written: their fingerprint (path, size, mtime) stands for them and
+    costs one stat. Every other input (mastercals, ``-cals`` masters, templates, reference catalogues) counts
+    by its content, so a touched or re-copied file with the same bytes changes no identity.
+    """
+    if OTA_FILE_RE.match(Path(path).name):
+        return fingerprint(path)
+    return ["content", cached_checksum(path)]
 
 
 def provenance_cards(task: "PodiTask", inputs: dict) -> list:
@@ -94,7 +120,7 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
     -------
     list of tuple
         ``(keyword, value, comment)``: ``PFVERS``, ``PFTASK``, ``PFID``, ``PFPARAMS`` (JSON), and per
-        input ``PFINnnn`` (role:path) with ``PFSUMnnn`` (SHA-1). No time stamp: a product rebuilt from the
+        input ``PFINnnn`` (role:path) with ``PFSUMnnn`` (XXH3-128, :func:`file_checksum`). No time stamp: a product rebuilt from the
         same inputs is byte-identical (the file's mtime says when it was written).
     """
     cards = [
@@ -108,7 +134,7 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
         for path in paths if isinstance(paths, (list, tuple)) else [paths]:
             n += 1
             cards.append((f"PFIN{n:03d}", f"{role}:{Path(path).resolve()}", ""))
-            cards.append((f"PFSUM{n:03d}", cached_checksum(path), "SHA-1 of PFIN"))
+            cards.append((f"PFSUM{n:03d}", cached_checksum(path), "XXH3-128 of PFIN"))
     return cards
 
 
@@ -212,7 +238,7 @@ class PodiTask(luigi.Task):
 
     @cached_property
     def identity(self) -> str:
-        """Short hash of family, parameters, upstream identities and external input fingerprints."""
+        """Short hash of family, parameters, upstream identities and external inputs (:func:`input_identity`)."""
         upstream = sorted(
             t.identity for t in luigi.task.flatten(self.requires()) if isinstance(t, PodiTask)
         )
@@ -220,7 +246,7 @@ class PodiTask(luigi.Task):
             "family": self.get_task_family(),
             "params": self.to_str_params(only_significant=True),
             "upstream": upstream,
-            "external": [fingerprint(p) for p in self.external_inputs()],
+            "external": [input_identity(p) for p in self.external_inputs()],
         }
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:ID_LENGTH]

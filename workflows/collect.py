@@ -20,8 +20,10 @@ checkpoints when nothing changes them, so an exposure never sits in memory whole
 
 from __future__ import annotations
 
+import hashlib
 import math
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import luigi
 import numpy as np
@@ -32,6 +34,7 @@ from astropy.table import Table, vstack
 from astropy.time import Time
 
 from podisteps import __version__, almanac, astrometry, instrument, mef
+from podisteps.atomic import write_text_atomic
 from podisteps.photflat import apply_photflat
 from podisteps.background import sky_statistics
 from podisteps.wcs import WCS_CARD_RE
@@ -41,7 +44,7 @@ from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .detrend import REDUCTION_LOG_KEYS
 from .saturation import exposure_record
 from .focalplane import FOCAL_FAMILIES, FocalPlaneCorrections, image_task
-from .paths import night_of, out_root
+from .paths import checkpoint_path, night_of, out_root
 from .photometry import FAMILIES as PHOTCAL_FAMILIES
 from .photometry import RadialZP, photometry_task
 
@@ -154,6 +157,20 @@ class CollectCells(PodiTask):
             return FitsTarget(self.output_path)
         return FitsTarget(str(out_root() / night_of(self.obsid) / self.obsid / f"{self.obsid}.fits"))
 
+    def identity_record(self) -> Path:
+        """``<work>/<night>/<obsid>/collect/<obsid>.collect.<identity>.<where>.done``, written after the MEF.
+
+        The final MEF's name carries no identity, so this record says which identity the file at
+        ``output().path`` (``where``: a short hash of that path) was made with.
+        """
+        where = hashlib.sha1(self.output().path.encode()).hexdigest()[:8]
+        return checkpoint_path(self.obsid, self.stage, f"{self.identity}.{where}", suffix=".done")
+
+    def complete(self):
+        """The MEF exists and was made with this identity; one made from other inputs or options (say with a
+        master borrowed from another night before the night's own was complete) is superseded and rebuilt."""
+        return self.output().exists() and self.identity_record().exists()
+
     @contextmanager
     def opened_inputs(self):
         """Yield ``(opened OTA products, {"fixwcs"|"photcal"|"focalplane": HDUList})``, closed afterwards."""
@@ -180,6 +197,9 @@ class CollectCells(PodiTask):
             hdul = self.build_hdulist(opened, extra)
             self.progress(60, f"{self.obsid}: writing {self.output().path}")
             self.output().write_hdulist(self.for_writing(hdul))
+        record = self.identity_record()
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.output().path + "\n", record)
 
     def for_writing(self, hdul: fits.HDUList) -> fits.HDUList:
         """``hdul`` as written: image extensions Rice-compressed with ``-fpack``."""
