@@ -3,14 +3,19 @@
 import shutil
 import threading
 import time
+import tomllib
 from pathlib import Path
 
+import luigi
 import pytest
 from astropy.table import Table
 
+from podisteps.packagedata import configs_dir
 from podisteps.rawio import read_primary_header
 from podisteps.simulate import simulate_night
-from workflows.paths import out_root
+from workflows import cli
+from workflows.night import ReduceExposure
+from workflows.paths import night_index, out_root
 from workflows.watch import ArrivalTracker, WatchSettings, watch_night
 
 
@@ -111,3 +116,45 @@ def test_watch_reduces_every_science_exposure_of_a_replayed_night(tmp_path, podi
     reduced = {row["obsid"] for row in summary if row["status"] == "reduced"}
     assert set(science) <= reduced
     assert sum(line.startswith("podiflow: ") for line in lines) == len(science)
+
+
+def _night_spec(*, start: str, kinds: tuple) -> dict:
+    """The test-small spec moved to ``start``, with its sequences of ``kinds`` in that order (no late field)."""
+    spec = tomllib.loads((configs_dir() / "nights" / "test-small.toml").read_text())
+    spec["night"]["start"] = start
+    sequences = [s for s in spec["sequence"] if "start" not in s]
+    spec["sequence"] = [s for kind in kinds for s in sequences if s["type"] == kind]
+    return spec
+
+
+@pytest.mark.fullsize
+def test_watch_borrows_masters_until_the_night_has_its_own_then_reduce_rebuilds_those(tmp_path, podiflow_config,
+                                                                                       capsys):
+    sim = tmp_path / "sim"
+    simulate_night(_night_spec(start="2013-10-05T01:30:00", kinds=("bias", "dark", "dflat")), sim, seed=7)
+    simulate_night(_night_spec(start="2013-10-06T01:30:00", kinds=("bias", "dark", "object", "dflat")), sim, seed=7)
+    before, night = sorted(p.name for p in (sim / "raw").iterdir())
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / before).symlink_to(sim / "raw" / before, target_is_directory=True)
+    podiflow_config(raw_dir=tmp_path / "raw", mastercals_dir=sim / "mastercals", noqaplots="true")
+    replay = threading.Thread(target=_replay, args=(sim / "raw" / night, tmp_path / "raw" / night),
+                              kwargs={"spacing": 0.2, "slow": "", "log": {}})
+    replay.start()
+    lines: list[str] = []
+    assert watch_night(night, WatchSettings(workers=1, settle=1.5, poll=0.5, idle_exit=8.0), say=lines.append) == 0
+    replay.join()
+    science = [e.obsid for e in night_index(night).select(obstype="OBJECT")]
+    assert len(science) == 4 and sum(line.startswith("podiflow: ") and "reduced" in line for line in lines) == 4
+    mefs = {obsid: out_root() / night / obsid / f"{obsid}.fits" for obsid in science}
+    made = {obsid: mef.stat().st_mtime_ns for obsid, mef in mefs.items()}
+
+    # the night's own flats came after its science: every MEF was made with the night before's flats
+    capsys.readouterr()
+    cli.podiflow_main(["status", night])
+    superseded = {line.split()[1] for line in capsys.readouterr().out.splitlines()
+                  if line.strip().startswith("superseded")}
+    assert superseded == {str(m) for m in mefs.values()}
+    assert cli.podiflow_main(["reduce", night, "--workers", "1"]) == 0
+    assert all(mefs[o].stat().st_mtime_ns > made[o] for o in science)  # rebuilt with the night's own masters
+    luigi.task_register.Register.clear_instance_cache()
+    assert all(ReduceExposure(obsid=o).requires()[0].complete() for o in science)

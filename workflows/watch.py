@@ -193,11 +193,32 @@ def watch_night(night: str, settings: WatchSettings, *, say=print) -> int:
 
     source = raw_root() / night
     view_root = work_root() / "watch" / "raw"
+    _link_other_nights(raw_root(), view_root, night)
     tracker = ArrivalTracker(source, settings.settle)
-    luigi.configuration.get_config().set("podiflow", "raw_dir", str(view_root))
+    config = luigi.configuration.get_config()
+    configured_raw = config.get("podiflow", "raw_dir", "raw")
+    config.set("podiflow", "raw_dir", str(view_root))
     luigi.task_register.Register.clear_instance_cache()
     say(f"podiflow watch: night {night}: watching {source} (settle {settings.settle:g} s); "
         f"stop with Ctrl-C or {settings.stop_file or 'a stop file'}")
+    try:
+        return _watch_loop(night, tracker, view_root, settings, say)
+    finally:
+        config.set("podiflow", "raw_dir", configured_raw)
+        luigi.task_register.Register.clear_instance_cache()
+
+
+def _link_other_nights(raw: Path, view_root: Path, night: str) -> None:
+    """Link every other night of the raw root into the view: masters may be borrowed from them."""
+    view_root.mkdir(parents=True, exist_ok=True)
+    for other in raw.iterdir() if raw.is_dir() else ():
+        link = view_root / other.name
+        if other.name != night and other.is_dir() and not link.is_symlink():
+            link.symlink_to(other.resolve(), target_is_directory=True)
+
+
+def _watch_loop(night: str, tracker: ArrivalTracker, view_root: Path, settings: WatchSettings, say) -> int:
+    """Poll, link and reduce until stopped (see :func:`watch_night`)."""
     last_news = time.monotonic()
     try:
         while not (settings.stop_file and settings.stop_file.exists()):
