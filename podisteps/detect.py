@@ -70,7 +70,7 @@ from .simulate.psf import Moffat
 
 __all__ = ["APERTURE_DIAMETERS", "CATALOG_COLUMNS", "FLAG_BITS", "MAX_MASKED_FRACTION", "PSF_BETA", "source_catalog",
            "source_positions", "half_light_radius", "half_light_table", "fwhm_from_half_light_radius",
-           "merge_converged", "point_sources", "clean_rows"]
+           "merge_converged", "point_sources", "clean_rows", "windowed_centroids"]
 
 #: Aperture diameters, arcsec (QuickReduce's ``MAG_D20 ... MAG_D120``).
 APERTURE_DIAMETERS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0)
@@ -260,6 +260,70 @@ def point_sources(catalog: Table) -> np.ndarray:
     return good & (np.abs(fwhm / locus - 1.0) <= STELLAR_LOCUS_HALF_WIDTH)
 
 
+def _mirror_filled(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg_id: int, x: float, y: float,
+                   half: int):
+    """A ``(2 half + 1)``-px square stamp of ``sub`` around the nearest pixel to ``(x, y)`` in which each
+    masked pixel, and each pixel of another source's segment, takes the value of its mirror image through
+    that pixel where the mirror is usable (SExtractor's ``MASK_TYPE CORRECT``); off-image pixels count as
+    masked. Returns the stamp and the 0-based image position of its pixel ``(0, 0)``."""
+    ny, nx = sub.shape
+    ix, iy = int(round(x)), int(round(y))
+    rows, cols = np.arange(iy - half, iy + half + 1), np.arange(ix - half, ix + half + 1)
+    r_in, c_in = (rows >= 0) & (rows < ny), (cols >= 0) & (cols < nx)
+    stamp = np.zeros((rows.size, cols.size), np.float32)
+    masked = np.ones(stamp.shape, bool)
+    block = np.ix_(rows[r_in], cols[c_in])
+    seg = segmap[block]
+    stamp[np.ix_(r_in, c_in)] = sub[block]
+    masked[np.ix_(r_in, c_in)] = bad[block] | ((seg != 0) & (seg != seg_id))
+    mirror, mirror_masked = stamp[::-1, ::-1], masked[::-1, ::-1]
+    fill = masked & ~mirror_masked
+    stamp[fill] = mirror[fill]
+    return stamp, (ix - half, iy - half)
+
+
+def windowed_centroids(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg_id, x, y,
+                       sig) -> tuple[np.ndarray, np.ndarray]:
+    """Windowed centroids (``sep.winpos``), with masked and neighbours' pixels in a window mirror-filled.
+
+    A masked pixel or a neighbour's light inside the window pulls the centroid (by up to 5 px beside a
+    cell gap or on a bright star's wing at full size); those sources are centred again on a stamp whose
+    masked and neighbour pixels take their mirror images' values through the first centroid
+    (:func:`_mirror_filled`). A centroid that fails or moves more than ``2 sig + 1`` px from ``(x, y)``
+    stays at ``(x, y)``.
+
+    Parameters
+    ----------
+    sub, bad : numpy.ndarray
+        Background-subtracted image (zero at masked pixels), ADU, and its mask, shape ``(ny, nx)``.
+    segmap : numpy.ndarray
+        sep's segmentation map (int32, 0 = sky), shape ``(ny, nx)``.
+    seg_id : numpy.ndarray
+        Each source's segment number in ``segmap``, shape ``(n,)``.
+    x, y, sig : numpy.ndarray
+        0-based starting positions and Gaussian window sigmas, px, shape ``(n,)``.
+
+    Returns
+    -------
+    xw, yw : numpy.ndarray
+        0-based centroids, px, shape ``(n,)``.
+    """
+    xw, yw, flag = sep.winpos(sub, x, y, sig, mask=bad)
+    _, _, touched = sep.sum_circle(np.ones(sub.shape, np.float32), x, y, 4.0 * sig, mask=bad, segmap=segmap,
+                                   seg_id=np.asarray(seg_id, np.int32), subpix=0)
+    for i in np.flatnonzero(touched & (sep.APER_HASMASKED | sep.APER_TRUNC)):
+        cx, cy = (xw[i], yw[i]) if flag[i] == 0 and np.isfinite(xw[i] + yw[i]) else (x[i], y[i])
+        for _ in range(2):
+            stamp, (x0, y0) = _mirror_filled(sub, bad, segmap, seg_id[i], cx, cy, int(math.ceil(4.0 * sig[i])) + 2)
+            sx, sy, sflag = sep.winpos(stamp, [cx - x0], [cy - y0], [sig[i]])
+            if sflag[0] != 0 or not np.isfinite(sx[0] + sy[0]):
+                break
+            cx, cy = sx[0] + x0, sy[0] + y0
+        xw[i], yw[i], flag[i] = cx, cy, 0
+    moved = (flag != 0) | ~np.isfinite(xw) | ~np.isfinite(yw) | (np.hypot(xw - x, yw - y) > 2.0 * sig + 1.0)
+    return np.where(moved, x, xw), np.where(moved, y, yw)
+
+
 def _aperture_photometry(sub, bad, rms, x, y, *, radius: float, gain: float):
     """Flux over the unmasked pixels of circles of ``radius`` px: magnitude, error, masked fraction of the
     area (0 for complete apertures); magnitude 99 above :data:`MAX_MASKED_FRACTION`.
@@ -349,9 +413,11 @@ def source_catalog(
     sub -= back
     sub[bad] = 0.0
     sep.set_extract_pixstack(max(sep.get_extract_pixstack(), image.size // 10))
-    objs = sep.extract(sub, thresh, err=rms, mask=bad, minarea=minarea, filter_kernel=None, deblend_nthresh=32,
-                       deblend_cont=0.1, clean=True, clean_param=1.0)
-    objs = objs[(objs["a"] > 0) & (objs["b"] > 0)]
+    objs, segmap = sep.extract(sub, thresh, err=rms, mask=bad, minarea=minarea, filter_kernel=None,
+                               deblend_nthresh=32, deblend_cont=0.1, clean=True, clean_param=1.0,
+                               segmentation_map=True)
+    seg_id = np.flatnonzero((objs["a"] > 0) & (objs["b"] > 0)) + 1
+    objs = objs[seg_id - 1]
     if len(objs) == 0:
         return table
     x, y, a, b, theta = (np.asarray(objs[k], float) for k in ("x", "y", "a", "b", "theta"))
@@ -360,9 +426,7 @@ def source_catalog(
     # windowed centroids from a first half-light radius
     r_half = half_light_radius(sub, x, y, a, mask=bad)
     sig = np.maximum(2.0 * np.nan_to_num(r_half, nan=1.0) / 2.35, MIN_WINDOW_SIGMA)
-    xw, yw, wflag = sep.winpos(sub, x, y, sig, mask=bad)
-    moved = (wflag != 0) | ~np.isfinite(xw) | ~np.isfinite(yw) | (np.hypot(xw - x, yw - y) > 2.0 * sig + 1.0)
-    xw, yw = np.where(moved, x, xw), np.where(moved, y, yw)
+    xw, yw = windowed_centroids(sub, bad, segmap, seg_id, x, y, sig)
     inside = (xw > -0.5) & (xw < nx - 0.5) & (yw > -0.5) & (yw < ny - 0.5)
     inside[inside] = merge_converged(xw[inside], yw[inside], sig[inside], objs["flux"][inside])
     objs, x, y, a, b, theta, xw, yw = (v[inside] for v in (objs, x, y, a, b, theta, xw, yw))
