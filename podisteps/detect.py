@@ -31,9 +31,10 @@ apertures of 2, 3, 4, 5, 6, 8, 10, 12 arcsec **diameter**. The output has the co
   gets bit 32, and the magnitude is ``99`` only when more than :data:`MAX_MASKED_FRACTION` of the area is
   missing. Calibrations use only apertures with ``MASKFRAC`` 0.
 - Deblending twins: sep's deblended children of one peak (a cosmic ray, a noise peak on a star's wing) can
-  move onto the same windowed centroid; rows whose windowed centroids lie within one window ``sigma`` of
-  a brighter row's are dropped (:func:`merge_converged`). Two real stars 1" apart are 9 full-size pixels
-  apart, far more than the window (about 3-4 px at 0.8-0.9" seeing).
+  move onto the same windowed centroid; rows whose windowed centroids lie within
+  :data:`MERGE_RADIUS_SIGMA` window sigmas (at least :data:`MIN_MERGE_RADIUS_PX`) of a brighter row's are
+  dropped (:func:`merge_converged`). Two real stars 1" apart are 9 full-size pixels apart, far more than
+  that (1.7 px at 0.8-0.9" seeing).
 
 ``FLAGS`` (SExtractor's bit meanings):
 
@@ -80,6 +81,13 @@ FLAG_BITS = {"BLENDED": 2, "SATURATED": 4, "TRUNCATED": 8, "MASKED": 16, "PARTIA
 
 #: Largest masked (or off-image) fraction of a circular aperture that still gives a magnitude.
 MAX_MASKED_FRACTION = 0.5
+
+#: Deblended children whose windowed centroids lie within this many window sigmas of a brighter one's
+#: are twins of it (:func:`merge_converged`): 1.7 px at full size and 0.8-0.9" seeing.
+MERGE_RADIUS_SIGMA = 0.5
+
+#: ... and within this many pixels in any case (twins of cosmic rays, whose windows are narrow), px.
+MIN_MERGE_RADIUS_PX = 1.5
 
 #: Point sources: largest ``ELONGATION`` (a / b).
 MAX_STAR_ELONGATION = 1.5
@@ -287,9 +295,9 @@ def windowed_centroids(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg
     """Windowed centroids (``sep.winpos``), with masked and neighbours' pixels in a window mirror-filled.
 
     A masked pixel or a neighbour's light inside the window pulls the centroid (by up to 5 px beside a
-    cell gap or on a bright star's wing at full size); those sources are centred again on a stamp whose
-    masked and neighbour pixels take their mirror images' values through the first centroid
-    (:func:`_mirror_filled`). A centroid that fails or moves more than ``2 sig + 1`` px from ``(x, y)``
+    cell gap or on a bright star's wing at full size); those sources are centred again, from ``(x, y)``,
+    on stamps whose masked and neighbour pixels take their mirror images' values through the current
+    centroid (:func:`_mirror_filled`, three iterations). A centroid that fails or moves more than ``2 sig + 1`` px from ``(x, y)``
     stays at ``(x, y)``.
 
     Parameters
@@ -312,8 +320,8 @@ def windowed_centroids(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg
     _, _, touched = sep.sum_circle(np.ones(sub.shape, np.float32), x, y, 4.0 * sig, mask=bad, segmap=segmap,
                                    seg_id=np.asarray(seg_id, np.int32), subpix=0)
     for i in np.flatnonzero(touched & (sep.APER_HASMASKED | sep.APER_TRUNC)):
-        cx, cy = (xw[i], yw[i]) if flag[i] == 0 and np.isfinite(xw[i] + yw[i]) else (x[i], y[i])
-        for _ in range(2):
+        cx, cy = x[i], y[i]
+        for _ in range(3):
             stamp, (x0, y0) = _mirror_filled(sub, bad, segmap, seg_id[i], cx, cy, int(math.ceil(4.0 * sig[i])) + 2)
             sx, sy, sflag = sep.winpos(stamp, [cx - x0], [cy - y0], [sig[i]])
             if sflag[0] != 0 or not np.isfinite(sx[0] + sy[0]):
@@ -428,7 +436,8 @@ def source_catalog(
     sig = np.maximum(2.0 * np.nan_to_num(r_half, nan=1.0) / 2.35, MIN_WINDOW_SIGMA)
     xw, yw = windowed_centroids(sub, bad, segmap, seg_id, x, y, sig)
     inside = (xw > -0.5) & (xw < nx - 0.5) & (yw > -0.5) & (yw < ny - 0.5)
-    inside[inside] = merge_converged(xw[inside], yw[inside], sig[inside], objs["flux"][inside])
+    merge_radius = np.maximum(MERGE_RADIUS_SIGMA * sig[inside], MIN_MERGE_RADIUS_PX)
+    inside[inside] = merge_converged(xw[inside], yw[inside], merge_radius, objs["flux"][inside])
     objs, x, y, a, b, theta, xw, yw = (v[inside] for v in (objs, x, y, a, b, theta, xw, yw))
     r_half = half_light_radius(sub, xw, yw, a, mask=bad)
 
