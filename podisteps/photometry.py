@@ -33,7 +33,7 @@ import numpy as np
 from astropy.table import Table
 
 from .astrometry import match_nearest, tangent_plane
-from .detect import APERTURE_DIAMETERS
+from .detect import APERTURE_DIAMETERS, clean_rows
 from .packagedata import load_toml
 from .stats import three_sigma_clip
 
@@ -386,7 +386,7 @@ def photcalib(
         result.reason = f"reference catalogue {catalog_name} has no {'/'.join(missing)} magnitudes"
         return result
 
-    src = odi_cat[np.asarray(odi_cat["FLAGS"]) == 0]
+    src = odi_cat[clean_rows(odi_cat)]
     usable = ref[np.isfinite(np.asarray(ref[f"mag_{band}"], float))]
     i1, i2, _ = match_nearest(src["RA"], src["DEC"], usable["ra"], usable["dec"],
                               radius_arcsec=match_radius_arcsec)
@@ -397,7 +397,8 @@ def photcalib(
     matched = _photref_table(src[i1], usable[i2], prefix)
     result.seeing, result.seeing_n = float(np.median(matched["ODI_FWHM"])), len(matched)
     result.aperture = choose_aperture(result.seeing)
-    valid = np.asarray(matched[result.mag_column] < BAD_MAG_LIMIT)
+    valid = np.asarray(matched[result.mag_column] < BAD_MAG_LIMIT) & clean_rows(src[i1],
+                                                                                 aperture=_aperture_id(result.aperture))
     result.photref = matched[valid]
     calib = result.photcalib = _calibration_table(result.photref, usable[i2][valid], prefix=prefix, band=band,
                                                   term=term, exptime=exptime, mag_column=result.mag_column)

@@ -86,11 +86,13 @@ def mef_contents(*, otas=(22, 33), stars_per_ota: int = 40, npix: int = 512, sca
         x, y = rng.uniform(20, npix - 20, (2, stars_per_ota))
         ra, dec = header_wcs(hdr).all_pix2world(x, y, 1)
         rows.append(Table({"RA": ra, "DEC": dec, "X": x, "Y": y, "OTA": np.full(stars_per_ota, ota),
-                           "FWHM_WORLD": rng.normal(1.0, 0.08, stars_per_ota), "FLAGS": np.zeros(stars_per_ota, int),
+                           "FWHM_WORLD": rng.normal(1.0, 0.05, stars_per_ota), "FLAGS": np.zeros(stars_per_ota, int),
+                           "ELONGATION": rng.uniform(1.0, 1.1, stars_per_ota),
                            "MAGERR_AUTO": rng.uniform(0.002, 0.05, stars_per_ota),
                            "THETAWIN_IMAGE": rng.uniform(-90, 90, stars_per_ota),
                            "ELLIPTICITY": rng.uniform(0.0, 0.12, stars_per_ota)}))
     odi = vstack(rows)
+    odi["FWHM_IMAGE"] = odi["FWHM_WORLD"] / scale
     matched = odi[::2]
     noise = rng.normal(0, 0.08 / 3600, (2, len(matched)))
     wcscal = Table({"ODI_RA": matched["RA"], "ODI_DEC": matched["DEC"], "REF_RA": matched["RA"] + noise[0],

@@ -9,7 +9,8 @@ from astropy.io import fits
 from scipy.special import erf
 
 from podisteps.astrometry import header_wcs, sky_offsets
-from podisteps.detect import APERTURE_DIAMETERS, CATALOG_COLUMNS, FLAG_BITS, source_catalog, source_positions
+from podisteps.detect import (APERTURE_DIAMETERS, CATALOG_COLUMNS, FLAG_BITS, MAX_MASKED_FRACTION, merge_converged,
+                              source_catalog, source_positions)
 
 SCALE = 0.5  # arcsec/px
 SIGMA = 1.5  # px
@@ -123,8 +124,52 @@ def test_flags_saturation_and_masked_pixels():
     assert flags[0] == 0
     assert flags[1] & FLAG_BITS["MASKED"] and flags[3] & FLAG_BITS["MASKED"]
     assert flags[2] & FLAG_BITS["SATURATED"]
-    # incomplete apertures are not reported as magnitudes
-    assert cat["MAG_D120"][row[1]] == 99.0 and cat["MAG_D20"][row[1]] < 0 and cat["MAG_D120"][row[0]] < 0
+    # partial apertures: flux over the unmasked pixels, flagged, with the masked fraction of the area
+    assert flags[1] & FLAG_BITS["PARTIAL"] and not flags[0] & FLAG_BITS["PARTIAL"]
+    assert cat["MASKFRAC_D120"][row[1]] == pytest.approx(4.0 / (math.pi * (6.0 / SCALE) ** 2), rel=0.02)
+    assert cat["MASKFRAC_D20"][row[1]] == 0.0 and cat["MASKFRAC_D120"][row[0]] == 0.0
+    assert cat["MAG_D120"][row[1]] < 0 and cat["MAG_D120"][row[0]] < 0
+
+
+def test_partial_apertures_against_the_unmasked_truth():
+    """A bad column through a star: each aperture's flux is the noise-free flux of its unmasked pixels, the
+    masked fraction its missing area; beyond half the area masked, magnitude 99; masks and the frame
+    edge both count."""
+    shape = (200, 200)
+    x, y, flux = np.array([100.2, 60.3, 100.4]), np.array([100.3, 60.1, 6.2]), np.array([4e5, 4e5, 4e5])
+    truth = _render(shape, x, y, flux)
+    image = (truth + SKY + np.random.default_rng(5).normal(0.0, 3.0, shape)).astype(np.float32)
+    mask = np.zeros(shape, np.uint16)
+    mask[:, 95:97] = 4  # a bad column pair 3.7-5.7 px left of star 0
+    mask[:120, :80] = 4  # star 1 in a 13 x 13 px window: its largest apertures are mostly masked
+    mask[54:67, 54:67] = 0
+    cat = source_catalog(image, _header(*shape), ota=11, mask=mask)
+    row, dist = _match(cat, x, y)
+    assert dist.max() < 0.1
+    cat = cat[row]
+    good = (mask == 0).astype(float)
+    xc, yc = np.asarray(cat["X"], float) - 1.0, np.asarray(cat["Y"], float) - 1.0  # expectations at the centroids
+    for d in APERTURE_DIAMETERS:
+        name, radius = f"D{int(round(d * 10))}", d / 2.0 / SCALE
+        area, _, _ = sep.sum_circle(good, xc, yc, radius, subpix=0)
+        frac = 1.0 - area / (math.pi * radius**2)
+        assert np.allclose(cat[f"MASKFRAC_{name}"], frac, atol=1e-3), name
+        f_true, _, _ = sep.sum_circle(truth * good, xc, yc, radius, subpix=0)
+        mag = np.asarray(cat[f"MAG_{name}"])
+        usable = frac <= MAX_MASKED_FRACTION
+        assert np.all(np.abs(mag[usable] + 2.5 * np.log10(f_true[usable])) < 0.01), name
+        assert np.all(mag[~usable] == 99.0), name
+        assert np.all((np.asarray(cat["FLAGS"]) & FLAG_BITS["PARTIAL"] != 0) >= (frac > 1e-3)), name
+    assert cat["MASKFRAC_D120"][2] > 0.2 and cat["MASKFRAC_D20"][1] == 0.0  # off the frame's edge; complete
+    assert cat["MAG_D120"][1] == 99.0 and cat["MAG_D40"][1] < 0 and cat["FLAGS"][1] & FLAG_BITS["PARTIAL"]
+
+
+def test_converged_children_are_merged_and_close_pairs_kept():
+    """Twins within one window sigma of a brighter source go; a pair further apart stays."""
+    x, y = np.array([10.0, 10.3, 30.0, 39.0, 60.0]), np.array([10.0, 10.2, 30.0, 30.0, 60.0])
+    keep = merge_converged(x, y, np.array([3.8, 3.8, 3.8, 3.8, 1.2]), np.array([5.0, 9.0, 9.0, 8.0, 1.0]))
+    assert keep.tolist() == [False, True, True, True, True]
+    assert merge_converged([1.0], [1.0], [3.0], [1.0]).tolist() == [True]
 
 
 def test_empty_and_blank_frames():

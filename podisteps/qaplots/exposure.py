@@ -14,13 +14,11 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .. import astrometry
+from ..detect import point_sources
 from .common import ExposureId
 
 __all__ = ["ExposureQA", "ZeroPointStars", "PhotflatMap", "FlatBlocks", "exposure_qa", "photflat_blocks",
-           "STAR_MAX_MAGERR", "PHOTFLAT_BLOCKS"]
-
-#: Sources used for the seeing and PSF-shape plots: FLAGS 0 and ``MAGERR_AUTO`` below this, mag.
-STAR_MAX_MAGERR = 0.2
+           "PHOTFLAT_BLOCKS"]
 
 #: Blocks per OTA axis on which the ``autophotflat`` plot samples the photometric flat (128 px at bin 1: four
 #: per node spacing of the flat, which is smooth between its nodes 1/8 of an OTA apart).
@@ -107,7 +105,7 @@ class ExposureQA:
         One row per star matched by the astrometric calibration: ``OTA``, ``XI``, ``ETA`` (arcmin) and the
         residual ODI - reference ``DRA`` (d alpha cos delta) and ``DDEC``, arcsec.
     stars : astropy.table.Table
-        Clean sources (FLAGS 0, ``MAGERR_AUTO`` < :data:`STAR_MAX_MAGERR`): ``OTA``, ``XI``, ``ETA``, ``FWHM``
+        Point sources (:func:`podisteps.detect.point_sources`): ``OTA``, ``XI``, ``ETA``, ``FWHM``
         (arcsec), ``ELL`` (ellipticity 1 - b/a) and ``PA`` (major axis position angle, North through East,
         degrees).
     photcal : ZeroPointStars or None
@@ -174,8 +172,8 @@ def _stars(table: Table | None, sci: dict, center) -> Table:
     out = Table(names=("OTA", "XI", "ETA", "FWHM", "ELL", "PA"), dtype=(int,) + (float,) * 5)
     if table is None or not len(table):
         return out
-    good = ((table["FLAGS"] == 0) & (table["MAGERR_AUTO"] < STAR_MAX_MAGERR) & (table["FWHM_WORLD"] > 0)
-            & np.isfinite(table["FWHM_WORLD"]) & np.isin(table["OTA"], list(sci)))
+    good = (point_sources(table) & (table["FWHM_WORLD"] > 0) & np.isfinite(table["FWHM_WORLD"])
+            & np.isin(table["OTA"], list(sci)))
     cat = table[good]
     pa = np.zeros(len(cat))
     otas = np.asarray(cat["OTA"], int)
