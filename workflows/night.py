@@ -4,7 +4,8 @@
 masters unless ``-cals``/``-bias``/... say otherwise), with ``fixwcs``/``photcalib`` the astrometric and
 photometric solutions, the final MEF (``CollectCells``) and its QA plots (``QAPlots``, unless
 ``-noqaplots``). ``ReduceNight`` requires ``ReduceExposure`` for every readable science exposure of the
-night, ``ReduceNights`` every night of a date interval. The night summary (``workflows.qa.NightSummary``)
+night, ``ReduceNights`` every night of a date interval; both raise :class:`workflows.failures.NothingToDo`
+(one line, a non-zero exit of the ``luigi`` command) when there is no raw data to reduce. The night summary (``workflows.qa.NightSummary``)
 requires nothing, so that it can be made whatever failed: ``podiflow reduce`` builds it after each night.
 """
 
@@ -14,12 +15,13 @@ import luigi
 
 from .base import options_param
 from .collect import CollectCells
+from .failures import NothingToDo
 from .options import MEF_FAMILIES, ReductionOptions
 from .paths import night_index, raw_root
 from .qa import QAPlots
 from .settings import reduction_options
 
-__all__ = ["ReduceExposure", "ReduceNight", "ReduceNights", "NIGHT_DEFAULTS"]
+__all__ = ["ReduceExposure", "ReduceNight", "ReduceNights", "NIGHT_DEFAULTS", "science_exposures"]
 
 #: What a night reduction does unless luigi.cfg's [reduction] says otherwise.
 NIGHT_DEFAULTS = {"masters": ("bias", "dark", "flat")}
@@ -36,6 +38,23 @@ def _night_options(options: dict) -> dict:
     merged = options_param(opts, _FAMILIES)
     merged.update(options)
     return merged
+
+
+def science_exposures(night: str) -> list:
+    """The readable science exposures of a night (night-index records).
+
+    Raises
+    ------
+    workflows.failures.NothingToDo
+        If the night has no raw folder or no science exposure in it (one line naming the folder).
+    """
+    folder = raw_root() / night
+    if not folder.is_dir():
+        raise NothingToDo(f"night {night}: no raw data: {folder} does not exist")
+    science = night_index(night).select(obstype="OBJECT")
+    if not science:
+        raise NothingToDo(f"night {night}: no science exposure in {folder}: nothing to reduce")
+    return science
 
 
 class ReduceExposure(luigi.WrapperTask):
@@ -62,8 +81,7 @@ class ReduceNight(luigi.WrapperTask):
     options = luigi.DictParameter(default={})
 
     def requires(self):
-        return [ReduceExposure(obsid=e.obsid, options=self.options)
-                for e in night_index(self.night).select(obstype="OBJECT")]
+        return [ReduceExposure(obsid=e.obsid, options=self.options) for e in science_exposures(self.night)]
 
 
 class ReduceNights(luigi.WrapperTask):
@@ -82,4 +100,7 @@ class ReduceNights(luigi.WrapperTask):
         return [n for n in names if (raw_root() / n).is_dir()]
 
     def requires(self):
-        return [ReduceNight(night=n, options=self.options) for n in self.night_names()]
+        names = self.night_names()
+        if not names:
+            raise NothingToDo(f"no night of {self.nights} has raw data under {raw_root()}")
+        return [ReduceNight(night=n, options=self.options) for n in names]

@@ -1,0 +1,161 @@
+"""What podiflow's commands print: one line per failure, the closing summary, the run log, progress, the
+night lock, nothing-to-do exits, podi_collectcells -h and misspelled flags (test instrument)."""
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import luigi
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from workflows import cli
+from workflows.failures import read_failures
+from workflows.progress import live_progress, read_journal
+from workflows.runlock import night_lock
+
+NIGHT = "20131004"
+
+
+@pytest.fixture()
+def broken_night(small_night, podiflow_config, tmp_path):
+    """The small night's calibration frames and two science exposures: the first (good) and the last (broken:
+    its OTA 33 lost most of its first cell; it is outside the first one's persistency window).
+
+    Returns ``(tmp_path, good obsid, broken obsid)``.
+    """
+    raw = tmp_path / "raw" / NIGHT
+    raw.mkdir(parents=True)
+    folders = sorted((small_night / "raw" / NIGHT).iterdir())
+    science = [f for f in folders if fits.getheader(next(f.glob("*.fits*")), 0)["OBSTYPE"] == "OBJECT"]
+    good, broken = science[0], science[-1]
+    for folder in folders:
+        if folder in science and folder not in (good, broken):
+            continue
+        if folder != broken:
+            (raw / folder.name).symlink_to(folder, target_is_directory=True)
+            continue
+        (raw / broken.name).mkdir()
+        for f in folder.iterdir():
+            (raw / broken.name / f.name).symlink_to(f)
+        bad = raw / broken.name / f"{broken.name}.33.fits"
+        bad.unlink()
+        with fits.open(folder / bad.name) as hdul:
+            hdul[1].data = hdul[1].data[:10, :10]
+            hdul.writeto(bad)
+    podiflow_config(raw_dir=tmp_path / "raw", mastercals_dir=small_night / "mastercals", noqaplots="true",
+                    masters="bias,flat")
+    return tmp_path, good.name, broken.name
+
+
+def test_reduce_reports_a_broken_ota_in_one_line_with_the_log_and_summary(broken_night, small_night, capfd):
+    work, GOOD, BROKEN = broken_night
+    assert cli.podiflow_main(["reduce", NIGHT, "--workers", "1"]) == 1
+    out, err = capfd.readouterr()
+    console = out + err
+    assert "Traceback" not in console and "INFO:" not in console and "ERROR:" not in console
+    about = [line for line in console.splitlines() if BROKEN in line]
+    assert 1 <= len(about) <= 3, console
+    first = next(line for line in about if "FAILED" in line)
+    assert f"{BROKEN}.33.fits" in first and "DetrendOTA(ota=33)" in first and "RawFormatError" not in first
+    cause = first.split(f"FAILED {BROKEN}: ", 1)[1]
+    assert f"night {NIGHT}: 1 reduced, 1 failed, 0 not run" in out
+    log = re.search(r"full log: (\S+)", out)[1]
+    assert log.startswith(str(work / "work" / "logs"))
+    text = Path(log).read_text()
+    assert "Traceback" in text and f"{BROKEN}.33.fits" in text
+    table = Table.read(work / "out" / NIGHT / "summary.ecsv")
+    row = table[table["obsid"] == BROKEN][0]
+    assert row["status"] == "failed" and row["error"] == cause
+    assert cause in (work / "out" / NIGHT / "summary.html").read_text().replace("&#x27;", "'")
+    assert cli.podiflow_main(["status", NIGHT]) == 1
+    assert f"({cause})" in capfd.readouterr().out
+
+    # the file repaired: the rerun reports the state it produced, the old failure is gone
+    bad = work / "raw" / NIGHT / BROKEN / f"{BROKEN}.33.fits"
+    bad.unlink()
+    bad.symlink_to(small_night / "raw" / NIGHT / BROKEN / bad.name)
+    luigi.task_register.Register.clear_instance_cache()
+    assert cli.podiflow_main(["reduce", NIGHT, "--workers", "1"]) == 0
+    out = capfd.readouterr().out
+    assert f"night {NIGHT}: 2 reduced, 0 failed, 0 not run" in out and "FAILED" not in out
+    assert read_failures(NIGHT) == []
+    table = Table.read(work / "out" / NIGHT / "summary.ecsv")
+    assert list(table[table["obstype"] == "OBJECT"]["status"]) == ["reduced", "reduced"]
+
+
+def test_nothing_to_do_is_one_line_and_a_non_zero_exit(podiflow_config, tmp_path, capfd):
+    podiflow_config(raw_dir=tmp_path / "raw")
+    (tmp_path / "raw" / "20131005").mkdir(parents=True)  # a night folder without exposures
+    for argv in (["reduce", NIGHT], ["reduce", "2013-10-04-2013-10-07"], ["status", NIGHT], ["reduce", "20131005"]):
+        assert cli.podiflow_main(argv) == 2, argv
+        out, err = capfd.readouterr()
+        assert out == "" and len(err.splitlines()) == 1 and "Traceback" not in err, (argv, err)
+        assert "no raw data" in err or "nothing to do" in err or "nothing to reduce" in err
+    assert f"{tmp_path / 'raw' / NIGHT} does not exist" in cli.podiflow_main(["status", NIGHT]) * "" + \
+        capfd.readouterr().err
+
+
+def test_collectcells_help_and_misspelled_flag(capsys):
+    assert cli.collectcells_main(["-h"]) == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: podi_collectcells INPUT OUTPUT.fits")
+    for flag in ("-fixwcs", "-photcalib", "-cals", "-ncpu", "-noqaplots", "-timeout"):
+        assert f"\n  {flag} " in usage
+    assert cli.collectcells_main(["in", "out.fits", "--fixwcs"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "podi_collectcells: --fixwcs: misspelled flag (podi_collectcells flags take one dash): " \
+                          "did you mean -fixwcs?"
+
+
+def test_default_workers_and_ncpu_are_the_cores():
+    from workflows.options import ReductionOptions
+
+    assert ReductionOptions().ncpu == os.cpu_count()
+
+
+def test_progress_counts_tasks_and_exposures(tmp_path, capsys):
+    class Step(luigi.Task):
+        obsid = luigi.Parameter()
+        n = luigi.IntParameter()
+
+        def output(self):
+            return luigi.LocalTarget(str(tmp_path / f"{self.obsid}.{self.n}"))
+
+        def run(self):
+            self.output().open("w").close()
+
+    class CollectCells(Step):  # the family that counts an exposure as done
+        def requires(self):
+            return [Step(obsid=self.obsid, n=i) for i in range(3)]
+
+    journal = tmp_path / "logs" / "run.progress"
+    roots = [CollectCells(obsid="oA", n=9), CollectCells(obsid="oB", n=9)]
+    with live_progress(journal, roots):
+        assert luigi.build(roots, local_scheduler=True, workers=1)
+        state = read_journal(journal)
+    assert (len(state.todo), len(state.done), state.exposures, state.exposures_done) == (8, 8, {"oA", "oB"},
+                                                                                         {"oA", "oB"})
+    assert capsys.readouterr().out.splitlines()[-1] == "podiflow: 8/8 tasks, 2/2 exposures, now CollectCells"
+    assert not journal.exists()
+
+
+def test_a_second_run_on_a_night_waits_for_the_first(tmp_path, capsys):
+    events = []
+
+    def second():
+        with night_lock(tmp_path / NIGHT, what="second"):
+            events.append("second")
+
+    with night_lock(tmp_path / NIGHT, what="podiflow reduce 20131004"):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        events.append("first done")
+    thread.join(timeout=10)
+    assert events == ["first done", "second"]
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "a run is in progress (podiflow reduce 20131004, pid" in err
