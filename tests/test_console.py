@@ -87,6 +87,21 @@ def test_reduce_reports_a_broken_ota_in_one_line_with_the_log_and_summary(broken
     assert list(table[table["obstype"] == "OBJECT"]["status"]) == ["reduced", "reduced"]
 
 
+def test_collectcells_failure_in_one_line_keeps_the_previous_output(broken_night, capfd):
+    work, _, broken = broken_night
+    output = work / "mine.fits"
+    output.write_text("previous")
+    code = cli.collectcells_main([str(work / "raw" / NIGHT / broken), str(output), "-noqaplots", "-ncpu=1"])
+    out, err = capfd.readouterr()
+    assert code == 2 and "Traceback" not in out + err and "INFO" not in out + err
+    about = [line for line in (out + err).splitlines() if f"{broken}.33.fits" in line]
+    assert 1 <= len(about) <= 3 and all("DetrendOTA(ota=33)" in line for line in about), out + err
+    assert output.read_text() == "previous" and f"the previous {output} is kept" in err
+    log = Path(re.search(r"full log: (\S+)", err)[1])
+    assert log.parent == work / "work" / "logs" and "Traceback" in log.read_text()
+    assert not list(work.glob(".mine.fits.previous-*"))
+
+
 def test_nothing_to_do_is_one_line_and_a_non_zero_exit(podiflow_config, tmp_path, capfd):
     podiflow_config(raw_dir=tmp_path / "raw")
     (tmp_path / "raw" / "20131005").mkdir(parents=True)  # a night folder without exposures
@@ -159,3 +174,65 @@ def test_a_second_run_on_a_night_waits_for_the_first(tmp_path, capsys):
     assert events == ["first done", "second"]
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "a run is in progress (podiflow reduce 20131004, pid" in err
+
+
+A, B = "o20131005T014745.0", "o20131005T021558.0"  # two exposures of night 20131004
+
+
+class _Leaf(luigi.Task):
+    obsid = luigi.Parameter()
+    base = luigi.Parameter()
+
+    def output(self):
+        return luigi.LocalTarget(f"{self.base}/{self.obsid}.leaf")
+
+
+class _UnknownFilter(_Leaf):
+    def requires(self):
+        raise ValueError(f"{self.obsid}.33.fits: FILTER = 'odi_q' is not a known filter")
+
+
+class _Exposure(luigi.WrapperTask):
+    obsid = luigi.Parameter()
+    base = luigi.Parameter()
+    needs = luigi.Parameter(default="")
+
+    def requires(self):
+        return [_Leaf(obsid=self.needs or self.obsid, base=self.base)]
+
+
+def test_scheduling_errors_and_blocked_exposures_have_their_reason(podiflow_config, tmp_path, capsys):
+    from podisteps.nightsummary import exposure_record
+    from workflows.failures import record_blocked, record_failure
+
+    podiflow_config(raw_dir=tmp_path / "raw")
+    base = str(tmp_path)
+    assert not luigi.build([_UnknownFilter(obsid=A, base=base)], local_scheduler=True)
+    line = capsys.readouterr().out.strip()
+    assert line == (f"podiflow: FAILED {A}: _UnknownFilter(base={base}): cannot be scheduled: "
+                    f"{A}.33.fits: FILTER = 'odi_q' is not a known filter")
+    record_failure(_Leaf(obsid=A, base=base), "boom", echo=False)
+    assert record_blocked([_Exposure(obsid=B, base=base, needs=A), _Exposure(obsid=A, base=base)]) == 1
+    blocked = next(r for r in read_failures(NIGHT) if r["obsid"] == B)
+    assert blocked["kind"] == "blocked" and blocked["error"] == f"not run: blocked by {A}: _Leaf(base={base}): boom"
+    entry = type("Entry", (), {"obsid": B, "obstype": "OBJECT", "object": "F1", "filter": "odi_r",
+                               "exptime": 1.0, "mjd": 1.0, "error": ""})()
+    row = exposure_record(entry, failures=[blocked])
+    assert row["status"] == "not run" and row["error"] == f"_Exposure(base={base}, needs={A}): {blocked['error']}"
+
+
+def test_failure_records_survive_an_unwritable_work_disk(podiflow_config, tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    from workflows.failures import clear_failures, failures_dir, record_failure
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-tmp"))
+    podiflow_config(raw_dir=tmp_path / "raw")
+    failures_dir(NIGHT).parent.mkdir(parents=True)
+    failures_dir(NIGHT).write_text("")  # the failure folder cannot be made (as on a full disk)
+    path = record_failure(_Leaf(obsid=A, base=str(tmp_path)), "No space left on device")
+    assert path.is_relative_to(tmp_path / "system-tmp")
+    assert capsys.readouterr().out.strip() == f"podiflow: FAILED {A}: _Leaf(base={tmp_path}): No space left on device"
+    assert [r["error"] for r in read_failures(NIGHT)] == ["No space left on device"]
+    clear_failures(NIGHT)
+    assert read_failures(NIGHT) == []

@@ -159,16 +159,18 @@ def clear_failures(night: str) -> None:
             path.unlink(missing_ok=True)
 
 
-def _blocker(task, failed: dict) -> dict | None:
-    """The first failure record among the tasks ``task`` needs (its own included), walking its DAG."""
+def _blocker(task, failed: dict, errors: list) -> dict | None:
+    """The first failure record among the tasks ``task`` needs (its own included), walking its DAG;
+    ``(task, exception)`` of every scheduling error met on the way is appended to ``errors``."""
     from .status import needed_tasks
 
-    return next((failed[t.task_id] for t in needed_tasks(task) if t.task_id in failed), None)
+    return next((failed[t.task_id] for t in needed_tasks(task, errors) if t.task_id in failed), None)
 
 
 def record_blocked(tasks) -> int:
     """Give every exposure wrapper of ``tasks`` that did not finish and has no failure record of its own one
-    naming the failed task that blocked it (``not run: blocked by <obsid>: <task>: <error>``).
+    naming the failed task that blocked it (``not run: blocked by <obsid>: <task>: <error>``); a task whose
+    ``requires()`` or ``complete()`` raises on the way gets its own record (Luigi gave it none).
 
     Parameters
     ----------
@@ -191,13 +193,19 @@ def record_blocked(tasks) -> int:
         records = by_night[night]
         if any(r["obsid"] == obsid for r in records):
             continue
-        try:
-            blocker = _blocker(task, {r["task_id"]: r for r in records})
-        except Exception as exc:  # noqa: BLE001  (a requires() that raises is itself the reason)
-            error = f"cannot be scheduled: {error_text(exc)}"
-        else:
-            error = ("not run: blocked by "
-                     f"{blocker['obsid'] or blocker['night']}: {failure_text(blocker)}" if blocker else "not run")
+        errors: list = []
+        blocker = _blocker(task, {r["task_id"]: r for r in records}, errors)
+        if blocker is None and errors:  # Luigi met it in a completeness check, which carries no message
+            broken, exc = errors[0]
+            record_failure(broken, f"cannot be scheduled: {error_text(exc)}",
+                           "".join(traceback.format_exception(exc)))
+            blocker = {"task": _label(broken), "obsid": _where(broken)[1], "night": night,
+                       "error": f"cannot be scheduled: {error_text(exc)}"}
+            if blocker["obsid"] == obsid:
+                count += 1
+                continue
+        error = ("not run: blocked by "
+                 f"{blocker['obsid'] or blocker['night']}: {failure_text(blocker)}" if blocker else "not run")
         record_failure(task, error, echo=False, blocked=True)
         count += 1
     return count

@@ -146,12 +146,12 @@ def downstream(products: dict, roots) -> set:
     return out
 
 
-def needed_tasks(root: luigi.Task) -> list:
+def needed_tasks(root: luigi.Task, errors: list | None = None) -> list:
     """The tasks of the DAG under ``root`` that a run would look at (each once).
 
     As in a Luigi run, the requirements of a complete task are not needed (so pruned calibration-frame
     intermediates under a finished master are not "missing"); a task whose ``requires()`` raises counts
-    without its requirements.
+    without its requirements, and ``(task, exception)`` is appended to ``errors`` if given.
     """
     seen, order, todo = set(), [], [root]
     while todo:
@@ -163,8 +163,9 @@ def needed_tasks(root: luigi.Task) -> list:
         try:
             if not luigi.task.flatten(task.output()) or not task.complete():
                 todo.extend(luigi.task.flatten(task.requires()))
-        except Exception:  # noqa: BLE001  (its failure record says why; the rest of the DAG still counts)
-            continue
+        except Exception as exc:  # noqa: BLE001  (reported by the caller; the rest of the DAG still counts)
+            if errors is not None:
+                errors.append((task, exc))
     return order
 
 
