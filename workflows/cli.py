@@ -142,7 +142,7 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
     import luigi
 
     from .console import run_log
-    from .failures import clear_failures, record_blocked
+    from .failures import clear_failures, read_failures, record_blocked
     from .night import ReduceNight
     from .paths import work_root
     from .progress import live_progress
@@ -161,6 +161,7 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
         done = task.complete()
         if not done:
             record_blocked(luigi.task.flatten(task.requires()))
+        done = done and not read_failures(night)  # an old product does not make a failed run a success
         _print_night_summary(night, log)
     return done
 
