@@ -110,8 +110,9 @@ def test_nothing_to_do_is_one_line_and_a_non_zero_exit(podiflow_config, tmp_path
         out, err = capfd.readouterr()
         assert out == "" and len(err.splitlines()) == 1 and "Traceback" not in err, (argv, err)
         assert "no raw data" in err or "nothing to do" in err or "nothing to reduce" in err
-    assert f"{tmp_path / 'raw' / NIGHT} does not exist" in cli.podiflow_main(["status", NIGHT]) * "" + \
-        capfd.readouterr().err
+    assert cli.podiflow_main(["status", NIGHT]) == 2
+    assert capfd.readouterr().err == f"podiflow status: night {NIGHT}: no raw data: {tmp_path / 'raw' / NIGHT} " \
+                                     "does not exist\n"
 
 
 def test_collectcells_help_and_misspelled_flag(capsys):
@@ -236,3 +237,22 @@ def test_failure_records_survive_an_unwritable_work_disk(podiflow_config, tmp_pa
     assert [r["error"] for r in read_failures(NIGHT)] == ["No space left on device"]
     clear_failures(NIGHT)
     assert read_failures(NIGHT) == []
+
+
+def test_luigi_command_with_nothing_to_do(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "luigi.cfg"
+    cfg.write_text("[core]\nautoload_range = false\n[retcode]\nscheduling_error = 35\n"
+                   f"[podiflow]\nraw_dir = {tmp_path / 'raw'}\nwork_dir = {tmp_path / 'work'}\n"
+                   f"out_dir = {tmp_path / 'out'}\n")
+    luigi_command = Path(sys.executable).parent / "luigi"
+    run = subprocess.run([str(luigi_command), "--module", "workflows", "ReduceNight", "--night", NIGHT,
+                          "--local-scheduler"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)})
+    assert run.returncode == 35
+    assert run.stdout.strip() == f"podiflow: night {NIGHT}: no raw data: {tmp_path / 'raw' / NIGHT} does not exist"
+    assert "Traceback" not in run.stderr and "Luigi Execution Summary" in run.stderr
+    log = Path(re.search(r"full log: (\S+)", run.stderr)[1])
+    assert log.parent == tmp_path / "work" / "logs" and "Traceback" in log.read_text()
