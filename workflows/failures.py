@@ -226,13 +226,9 @@ def _on_broken(task, exception) -> None:
 
 
 @PodiTask.event_handler(luigi.Event.PROCESS_FAILURE)
-def _on_process_failure(task, message) -> None:
-    record_failure(task, str(message))
-
-
 @PodiTask.event_handler(luigi.Event.TIMEOUT)
-def _on_timeout(task, message) -> None:
-    record_failure(task, str(message))
+def _on_process_end(task, message) -> None:
+    record_failure(task, (str(message).strip().splitlines() or ["worker process ended"])[0], str(message))
 
 
 @PodiTask.event_handler(luigi.Event.SUCCESS)
