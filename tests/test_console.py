@@ -235,6 +235,8 @@ def test_failure_records_survive_an_unwritable_work_disk(podiflow_config, tmp_pa
     assert path.is_relative_to(tmp_path / "system-tmp")
     assert capsys.readouterr().out.strip() == f"podiflow: FAILED {A}: _Leaf(base={tmp_path}): No space left on device"
     assert [r["error"] for r in read_failures(NIGHT)] == ["No space left on device"]
+    record_failure(_Leaf(obsid=A, base=str(tmp_path)), "No space left on device")  # a retry, failing alike
+    assert capsys.readouterr().out == "" and len(read_failures(NIGHT)) == 1
     clear_failures(NIGHT)
     assert read_failures(NIGHT) == []
 

@@ -16,7 +16,8 @@ it runs it (:func:`clear_failures`), so the summary reports the state that run p
 cannot take a record (full, read-only) it goes to a fallback folder under the system's temporary folder,
 which :func:`read_failures` reads as well.
 
-The console gets one line per failure (:func:`failure_line`); the night summary and ``podiflow status`` show
+The console gets one line per failure (:func:`failure_line`; Luigi's retries of a task that fail the same
+way add none); the night summary and ``podiflow status`` show
 the same cause (:func:`podisteps.nightsummary.failure_text`). The handlers are registered when this module
 is imported (``workflows`` imports it).
 """
@@ -133,9 +134,20 @@ def record_failure(task, error: str, trace: str = "", *, echo: bool = True, bloc
     record = {"task": _label(task), "task_id": task.task_id, "night": night, "obsid": obsid, "error": error,
               "traceback": "\n".join(trace.splitlines()[-TRACEBACK_LINES:]), "time": time.time(),
               "kind": "blocked" if blocked else "failed"}
-    if echo:
+    if echo and not _recorded(record, name):  # a retry that fails the same way is not news
         print(failure_line(record), flush=True)
     return _write(record, name)
+
+
+def _recorded(record: dict, name: str) -> bool:
+    """Whether the same failure (task and error) is on record already."""
+    for folder in _folders(record["night"]):
+        try:
+            if json.loads((folder / name).read_text())["error"] == record["error"]:
+                return True
+        except (OSError, ValueError, KeyError):
+            continue
+    return False
 
 
 def read_failures(night: str) -> list[dict]:
