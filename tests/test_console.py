@@ -258,3 +258,21 @@ def test_luigi_command_with_nothing_to_do(tmp_path):
     assert "Traceback" not in run.stderr and "Luigi Execution Summary" in run.stderr
     log = Path(re.search(r"full log: (\S+)", run.stderr)[1])
     assert log.parent == tmp_path / "work" / "logs" and "Traceback" in log.read_text()
+
+
+def test_progress_on_a_terminal_rewrites_one_line(tmp_path):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    journal = tmp_path / "run.progress"
+    screen = Terminal()
+    with live_progress(journal, stream=screen):
+        journal.write_text("todo t1 DetrendOTA oA\ntodo t2 CollectCells oA\nstart t1 DetrendOTA oA\n"
+                           "done t1 DetrendOTA oA\n")
+        time.sleep(1.5)
+    text = screen.getvalue()
+    assert text.startswith("\r\x1b[Kpodiflow: 1/2 tasks, 0/1 exposures, now DetrendOTA, about ")
+    assert text.endswith(" s left\n") and text.count("\n") == 1
