@@ -22,8 +22,8 @@ NIGHT = "20131004"
 
 @pytest.fixture()
 def broken_night(small_night, podiflow_config, tmp_path):
-    """The small night's calibration frames and two science exposures: the first (good) and the last (broken:
-    its OTA 33 lost most of its first cell; it is outside the first one's persistency window).
+    """The small night's calibration frames and its last two (odi_i) science exposures: a good one and the
+    last one, broken (its OTA 33 lost most of its first cell).
 
     Returns ``(tmp_path, good obsid, broken obsid)``.
     """
@@ -31,7 +31,7 @@ def broken_night(small_night, podiflow_config, tmp_path):
     raw.mkdir(parents=True)
     folders = sorted((small_night / "raw" / NIGHT).iterdir())
     science = [f for f in folders if fits.getheader(next(f.glob("*.fits*")), 0)["OBSTYPE"] == "OBJECT"]
-    good, broken = science[0], science[-1]
+    good, broken = science[-2], science[-1]  # both odi_i: one filter's masters
     for folder in folders:
         if folder in science and folder not in (good, broken):
             continue
