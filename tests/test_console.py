@@ -276,3 +276,27 @@ def test_progress_on_a_terminal_rewrites_one_line(tmp_path):
     text = screen.getvalue()
     assert text.startswith("\r\x1b[Kpodiflow: 1/2 tasks, 0/1 exposures, now DetrendOTA, about ")
     assert text.endswith(" s left\n") and text.count("\n") == 1
+
+
+@pytest.mark.fullsize  # two whole reductions of a night in subprocesses: the long suite
+def test_two_reduce_runs_on_one_night_wait_for_each_other(broken_night, tmp_path):
+    import subprocess
+    import sys
+
+    work, good, broken = broken_night
+    (work / "raw" / NIGHT / broken).rename(work / "set-aside")  # a night that reduces without failure
+    cfg = tmp_path / "luigi.cfg"
+    with open(cfg, "w") as fh:
+        luigi.configuration.get_config().write(fh)
+    command = [sys.executable, "-c", "import sys; from workflows.cli import podiflow_main; "
+               "sys.exit(podiflow_main(sys.argv[1:]))", "reduce", NIGHT, "--workers", "1"]
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (out1, err1), (out2, err2) = first.communicate(timeout=600), second.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, (err1, err2)
+    waited = [err for err in (err1, err2) if "a run is in progress" in err]
+    assert len(waited) == 1 and len(waited[0].splitlines()) == 1 and "Traceback" not in err1 + err2
+    assert all(f"night {NIGHT}: 1 reduced, 0 failed, 0 not run" in out for out in (out1, out2))
+    assert (work / "out" / NIGHT / good / f"{good}.fits").is_file()

@@ -104,7 +104,8 @@ def _printer(path: Path, stop: threading.Event, stream, started: float) -> None:
     last = ""
     while True:
         stopping = stop.wait(interval)
-        text = read_journal(path).line(time.monotonic() - started)
+        state = read_journal(path)
+        text = state.line(time.monotonic() - started) if state.todo or state.done else last
         if text != last:
             stream.write(f"\r\x1b[K{text}" if tty else f"{text}\n")
             stream.flush()
