@@ -135,7 +135,8 @@ def _cmd_reduce(args) -> int:
 
 
 def _reduce_night(night: str, n_science: int, args) -> bool:
-    """Reduce one night under its lock, with the run log and the live count; write and print its summary.
+    """Reduce one night under its lock (none with a central scheduler), with the run log and the live count;
+    write and print its summary.
 
     Returns True if every science exposure was reduced.
     """
@@ -151,8 +152,10 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
     where = ({"scheduler_host": args.scheduler_host, "scheduler_port": args.scheduler_port}
              if args.scheduler_host else {"local_scheduler": True})
     print(f"podiflow reduce: night {night}: {n_science} science exposures, {args.workers} workers", flush=True)
-    with night_lock(work_root() / night, what=f"podiflow reduce {night}"), \
-            run_log(work_root(), f"reduce-{night}", level=args.log_level) as log:
+    # with a central scheduler, luigid coordinates the workers of a night: no lock
+    lock = contextlib.nullcontext() if args.scheduler_host else night_lock(work_root() / night,
+                                                                          what=f"podiflow reduce {night}")
+    with lock, run_log(work_root(), f"reduce-{night}", level=args.log_level) as log:
         clear_failures(night)  # this run reports what it produced, not what an earlier one left
         task = ReduceNight(night=night)
         with live_progress(log.with_suffix(".progress"), [task]):
@@ -387,7 +390,8 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
 def _cc_build(tasks: list, options, *, work: Path, obsid: str) -> bool:
     """Run ``tasks`` through Luigi (local scheduler, or the ``-scheduler=host:port`` luigid); True on success.
 
-    The run holds the lock of the night's work folder, logs to ``<work>/logs/`` and shows the live count;
+    The run holds the lock of the night's work folder (unless a central luigid coordinates), logs to
+    ``<work>/logs/`` and shows the live count;
     a failed run ends with its causes and the log's path.
     """
     import time
@@ -405,8 +409,9 @@ def _cc_build(tasks: list, options, *, work: Path, obsid: str) -> bool:
         where = {"scheduler_host": host, "scheduler_port": int(port or 8082)}
     started = time.time()
     night = night_of(obsid)
-    with night_lock(work / night, what=f"podi_collectcells {obsid}", program="podi_collectcells"), \
-            run_log(work, "collectcells") as log:
+    lock = contextlib.nullcontext() if options.scheduler else night_lock(
+        work / night, what=f"podi_collectcells {obsid}", program="podi_collectcells")
+    with lock, run_log(work, "collectcells") as log:
         with live_progress(log.with_suffix(".progress"), tasks):
             result = luigi.build(tasks, workers=max(1, options.ncpu), detailed_summary=True, **where)
         ok = result.status.name == "SUCCESS" and all(t.complete() for t in tasks)
