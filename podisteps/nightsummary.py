@@ -10,7 +10,8 @@ Each exposure gets a status:
 ``calibration``
     a bias, dark or flat frame (it goes into the night's masters, not into a final MEF);
 ``not run``
-    a science exposure without a final MEF and without a recorded failure.
+    a science exposure without a final MEF and without a failure of its own (the error then names the failed
+    task that blocked it, when one did).
 
 Quality columns come from the final MEF's primary header: ``WCS_RMS`` (with a valid WCS), ``PHOTZP``,
 ``SEEING``, ``SKYLEVEL``, ``SKYMAG`` and the depth.
@@ -40,7 +41,7 @@ from PIL import Image
 from .atomic import write_text_atomic
 
 __all__ = ["COLUMNS", "depth_5sigma", "header_quality", "exposure_record", "summary_table", "progress_line",
-           "render_html", "write_summary", "THUMBNAILS"]
+           "render_html", "write_summary", "THUMBNAILS", "failure_text"]
 
 #: Header value meaning "undefined" (QuickReduce's -99, -1 for some counts and rms).
 _UNDEFINED = -99.0
@@ -111,7 +112,8 @@ def header_quality(header) -> dict:
     }
 
 
-def _failure_text(failure: dict) -> str:
+def failure_text(failure: dict) -> str:
+    """The one-line cause of a failure record: ``<task>: <error>`` (``DetrendOTA(ota=33): <message>``)."""
     where = failure.get("task", "?")
     return f"{where}: {failure.get('error', '')}".strip()
 
@@ -147,7 +149,8 @@ def exposure_record(entry, *, header=None, mef: str = "", mef_mtime: float = mat
     elif header is not None and not current:
         status, error = "reduced", ""
     elif current:
-        status, error = "failed", _failure_text(current[0])
+        status = "not run" if current[0].get("kind") == "blocked" else "failed"
+        error = failure_text(current[0])
     else:
         status, error = ("not run" if entry.obstype == "OBJECT" else "calibration"), ""
     quality = header_quality(header) if header is not None and status == "reduced" else \
@@ -270,8 +273,8 @@ def render_html(records, *, night: str, html_path, night_failures=()) -> str:
     records = sorted(records, key=lambda r: (r["mjd"], r["obsid"]))
     counts = {s: sum(r["status"] == s for r in records) for s in ("reduced", "failed", "not run", "calibration")}
     errors = [f"<li><b>{html.escape(r['obsid'])}</b>: {html.escape(r['error'])}</li>"
-              for r in records if r["status"] == "failed"]
-    errors += [f"<li><b>night</b>: {html.escape(_failure_text(f))}</li>" for f in night_failures]
+              for r in records if r["error"]]
+    errors += [f"<li><b>night</b>: {html.escape(failure_text(f))}</li>" for f in night_failures]
     rows = []
     for r in records:
         thumbs, links = _plots_cell(r["plots"], base)

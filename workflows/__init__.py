@@ -1,6 +1,7 @@
 """Luigi tasks of podiflow: ``luigi --module workflows <Task> ...``."""
 
 from .astrometry import FixWCS, OTACatalog, ReferenceCatalog
+from .console import quiet_luigi_command
 from .collect import CollectCells
 from .detrend import DetrendOTA
 from .focalplane import CorrectedOTA, FocalPlaneCorrections, FocalPlaneSamples
@@ -11,6 +12,8 @@ from .photometry import AutoPhotCalib, PhotCalib, PhotFlat, PhotReference, Radia
 from .qa import NightSummary, QAPlots
 from .saturation import SaturationCatalog, SaturationExport
 from .techdata import TechData
+
+quiet_luigi_command()  # under `luigi --module workflows`: tracebacks to <work>/logs/, one line per failure
 
 __all__ = ["SaturationCatalog", "SaturationExport", "DetrendOTA", "MasterOTA", "FlatLevel", "MasterCalibration",
            "TechData", "OTACatalog", "ReferenceCatalog", "FixWCS", "PhotCalib", "PhotReference", "PhotFlat",

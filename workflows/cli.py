@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sys
 from dataclasses import asdict
@@ -42,20 +44,31 @@ def _cmd_simulate(argv: list[str]) -> int:
 
 
 def _cmd_status(args) -> int:
-    from .failures import read_failures
-    from .night import ReduceNight
+    from podisteps.nightsummary import failure_text
+
+    from .failures import NothingToDo, read_failures
+    from .night import ReduceNight, science_exposures
     from .status import dag_status, night_folders, scan_products, stale_products
 
-    dag = dag_status(ReduceNight(night=args.night), read_failures(args.night))
+    try:
+        science_exposures(args.night)
+    except NothingToDo as exc:
+        print(f"podiflow status: {exc}", file=sys.stderr)
+        return 2
+    failures = read_failures(args.night)
+    dag = dag_status(ReduceNight(night=args.night), failures)
     stale = stale_products(scan_products(night_folders(args.night)))
     print(f"night {args.night}: {len(dag['complete'])} complete, {len(dag['missing'])} missing, "
           f"{len(dag['failed'])} failed, {len(stale)} stale")
     for what in ("failed", "missing") + (("complete",) if args.verbose else ()):
         for path in dag[what]:
             print(f"  {what:8s} {path}")
+    for f in dag["other_failures"]:
+        print(f"  {'not run' if f.get('kind') == 'blocked' else 'failed':8s} {f['obsid'] or f['night']}: "
+              f"{failure_text(f)}")
     for path, reason in stale.items():
         print(f"  stale    {path}  ({reason})")
-    return 1 if dag["failed"] else 0
+    return 1 if failures else 0
 
 
 def _cmd_invalidate(args) -> int:
@@ -88,38 +101,93 @@ def _nights(spec: str) -> list[str]:
 
 
 def _cmd_reduce(args) -> int:
-    """One Luigi client per night, in turn (ARCHITECTURE section 8), then the night's summary."""
-    import luigi
+    """One Luigi client per night, in turn (ARCHITECTURE section 8), then the night's summary.
 
-    from .night import ReduceNight
-    from .paths import out_root, raw_root
-    from .qa import NightSummary
+    Exit code: 0 when every night was reduced, 1 when anything failed, 2 when there was nothing to do.
+    """
+    from .failures import NothingToDo
+    from .night import science_exposures
+    from .paths import raw_root
 
     try:
-        nights = [n for n in _nights(args.nights) if (raw_root() / n).is_dir()]
+        nights = _nights(args.nights)
     except ValueError as exc:
         print(f"podiflow reduce: {args.nights}: {exc}", file=sys.stderr)
         return 2
-    if not nights:
-        print(f"podiflow reduce: no night of {args.nights} under {raw_root()}", file=sys.stderr)
+    todo = []
+    for night in nights:
+        try:
+            todo.append((night, science_exposures(night)))
+        except NothingToDo as exc:
+            if len(nights) == 1:
+                print(f"podiflow reduce: {exc}", file=sys.stderr)
+    if not todo:
+        if len(nights) > 1:
+            print(f"podiflow reduce: no night of {args.nights} has science exposures under {raw_root()}: "
+                  "nothing to do", file=sys.stderr)
         return 2
+    if args.scheduler_host:  # with other workers on the night, wait for their tasks rather than stop early
+        import luigi
+
+        luigi.configuration.get_config().set("worker", "keep_alive", "true")
+    ok = [_reduce_night(night, len(science), args) for night, science in todo]
+    return 0 if all(ok) else 1
+
+
+def _reduce_night(night: str, n_science: int, args) -> bool:
+    """Reduce one night under its lock (none with a central scheduler), with the run log and the live count;
+    write and print its summary.
+
+    Returns True if every science exposure was reduced.
+    """
+    import luigi
+
+    from .console import run_log
+    from .failures import clear_failures, read_failures, record_blocked
+    from .night import ReduceNight
+    from .paths import work_root
+    from .progress import live_progress
+    from .runlock import night_lock
+
     where = ({"scheduler_host": args.scheduler_host, "scheduler_port": args.scheduler_port}
              if args.scheduler_host else {"local_scheduler": True})
-    if args.scheduler_host:  # with other workers on the night, wait for their tasks rather than stop early
-        luigi.configuration.get_config().set("worker", "keep_alive", "true")
-    failed = []
-    for night in nights:
-        print(f"podiflow reduce: night {night}", flush=True)
+    print(f"podiflow reduce: night {night}: {n_science} science exposures, {args.workers} workers", flush=True)
+    # with a central scheduler, luigid coordinates the workers of a night: no lock
+    lock = contextlib.nullcontext() if args.scheduler_host else night_lock(work_root() / night,
+                                                                          what=f"podiflow reduce {night}")
+    with lock, run_log(work_root(), f"reduce-{night}", level=args.log_level) as log:
+        clear_failures(night)  # this run reports what it produced, not what an earlier one left
         task = ReduceNight(night=night)
-        result = luigi.build([task], workers=args.workers, detailed_summary=True, log_level=args.log_level, **where)
+        with live_progress(log.with_suffix(".progress"), [task]):
+            luigi.build([task], workers=args.workers, detailed_summary=True, **where)
         # judged by the targets: with a central scheduler, tasks another worker ran count as "not granted"
-        if not task.complete():
-            failed.append(night)
-            print(result.summary_text, flush=True)
-        luigi.build([NightSummary(night=night)], workers=1, log_level=args.log_level, **where)
-        print(f"podiflow reduce: night {night}: {'FAILURES, see' if night in failed else 'done,'} "
-              f"{out_root() / night / 'summary.html'}", flush=True)
-    return 1 if failed else 0
+        done = task.complete()
+        if not done:
+            record_blocked(luigi.task.flatten(task.requires()))
+        done = done and not read_failures(night)  # an old product does not make a failed run a success
+        _print_night_summary(night, log)
+    return done
+
+
+def _print_night_summary(night: str, log: Path) -> None:
+    """Write the night summary (always afresh) and print it on one screen: counts, every failure, paths."""
+    from astropy.table import Table
+
+    from .qa import NightSummary
+
+    summary = NightSummary(night=night)
+    try:
+        summary.run()
+    except OSError as exc:
+        print(f"podiflow reduce: night {night}: cannot write the summary: {exc}; full log: {log}", flush=True)
+        return
+    table = Table.read(summary.output()["ecsv"].path, format="ascii.ecsv")
+    science = table[table["status"] != "calibration"]
+    counts = {s: int((science["status"] == s).sum()) for s in ("reduced", "failed", "not run")}
+    print(f"podiflow reduce: night {night}: " + ", ".join(f"{n} {s}" for s, n in counts.items()), flush=True)
+    for row in science[science["status"] != "reduced"]:
+        print(f"  {row['status']:7s} {row['obsid']}: {row['error'] or 'no reason recorded'}")
+    print(f"  summary: {summary.output()['html'].path}\n  full log: {log}", flush=True)
 
 
 def podiflow_main(argv: list[str] | None = None) -> int:
@@ -144,10 +212,12 @@ def podiflow_main(argv: list[str] | None = None) -> int:
                                              "night's summary")
     p_reduce.add_argument("nights", help="YYYYMMDD, a comma list, or an interval 2013-10-04-2013-10-06 "
                                          "(end exclusive)")
-    p_reduce.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p_reduce.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                          help="worker processes (default: the number of cores)")
     p_reduce.add_argument("--scheduler-host", help="a central luigid (default: a local scheduler)")
     p_reduce.add_argument("--scheduler-port", type=int, default=8082)
-    p_reduce.add_argument("--log-level", default="WARNING", help="Luigi log level (default WARNING)")
+    p_reduce.add_argument("--log-level", default="INFO", help="level of the run log under <work>/logs/ "
+                                                              "(default INFO; the console gets no Luigi logging)")
     p_status = sub.add_parser("status", help="complete, missing, failed and stale products of a night "
                                              "(paths and options from luigi.cfg)")
     p_status.add_argument("night", help="observing night YYYYMMDD")
@@ -218,6 +288,46 @@ EXIT_OK, EXIT_TIMEOUT, EXIT_FAILED = 0, 1, 2
 _KILL_GRACE_S = 3.0
 
 
+#: Flags shown by ``podi_collectcells -h`` (every flag: ``podiflow options``).
+COMMON_FLAGS = ("cals", "bias", "dark", "flat", "masters", "bpm", "nonlinearity", "crosstalk", "persistency",
+                "fixwcs", "photcalib", "noqaplots", "fpack", "singleota", "ncpu", "timeout", "noclobber",
+                "verbose")
+
+
+def _cc_usage() -> str:
+    """The usage text of ``podi_collectcells -h``: synopsis, exit codes and the common flags."""
+    from .options import OPTIONS_BY_NAME
+
+    lines = ["usage: podi_collectcells INPUT OUTPUT.fits [-flag[=value] ...]",
+             "INPUT is an exposure folder or any one of its OTA files; OUTPUT may hold %OBSID %OBJECT %FILTER "
+             "%EXPTIME %OBSSEQ %KEYWORD.", "Exit status: 0 success, 1 time-out, 2 failure.", "", "common flags:"]
+    for name in COMMON_FLAGS:
+        opt = OPTIONS_BY_NAME[name]
+        lines.append(f"  {opt.cli_flag:16s} {opt.doc.split('. ')[0].rstrip('.')}")
+    lines.append("every flag, its default and meaning: podiflow options")
+    return "\n".join(lines)
+
+
+def _misspelled_flags(flags: list[str]) -> None:
+    """Refuse ``--flag`` (two dashes), naming the one-dash flag meant.
+
+    Raises
+    ------
+    _CollectCellsError
+        For the first argument starting with two dashes.
+    """
+    from .options import OptionError, option_for_flag
+
+    for arg in flags:
+        if arg.startswith("--") and len(arg) > 2:
+            name = arg[2:].partition("=")[0]
+            try:
+                hint = f": did you mean {option_for_flag(name).cli_flag}?"
+            except OptionError:
+                hint = ""
+            raise _CollectCellsError(f"{arg}: misspelled flag (podi_collectcells flags take one dash){hint}")
+
+
 def _cc_options(flags: list[str]):
     """Parse podi_collectcells arguments: ``(positionals, options)``; warnings go to stderr.
 
@@ -230,6 +340,7 @@ def _cc_options(flags: list[str]):
 
     from .options import OptionError, parse_collectcells_args
 
+    _misspelled_flags(flags)
     try:
         positionals, options, warnings = parse_collectcells_args(flags)
         for item in options.addfitskey:
@@ -282,16 +393,50 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     return files, output, work
 
 
-def _cc_build(tasks: list, options) -> bool:
-    """Run ``tasks`` through Luigi (local scheduler, or the ``-scheduler=host:port`` luigid); True on success."""
+def _cc_build(tasks: list, options, *, work: Path, obsid: str) -> bool:
+    """Run ``tasks`` through Luigi (local scheduler, or the ``-scheduler=host:port`` luigid); True on success.
+
+    The run holds the lock of the night's work folder (unless a central luigid coordinates), logs to
+    ``<work>/logs/`` and shows the live count;
+    a failed run ends with its causes and the log's path.
+    """
+    import time
+
     import luigi
+
+    from .console import run_log
+    from .paths import night_of
+    from .progress import live_progress
+    from .runlock import night_lock
 
     where = {"local_scheduler": True}
     if options.scheduler:
         host, _, port = options.scheduler.partition(":")
         where = {"scheduler_host": host, "scheduler_port": int(port or 8082)}
-    result = luigi.build(tasks, workers=max(1, options.ncpu), detailed_summary=True, log_level="WARNING", **where)
-    return result.status.name == "SUCCESS" and all(t.complete() for t in tasks)
+    started = time.time()
+    night = night_of(obsid)
+    lock = contextlib.nullcontext() if options.scheduler else night_lock(
+        work / night, what=f"podi_collectcells {obsid}", program="podi_collectcells")
+    with lock, run_log(work, "collectcells") as log:
+        with live_progress(log.with_suffix(".progress"), tasks):
+            result = luigi.build(tasks, workers=max(1, options.ncpu), detailed_summary=True, **where)
+        ok = result.status.name == "SUCCESS" and all(t.complete() for t in tasks)
+    if not ok:
+        _print_cc_failures(obsid, night, since=started, log=log)
+    return ok
+
+
+def _print_cc_failures(obsid: str, night: str, *, since: float, log: Path) -> None:
+    """The closing lines of a failed podi_collectcells run: each failure of this run, and the log's path."""
+    from podisteps.nightsummary import failure_text
+
+    from .failures import read_failures
+
+    records = [r for r in read_failures(night) if r["time"] >= since]
+    print(f"podi_collectcells: {obsid}: {len(records) or 'no'} failure(s) recorded", file=sys.stderr)
+    for record in records:
+        print(f"  {record['obsid'] or night}: {failure_text(record)}", file=sys.stderr)
+    print(f"  full log: {log}", file=sys.stderr, flush=True)
 
 
 def _cc_child(argv: list[str], work: Path, timeout: float | None) -> int:
@@ -302,7 +447,6 @@ def _cc_child(argv: list[str], work: Path, timeout: float | None) -> int:
     the child's (0 or 2), or 1 on time-out. If this process is interrupted (Ctrl-C, SIGTERM), the group is
     killed too before the interruption goes on.
     """
-    import os
     import signal
     import subprocess
 
@@ -336,7 +480,6 @@ def _cc_child(argv: list[str], work: Path, timeout: float | None) -> int:
 def _stop_group(proc) -> None:
     """SIGTERM the process group ``proc`` leads, SIGKILL it after a grace period, and wait until it is gone
     (killed workers take a moment)."""
-    import os
     import signal
     import subprocess
     import time
@@ -414,17 +557,38 @@ def collectcells(input_path: str, output: str | None = None, *, flags=(), work_d
 
     try:
         _, options = _cc_options(list(flags))
-        files, out, _ = _cc_setup(input_path, output, options, work_dir=work_dir)
+        files, out, work = _cc_setup(input_path, output, options, work_dir=work_dir)
     except _CollectCellsError as exc:
         raise RuntimeError(f"podi_collectcells: {exc}") from None
     task = _mef_task(files.obsid, out, options)
-    if not _cc_build(list(luigi.task.flatten(task.requires())), options):
+    if not _cc_build(list(luigi.task.flatten(task.requires())), options, work=work, obsid=files.obsid):
         raise RuntimeError(f"podi_collectcells: {files.obsid}: the reduction failed; see the messages above")
     with task.opened_inputs() as (opened, extra):
         hdul = fits.HDUList([h.copy() for h in task.build_hdulist(opened, extra)])
     if out is not None:
         write_fits_atomic(task.for_writing(hdul), out)
     return hdul
+
+
+@contextlib.contextmanager
+def _previous_output(output: Path):
+    """Move an existing OUTPUT aside for the run (its target must be missing for the MEF to be rebuilt) and
+    put it back unless the run wrote a new one: a failed or killed run never costs the old OUTPUT.
+
+    Yields the aside path (None: there was no OUTPUT).
+    """
+    if not output.exists():
+        yield None
+        return
+    aside = output.with_name(f".{output.name}.previous-{os.getpid()}")
+    os.replace(output, aside)
+    try:
+        yield aside
+    finally:
+        if output.exists():
+            aside.unlink()
+        else:
+            os.replace(aside, output)
 
 
 def collectcells_main(argv: list[str] | None = None) -> int:
@@ -435,12 +599,10 @@ def collectcells_main(argv: list[str] | None = None) -> int:
     ``[podiflow] work_dir`` if luigi.cfg sets one, else ``podiflow-work/`` beside OUTPUT. Exit codes: 0
     success (or nothing to do with -noclobber), 1 time-out, 2 failure or bad command line.
     """
-    import os
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "-help"):
-        print("usage: podi_collectcells INPUT OUTPUT.fits [-flag[=value] ...]\n"
-              "INPUT is an exposure folder or any one of its OTA files; `podiflow options` lists the flags.")
+        print(_cc_usage())
         return EXIT_OK if argv else EXIT_FAILED
     child = os.environ.get(_CHILD_ENV) == "1"
     try:
@@ -452,12 +614,11 @@ def collectcells_main(argv: list[str] | None = None) -> int:
         print(f"podi_collectcells: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if child:
-        return EXIT_OK if _cc_build([_cc_task(files.obsid, output, options)], options) else EXIT_FAILED
-    if output.exists():
-        if options.noclobber:
-            print(f"podi_collectcells: {output} exists and -noclobber is set: nothing to do")
-            return EXIT_OK
-        output.unlink()  # QuickReduce replaces an existing output; checkpoints are reused either way
+        return EXIT_OK if _cc_build([_cc_task(files.obsid, output, options)], options, work=work,
+                                    obsid=files.obsid) else EXIT_FAILED
+    if output.exists() and options.noclobber:
+        print(f"podi_collectcells: {output} exists and -noclobber is set: nothing to do")
+        return EXIT_OK
     if not options.bgmode:
         print(f"podi_collectcells (podiflow {__version__}): {files.obsid}, {len(files.files)} OTAs -> {output}",
               flush=True)
@@ -465,9 +626,11 @@ def collectcells_main(argv: list[str] | None = None) -> int:
         changed = {k: v for k, v in vars(options).items() if v != getattr(type(options)(), k)}
         print(f"podi_collectcells: options {changed}; work folder {work}; time-out {options.timeout} s",
               flush=True)
-    code = _cc_child(argv, work, options.timeout)
+    with _previous_output(output) as previous:
+        code = _cc_child(argv, work, options.timeout)
     if code == EXIT_FAILED or (code == EXIT_OK and not output.exists()):
-        print(f"podi_collectcells: {files.obsid} failed; see the messages above", file=sys.stderr)
+        kept = f"; the previous {output} is kept" if previous else ""
+        print(f"podi_collectcells: {files.obsid} failed: no new output{kept}", file=sys.stderr)
         return EXIT_FAILED
     if code == EXIT_OK:
         print(f"podi_collectcells: wrote {output}")

@@ -4,7 +4,8 @@
 masters unless ``-cals``/``-bias``/... say otherwise), with ``fixwcs``/``photcalib`` the astrometric and
 photometric solutions, the final MEF (``CollectCells``) and its QA plots (``QAPlots``, unless
 ``-noqaplots``). ``ReduceNight`` requires ``ReduceExposure`` for every readable science exposure of the
-night, ``ReduceNights`` every night of a date interval. The night summary (``workflows.qa.NightSummary``)
+night, ``ReduceNights`` every night of a date interval; both raise :class:`workflows.failures.NothingToDo`
+(one line, a non-zero exit of the ``luigi`` command) when there is no raw data to reduce. The night summary (``workflows.qa.NightSummary``)
 requires nothing, so that it can be made whatever failed: ``podiflow reduce`` builds it after each night.
 """
 
@@ -14,12 +15,13 @@ import luigi
 
 from .base import options_param
 from .collect import CollectCells
+from .failures import NothingToDo
 from .options import MEF_FAMILIES, ReductionOptions
 from .paths import night_index, raw_root
 from .qa import QAPlots
 from .settings import reduction_options
 
-__all__ = ["ReduceExposure", "ReduceNight", "ReduceNights", "NIGHT_DEFAULTS"]
+__all__ = ["ReduceExposure", "ReduceNight", "ReduceNights", "NIGHT_DEFAULTS", "science_exposures"]
 
 #: What a night reduction does unless luigi.cfg's [reduction] says otherwise.
 NIGHT_DEFAULTS = {"masters": ("bias", "dark", "flat")}
@@ -38,7 +40,39 @@ def _night_options(options: dict) -> dict:
     return merged
 
 
-class ReduceExposure(luigi.WrapperTask):
+def science_exposures(night: str) -> list:
+    """The readable science exposures of a night (night-index records).
+
+    Raises
+    ------
+    workflows.failures.NothingToDo
+        If the night has no raw folder or no science exposure in it (one line naming the folder).
+    """
+    folder = raw_root() / night
+    if not folder.is_dir():
+        raise NothingToDo(f"night {night}: no raw data: {folder} does not exist")
+    science = night_index(night).select(obstype="OBJECT")
+    if not science:
+        raise NothingToDo(f"night {night}: no science exposure in {folder}: nothing to reduce")
+    return science
+
+
+class _Wrapper(luigi.WrapperTask):
+    """A wrapper whose completeness check never raises.
+
+    An error in a ``requires()`` below (no raw data, an unknown FILTER) then reaches Luigi through this
+    task's own ``requires()``, as a scheduling error that carries its message (recorded by
+    :mod:`workflows.failures`), not as a failed completeness check without one.
+    """
+
+    def complete(self):
+        try:
+            return super().complete()
+        except Exception:  # noqa: BLE001  (raised again, with its message, by requires())
+            return False
+
+
+class ReduceExposure(_Wrapper):
     """Everything built so far for one science exposure."""
 
     obsid = luigi.Parameter()
@@ -55,18 +89,17 @@ class ReduceExposure(luigi.WrapperTask):
         return tasks
 
 
-class ReduceNight(luigi.WrapperTask):
+class ReduceNight(_Wrapper):
     """Every readable science exposure of one observing night (``YYYYMMDD``)."""
 
     night = luigi.Parameter()
     options = luigi.DictParameter(default={})
 
     def requires(self):
-        return [ReduceExposure(obsid=e.obsid, options=self.options)
-                for e in night_index(self.night).select(obstype="OBJECT")]
+        return [ReduceExposure(obsid=e.obsid, options=self.options) for e in science_exposures(self.night)]
 
 
-class ReduceNights(luigi.WrapperTask):
+class ReduceNights(_Wrapper):
     """Every night of a date interval that has a raw folder: ``--nights 2013-10-04-2013-10-06``.
 
     ``DateIntervalParameter`` ends are exclusive (that example is the nights of 4 and 5 October). Luigi's
@@ -82,4 +115,7 @@ class ReduceNights(luigi.WrapperTask):
         return [n for n in names if (raw_root() / n).is_dir()]
 
     def requires(self):
-        return [ReduceNight(night=n, options=self.options) for n in self.night_names()]
+        names = self.night_names()
+        if not names:
+            raise NothingToDo(f"no night of {self.nights} has raw data under {raw_root()}")
+        return [ReduceNight(night=n, options=self.options) for n in names]

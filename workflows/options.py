@@ -29,6 +29,7 @@ Kinds
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
@@ -319,7 +320,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("qasubdirname", "str", None, "Name of the QA folder instead of QA (implies -qasubdirs).", _QA, 11,
            available=True),
     # ---- run control
-    Option("ncpu", "int", 1, "Number of Luigi worker processes.", (), 10, available=True),
+    Option("ncpu", "int", os.cpu_count() or 1, "Number of Luigi worker processes (default: the cores).", (), 10, available=True),
     Option("timeout", "float", None, "Abort the whole run after this many seconds (bare flag: 900; "
            "default: no limit); exit code 1, no process left behind.", (), 10, available=True, bare=900.0),
     Option("scheduler", "str", None, "A central luigid 'host:port' (port default 8082) instead of the "

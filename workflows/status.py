@@ -27,10 +27,12 @@ from pathlib import Path
 import luigi
 from astropy.io import fits
 
+from podisteps.nightsummary import failure_text
+
 from .base import file_checksum
 from .paths import out_root, work_root
 
-__all__ = ["Product", "scan_products", "stale_products", "downstream", "dag_status", "invalidate"]
+__all__ = ["Product", "scan_products", "stale_products", "downstream", "dag_status", "invalidate", "needed_tasks"]
 
 #: File name endings of podiflow products.
 PRODUCT_SUFFIXES = (".fits", ".fits.fz", ".json")
@@ -144,11 +146,12 @@ def downstream(products: dict, roots) -> set:
     return out
 
 
-def _needed_tasks(root: luigi.Task) -> list:
+def needed_tasks(root: luigi.Task, errors: list | None = None) -> list:
     """The tasks of the DAG under ``root`` that a run would look at (each once).
 
     As in a Luigi run, the requirements of a complete task are not needed (so pruned calibration-frame
-    intermediates under a finished master are not "missing").
+    intermediates under a finished master are not "missing"); a task whose ``requires()`` raises counts
+    without its requirements, and ``(task, exception)`` is appended to ``errors`` if given.
     """
     seen, order, todo = set(), [], [root]
     while todo:
@@ -157,8 +160,12 @@ def _needed_tasks(root: luigi.Task) -> list:
             continue
         seen.add(task.task_id)
         order.append(task)
-        if not luigi.task.flatten(task.output()) or not task.complete():
-            todo.extend(luigi.task.flatten(task.requires()))
+        try:
+            if not luigi.task.flatten(task.output()) or not task.complete():
+                todo.extend(luigi.task.flatten(task.requires()))
+        except Exception as exc:  # noqa: BLE001  (reported by the caller; the rest of the DAG still counts)
+            if errors is not None:
+                errors.append((task, exc))
     return order
 
 
@@ -166,11 +173,12 @@ def dag_status(root: luigi.Task, failures: list) -> dict:
     """``{"complete": [...], "missing": [...], "failed": [...]}`` of the targets of the DAG under ``root``.
 
     Wrapper tasks (no output) are left out; a missing target with a failure record is listed as failed
-    (with the error) instead of missing.
+    (with the error) instead of missing. ``"other_failures"`` holds every failure record not listed so (wrapper tasks, blocked exposures, tasks whose ``requires()`` failed).
     """
     failed_ids = {f["task_id"]: f for f in failures}
-    out = {"complete": [], "missing": [], "failed": []}
-    for task in _needed_tasks(root):
+    out = {"complete": [], "missing": [], "failed": [], "other_failures": []}
+    listed = set()
+    for task in needed_tasks(root):
         targets = luigi.task.flatten(task.output())
         if not targets:
             continue
@@ -178,9 +186,11 @@ def dag_status(root: luigi.Task, failures: list) -> dict:
         if all(t.exists() for t in targets):
             out["complete"].append(path)
         elif task.task_id in failed_ids:
-            out["failed"].append(f"{path}  ({failed_ids[task.task_id]['error']})")
+            out["failed"].append(f"{path}  ({failure_text(failed_ids[task.task_id])})")
+            listed.add(task.task_id)
         else:
             out["missing"].append(path)
+    out["other_failures"] = [f for f in failures if f["task_id"] not in listed]
     return out
 
 
