@@ -14,6 +14,8 @@ Sources, by option (``workflows.options``):
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,16 @@ from podisteps.rawio import resolve_file_or_dir
 from .options import ReductionOptions
 from .paths import mastercals_root
 
-__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file"]
+__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file", "FALLBACKS"]
+
+log = logging.getLogger("podiflow.calibrations")
+
+#: What a step does when its ``auto`` file is not in the mastercals tree (QuickReduce reduces anyway).
+FALLBACKS = {
+    "crosstalk": "crosstalk not corrected",
+    "nonlinearity": "non-linearity not corrected",
+    "wcs": "nominal WCS from the instrument model (OTA positions, pixel scale, radial distortion)",
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,12 @@ def _master(options_value, cals: list[Path], name: str, what: str) -> Path | Non
     return found
 
 
+@functools.lru_cache(maxsize=None)
+def _warn_fallback(step: str, folder: Path) -> None:
+    """One warning line per step and folder and process (the resolver runs for every OTA, many times)."""
+    log.warning("no %s file in %s ([podiflow] mastercals_dir): %s", step, folder, FALLBACKS[step])
+
+
 def _mastercal_dir(*parts: str) -> Path | None:
     root = mastercals_root()
     folder = root.joinpath(*parts)
@@ -109,10 +126,13 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
 
     def typed(value, kind: str, history_name: str, *sub: str) -> Path | None:
         try:
-            return history.resolve_calibration(value, history_name=history_name, mjd=record.mjd,
-                                               default_dir=_mastercal_dir(kind, *sub))
+            found = history.resolve_calibration(value, history_name=history_name, mjd=record.mjd,
+                                                default_dir=_mastercal_dir(kind, *sub))
         except FileNotFoundError as exc:
             raise CalibrationError(f"-{kind}: {exc}") from None
+        if found is None:
+            _warn_fallback(kind, mastercals_root().joinpath(kind, *sub))
+        return found
 
     crosstalk = typed(options.crosstalk, "crosstalk", "crosstalk.history", layout) if options.crosstalk else None
     nonlin = typed(options.nonlinearity, "nonlinearity", "nonlinearity.history") if options.nonlinearity else None
