@@ -167,6 +167,7 @@ class DetrendOTA(PodiTask):
                                   **{step: Path(t.path) for step, t in self.input()["masters"].items()})
         raw_path = raw_file(self.obsid, self.ota)
         log = dict.fromkeys(REDUCTION_LOG_KEYS, "not selected")
+        log.update(dict.fromkeys(cal.missing, "missing data"))  # wanted, no file: not applied (warned once)
         used_files = {"raw": raw_path}
 
         self.progress(5, f"{self.obsid} OTA{self.ota:02d}: reading raw cells")
@@ -183,8 +184,6 @@ class DetrendOTA(PodiTask):
             with fits.open(cal.crosstalk) as hdul:
                 cells = crosstalk.correct_crosstalk(cells, crosstalk.read_crosstalk(hdul))
             log["crosstalk"], used_files["crosstalk"] = "successful", cal.crosstalk
-        elif opts.crosstalk:
-            log["crosstalk"] = "missing data"  # no matrix in the mastercals tree (warned at scheduling)
 
         self.progress(20, f"{self.obsid} OTA{self.ota:02d}: overscan, non-linearity, assembly")
         if opts.overscan != "none":
@@ -211,8 +210,6 @@ class DetrendOTA(PodiTask):
                 k = coeffs[c]
                 cells[c][ds] = nonlinearity.apply_nonlinearity(cells[c][ds], k.c2, k.c3)
             log["nonlinearity"], used_files["nonlinearity"] = "successful", cal.nonlinearity
-        elif opts.nonlinearity:
-            log["nonlinearity"] = "missing data"  # no table in the mastercals tree (warned at scheduling)
 
         keep = instrument.parse_keepcells(opts.keepcells)
         used = {
@@ -409,13 +406,12 @@ class DetrendOTA(PodiTask):
             wcs_step.apply_wcs(header, wcs_step.plain_wcs_cards(self.ota, ra=ra, dec=dec, cd=cd, scale=geo.scale))
             log["wcs"] = "successful"
             return
-        if cal.wcs is None:  # no canned distortion in the mastercals tree (warned at scheduling)
+        if cal.wcs is None:  # no canned distortion in the mastercals tree (warned at scheduling, in cal.missing)
             plane = instrument.focal_plane(instrument.layout_for_mjd(self.record.mjd).name)
             wcs_step.apply_wcs(header, wcs_step.nominal_wcs_cards(self.ota, plane, ra=ra, dec=dec,
                                                                   frame_px=geo.ota_size * geo.scale, scale=geo.scale,
                                                                   simple=opts.simplewcs))
-            header["WCSNOMIN"] = (True, "nominal WCS (instrument model, no distortion)")
-            log["wcs"] = "missing data"
+            header["WCSNOMIN"] = (True, "nominal WCS of the instrument model")
             return
         with fits.open(cal.wcs) as hdul:
             try:

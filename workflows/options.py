@@ -11,7 +11,8 @@ Kinds
     Off unless given. ``-flag`` -> True.
 ``path``
     A step that is off unless given. ``-flag`` -> ``"auto"`` (the mastercals default); ``-flag=x`` -> x
-    (a file, a folder or a comma list, resolved like QuickReduce's ``check_filename_directory``).
+    (a file, a folder or a comma list, resolved like QuickReduce's ``check_filename_directory``);
+    ``-flag=no`` -> False, off even where another option (``-cals``) would switch it on (None = not given).
 ``path_on``
     A step that is on by default (``"auto"``); ``-flag=x`` chooses the file; ``-flag=no`` turns it off
     (QuickReduce could not turn crosstalk off: spec section 8.1 [bug] 8).
@@ -127,7 +128,8 @@ class Option:
             if text in (None, True, "", "auto", "yes", "true"):
                 return "auto"
             if text in (False, "no", "none", "false", "off"):
-                return None
+                # path: False = switched off even where -cals would imply it; None = not given
+                return False if self.kind == "path" else None
             return str(text)
         if text in (None, True, "") and self.bare is not None:
             return self.bare
@@ -159,7 +161,9 @@ class Option:
     def format(self, value: Any) -> str:
         """Format a parsed value back into the text form ``parse`` accepts."""
         if value is None:
-            return "no" if self.kind in ("path", "path_on") else ""
+            return "no" if self.kind == "path_on" else ""
+        if value is False and self.kind == "path":
+            return "no"
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, tuple):
