@@ -1,5 +1,8 @@
 """Calibrations as QuickReduce users give them: -cals with a bias and a flat only, and -<step>=no."""
 
+import json
+import shutil
+
 import luigi
 import numpy as np
 import pytest
@@ -74,3 +77,39 @@ def test_detrend_with_bias_and_flat_only(small_night, podiflow_config, cals):
         good = np.isfinite(a[1].data) & np.isfinite(b[1].data)
         np.testing.assert_allclose(b[1].data[good], (a[1].data[good] - 3.0) / 2.0, rtol=1e-5, atol=1e-3)
         np.testing.assert_allclose(c[1].data[good], a[1].data[good] / 2.0, rtol=1e-5, atol=1e-3)
+
+
+def test_masters_without_darks_write_quickreduce_mefs_once(small_night, podiflow_config, tmp_path):
+    """-masters=bias,flat on a night without darks; the QuickReduce-format MEFs come from the same per-OTA
+    masters (each calibration frame detrended once) and work as -cals."""
+    raw = tmp_path / "raw" / NIGHT
+    for exposure in (small_night / "raw" / NIGHT).iterdir():
+        if json.loads((small_night / "truth" / NIGHT / exposure.name / "exposure.json").read_text())["obstype"] != "DARK":
+            shutil.copytree(exposure, raw / exposure.name)
+    podiflow_config(raw_dir=tmp_path / "raw", keepcalframes="true")
+    record = next(e for e in night_index(NIGHT).select(obstype="OBJECT") if e.filter == "odi_r")
+    masters = DetrendOTA(obsid=record.obsid, ota=OTA, options=detrend_options(_options("-masters=bias,flat")))
+    assert luigi.build([masters], local_scheduler=True, log_level="WARNING")
+    cals = tmp_path / "work" / NIGHT / "cals"
+    mefs = [cals / "bias_bin1.fits", cals / "dflat_odi_r_bin1.fits"]
+    assert all(p.is_symlink() and p.resolve().is_file() for p in mefs) and not (cals / "dark_yes_bin1.fits").exists()
+    layout_otas = set(night_index(NIGHT).select(obstype="BIAS")[0].otas)
+    made = {obstype: p.resolve().stat().st_mtime_ns for obstype, p in zip(("BIAS", "DFLAT"), mefs)}
+    for path in mefs:
+        with fits.open(path) as hdul:
+            assert {h.header["FPPOS"] for h in hdul[1:] if "FPPOS" in h.header} == {f"xy{o:02d}" for o in layout_otas}
+            assert hdul[0].header["NCOMBINE"] == 3
+    calframes = [e for e in night_index(NIGHT).exposures
+                 if e.obstype == "BIAS" or (e.obstype == "DFLAT" and e.filter == "odi_r")]
+    for frame in calframes:  # detrended once, before the MEFs were assembled
+        checkpoints = list((tmp_path / "work" / NIGHT / frame.obsid / "detrend").glob(f"*.{OTA:02d}.detrend.*.fits"))
+        assert len(checkpoints) == 1 and checkpoints[0].stat().st_mtime_ns <= made[frame.obstype], frame.obsid
+        if frame.obstype == "DFLAT":
+            with fits.open(checkpoints[0]) as hdul:
+                assert (hdul[1].header["_BIAS"], hdul[1].header["_DARK"]) == ("successful", "missing data")
+    given = DetrendOTA(obsid=record.obsid, ota=OTA, options=detrend_options(_options(f"-cals={cals}", "-dark=no")))
+    assert luigi.build([given], local_scheduler=True, log_level="WARNING")
+    with fits.open(masters.output().path) as a, fits.open(given.output().path) as b:
+        assert (a[1].header["_BIAS"], a[1].header["_DARK"], a[1].header["_FLAT"]) == \
+            ("successful", "not selected", "successful")
+        np.testing.assert_allclose(b[1].data, a[1].data, rtol=1e-6, equal_nan=True)

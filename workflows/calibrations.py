@@ -28,7 +28,7 @@ from podisteps.rawio import resolve_file_or_dir
 from .options import ReductionOptions
 from .paths import mastercals_root
 
-__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file", "FALLBACKS"]
+__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file", "FALLBACKS", "warn_once"]
 
 log = logging.getLogger("podiflow.calibrations")
 
@@ -82,7 +82,7 @@ def _master(options_value, cals: list[Path], name: str, what: str) -> Path | Non
 
 
 @functools.lru_cache(maxsize=None)
-def _warn_once(message: str) -> None:
+def warn_once(message: str) -> None:
     """One warning line per message and process (the resolver runs for every OTA, many times)."""
     log.warning("%s", message)
 
@@ -97,7 +97,7 @@ def _from_cals(value, cals: list[Path], name: str, what: str, missing: list) -> 
         return _master(value or None, cals, name, what)
     found = calibrate.find_in_folders(cals, name)
     if found is None:
-        _warn_once(f"no {name} in {', '.join(map(str, cals))} (-cals): {what} not applied")
+        warn_once(f"no {name} in {', '.join(map(str, cals))} (-cals): {what} not applied")
         missing.append(what)
     return found
 
@@ -121,7 +121,8 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
     """
     cals = _folders(options.cals)
     binning, filt = record.binning, record.filter
-    layout = instrument.layout_for_mjd(record.mjd).name
+    layout_model = instrument.layout_for_mjd(record.mjd)
+    layout = layout_model.name
     missing: list[str] = []
 
     bias = _from_cals(options.bias, cals, calibrate.bias_filename(binning), "bias", missing)
@@ -130,20 +131,22 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
     illum = _master(options.illumcorr, cals, calibrate.illumination_filename(filt, binning), "illumcorr")
     photflat = _master(options.photflat, cals, photflat_filename(filt, binning), "photflat")
 
-    def typed(value, kind: str, history_name: str, *sub: str) -> Path | None:
+    def typed(value, kind: str, history_name: str, *sub: str, since: float | None = None) -> Path | None:
         try:
             found = history.resolve_calibration(value, history_name=history_name, mjd=record.mjd,
-                                                default_dir=_mastercal_dir(kind, *sub))
+                                                default_dir=_mastercal_dir(kind, *sub), since=since)
         except FileNotFoundError as exc:
             raise CalibrationError(f"-{kind}: {exc}") from None
         if found is None:
-            _warn_once(f"no {kind} file in {mastercals_root().joinpath(kind, *sub)} ([podiflow] mastercals_dir): "
+            warn_once(f"no {kind} file in {mastercals_root().joinpath(kind, *sub)} ([podiflow] mastercals_dir): "
                        f"{FALLBACKS[kind]}")
             missing.append(kind)
         return found
 
     crosstalk = typed(options.crosstalk, "crosstalk", "crosstalk.history", layout) if options.crosstalk else None
-    nonlin = typed(options.nonlinearity, "nonlinearity", "nonlinearity.history") if options.nonlinearity else None
+    # one history for both layouts: only the tables of the frame's layout count
+    nonlin = (typed(options.nonlinearity, "nonlinearity", "nonlinearity.history", since=layout_model.mjd_min)
+              if options.nonlinearity else None)
     wcs_file = None
     if options.wcs not in (None, "plain"):
         wcs_file = typed(options.wcs, "wcs", "wcs.history", layout)
@@ -178,7 +181,7 @@ def _flat(value, cals: list[Path], filtername: str, binning: int, missing: list)
     text = f"no tflat/dflat/flat_{filtername}_bin{binning}.fits in {', '.join(map(str, folders)) or '(none)'}"
     if value is not None:
         raise CalibrationError(f"-flat: {text}")
-    _warn_once(f"{text} (-cals): flat not applied")
+    warn_once(f"{text} (-cals): flat not applied")
     missing.append("flat")
     return None
 

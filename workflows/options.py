@@ -207,6 +207,9 @@ OPTIONS: tuple[Option, ...] = (
            "template x scale (in flat units) is subtracted before combining; bare flag = -pupilghost's default "
            "template (mastercals history, else the night's own PupilGhostTemplate), or the file/folder given.",
            _DETREND, 9, available=True),
+    Option("mastercals", "str", None, "A mastercals tree in QuickReduce's layout (e.g. the mastercals/ folder of "
+           "a QuickReduce checkout) instead of [podiflow] mastercals_dir: crosstalk, non-linearity, canned WCS "
+           "and BPM regions by MJD and layout.", (), 19, available=True),
     Option("keepcalframes", "switch", False, "Keep the detrended calibration frames after their master "
            "is made (by default they are deleted so a night fits on disk).", (), 6, available=True),
     Option("illumcorr", "path", None, "Divide by the illumination correction "
