@@ -73,3 +73,39 @@ def test_empty_folder_no_config_no_mastercals(small_night, tmp_path):
             x, y = header_wcs(header).all_world2pix(np.asarray(on["ra"]), np.asarray(on["dec"]), 0)
             errors[ota] = float(np.median(np.hypot(x - on["x"], y - on["y"]))) * 0.9  # arcsec (0.9"/px)
     assert max(errors.values()) < 0.3, errors  # measured: 0.03-0.12"
+
+
+@pytest.mark.fullsize
+@pytest.mark.parametrize("layout", ["podi", "odi_5x6"])
+def test_fullsize_fixwcs_from_the_nominal_wcs(layout, tmp_path, podiflow_config):
+    """Full-size exposure, no mastercals tree: -fixwcs from the nominal WCS, every OTA against the truth."""
+    import tomllib
+
+    import luigi
+
+    from podisteps.simulate import load_night, simulate_night
+    from workflows.astrometry import FixWCS
+    from workflows.base import options_param
+    from workflows.options import ReductionOptions
+    from workflows.paths import night_of
+
+    spec = tomllib.loads((instrument.configs_dir() / "nights" / "demo.toml").read_text())
+    if layout == "odi_5x6":
+        spec["night"]["start"] = "2016-10-05T01:30:00"
+    exposure = [e for e in load_night(spec).exposures if e.obstype == "OBJECT"][1]
+    simulate_night(spec, tmp_path / "sim", only=[exposure.dirname])
+    podiflow_config(raw_dir=tmp_path / "sim" / "raw", mastercals_dir=tmp_path / "no-mastercals")
+    luigi.configuration.get_config().set("podiflow", "refcat", str(tmp_path / "sim" / "refcat" / "refcat.fits"))
+    task = FixWCS(obsid=exposure.dirname, options=options_param(ReductionOptions().replace(fixwcs=True),
+                                                                ["FixWCS", "OTACatalog", "DetrendOTA"]))
+    assert luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
+    stars = Table.read(tmp_path / "sim" / "truth" / night_of(exposure.dirname) / exposure.dirname / "stars.fits")
+    errors = {}
+    with fits.open(task.output().path) as hdul:
+        assert hdul[0].header["WCSCAL"]
+        for ota in exposure.otas:
+            on = stars[(stars["ota"] == ota) & (stars["flux_adu"] > 3000)]
+            x, y = header_wcs(hdul[f"OTA{ota:02d}.WCS"].header).all_world2pix(np.asarray(on["ra"]),
+                                                                             np.asarray(on["dec"]), 0)
+            errors[ota] = float(np.median(np.hypot(x - on["x"], y - on["y"]))) * 0.1125
+    assert max(errors.values()) < 0.3, errors
