@@ -84,7 +84,8 @@ def test_masters_without_darks_write_quickreduce_mefs_once(small_night, podiflow
     masters (each calibration frame detrended once) and work as -cals."""
     raw = tmp_path / "raw" / NIGHT
     for exposure in (small_night / "raw" / NIGHT).iterdir():
-        if json.loads((small_night / "truth" / NIGHT / exposure.name / "exposure.json").read_text())["obstype"] != "DARK":
+        truth = json.loads((small_night / "truth" / NIGHT / exposure.name / "exposure.json").read_text())
+        if truth["obstype"] != "DARK":
             shutil.copytree(exposure, raw / exposure.name)
     podiflow_config(raw_dir=tmp_path / "raw", keepcalframes="true")
     record = next(e for e in night_index(NIGHT).select(obstype="OBJECT") if e.filter == "odi_r")

@@ -138,8 +138,8 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
         except FileNotFoundError as exc:
             raise CalibrationError(f"-{kind}: {exc}") from None
         if found is None:
-            warn_once(f"no {kind} file in {mastercals_root().joinpath(kind, *sub)} ([podiflow] mastercals_dir): "
-                       f"{FALLBACKS[kind]}")
+            warn_once(f"no {kind} file in {mastercals_root().joinpath(kind, *sub)} "
+                      f"(-mastercals, [podiflow] mastercals_dir): {FALLBACKS[kind]}")
             missing.append(kind)
         return found
 
