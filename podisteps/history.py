@@ -90,16 +90,31 @@ def read_history(path: str | os.PathLike) -> list[HistoryEntry]:
     return parse_history(path.read_text(), source=str(path))
 
 
-def select_entry(entries: list[HistoryEntry], mjd: float) -> HistoryEntry | None:
-    """Return the last entry, in file order, with ``mjd >= entry.mjd``; None if there is none."""
+def select_entry(entries: list[HistoryEntry], mjd: float, *, since: float | None = None) -> HistoryEntry | None:
+    """Return the last entry, in file order, with ``mjd >= entry.mjd``; None if there is none.
+
+    Parameters
+    ----------
+    entries : list of HistoryEntry
+        In file order.
+    mjd : float
+        ``MJD-OBS`` of the frame.
+    since : float, optional
+        Only entries starting at or after this MJD count, and if none of them has started by ``mjd`` the
+        first of them is used: the start of the frame's focal-plane layout for a history shared by both
+        layouts (QuickReduce's ``nonlinearity.history`` gives 5x6 frames of MJD 57023-57174 the pODI
+        April-2014 table, keyed by pODI positions: the wrong detectors).
+    """
+    if since is not None:
+        entries = [e for e in entries if e.mjd >= since]
     chosen = None
     for entry in entries:
         if float(mjd) >= entry.mjd:
             chosen = entry
-    return chosen
+    return chosen if chosen is not None or since is None or not entries else entries[0]
 
 
-def file_from_history(history_path: str | os.PathLike, mjd: float) -> Path | None:
+def file_from_history(history_path: str | os.PathLike, mjd: float, *, since: float | None = None) -> Path | None:
     """Return the file a history file names for ``mjd``, resolved against the history file's folder.
 
     Parameters
@@ -108,6 +123,8 @@ def file_from_history(history_path: str | os.PathLike, mjd: float) -> Path | Non
         The ``.history`` file.
     mjd : float
         ``MJD-OBS`` of the frame.
+    since : float, optional
+        Start of the frame's layout (see :func:`select_entry`).
 
     Returns
     -------
@@ -115,7 +132,7 @@ def file_from_history(history_path: str | os.PathLike, mjd: float) -> Path | Non
         The named file if an entry applies and that file exists; else None.
     """
     history_path = Path(history_path)
-    entry = select_entry(read_history(history_path), mjd)
+    entry = select_entry(read_history(history_path), mjd, since=since)
     if entry is None:
         return None
     candidate = history_path.parent / entry.filename
@@ -128,6 +145,7 @@ def resolve_calibration(
     history_name: str,
     mjd: float,
     default_dir: str | os.PathLike | None,
+    since: float | None = None,
 ) -> Path | None:
     """Resolve a ``-wcs``/``-crosstalk``/``-nonlinearity`` value to one calibration file.
 
@@ -143,6 +161,8 @@ def resolve_calibration(
         ``MJD-OBS`` of the frame.
     default_dir : path-like or None
         The mastercals folder for this type and layout (e.g. ``<mastercals>/crosstalk/podi``).
+    since : float, optional
+        Start MJD of the frame's layout, for a history shared by both layouts (:func:`select_entry`).
 
     Returns
     -------
@@ -161,14 +181,14 @@ def resolve_calibration(
         if default_dir is None:
             return None
         history = Path(default_dir) / history_name
-        return file_from_history(history, mjd) if history.is_file() else None
+        return file_from_history(history, mjd, since=since) if history.is_file() else None
     path = Path(value)
     if path.is_dir():
         path = path / history_name
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such calibration file")
     if path.name.endswith(".history"):
-        found = file_from_history(path, mjd)
+        found = file_from_history(path, mjd, since=since)
         if found is None:
             raise FileNotFoundError(f"{path}: names no existing file for MJD {float(mjd):.5f}")
         return found

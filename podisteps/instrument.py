@@ -28,6 +28,8 @@ __all__ = [
     "geometry_for_cell_shape",
     "layout",
     "layout_for_mjd",
+    "FocalPlane",
+    "focal_plane",
     "broken_cells",
     "cellmode_char",
     "is_guide_ota",
@@ -316,6 +318,56 @@ def layout(name: str) -> Layout:
 def layout_for_mjd(mjd: float) -> Layout:
     """Return the layout in use at ``mjd``: pODI before MJD 57023, ODI 5x6 from then on."""
     return layout("podi" if float(mjd) < LAYOUT_SWITCH_MJD else "odi_5x6")
+
+
+@dataclass(frozen=True)
+class FocalPlane:
+    """The nominal optical model of a layout: where each OTA sits on the sky, and a radial distortion.
+
+    Attributes
+    ----------
+    layout : str
+        ``"podi"`` or ``"odi_5x6"``.
+    pixel_scale_arcsec : float
+        Nominal pixel scale of a full-size bin1 pixel, arcsec.
+    radial_k_per_deg2 : float
+        Radial cubic distortion ``xi' = xi (1 + K r^2)`` about the optical axis, deg^-2.
+    model_error_arcsec : float
+        Position error per axis of this model once pointing and OTA offsets are fitted, arcsec.
+    axis_offset_deg : tuple of float
+        Optical axis minus telescope pointing ``(dRA, dDec)``, deg; dRA is an offset on the sky.
+    centres_arcmin : dict
+        OTA -> its centre minus the optical axis ``(x, y)``, arcmin (x = East = +x pixels, y = North).
+    """
+
+    layout: str
+    pixel_scale_arcsec: float
+    radial_k_per_deg2: float
+    model_error_arcsec: float
+    axis_offset_deg: tuple[float, float]
+    centres_arcmin: dict = field(repr=False)
+
+    def centre_arcmin(self, ota: int) -> tuple[float, float]:
+        """Centre of ``ota`` minus the optical axis, arcmin (raises ValueError for an OTA not in the layout)."""
+        try:
+            return self.centres_arcmin[ota]
+        except KeyError:
+            raise ValueError(f"OTA {ota:02d} is not part of the {self.layout} focal plane") from None
+
+
+@functools.cache
+def focal_plane(name: str) -> FocalPlane:
+    """Return the nominal optical model (``[focal_plane]`` of the layout's data file) of ``"podi"``/``"odi_5x6"``."""
+    layout(name)  # validates the name
+    d = _load_toml(f"{name}.toml")["focal_plane"]
+    return FocalPlane(
+        layout=name,
+        pixel_scale_arcsec=float(d["pixel_scale_arcsec"]),
+        radial_k_per_deg2=float(d["radial_k_per_deg2"]),
+        model_error_arcsec=float(d["model_error_arcsec"]),
+        axis_offset_deg=tuple(float(v) for v in d["axis_offset_deg"]),
+        centres_arcmin={int(k): (float(v[0]), float(v[1])) for k, v in d["centres_arcmin"].items()},
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ __all__ = [
     "strip_raw_wcs",
     "canned_wcs_cards",
     "plain_wcs_cards",
+    "nominal_wcs_cards",
     "apply_wcs",
     "WCS_CARD_RE",
 ]
@@ -185,6 +186,58 @@ def plain_wcs_cards(ota: int, *, ra: float, dec: float, cd, scale: int = 1) -> f
     for i in (1, 2):
         for j in (1, 2):
             out[f"CD{i}_{j}"] = float(cd[i - 1][j - 1]) * scale
+    out["RADESYS"] = "ICRS"
+    out["EQUINOX"] = 2000.0
+    return out
+
+
+def nominal_wcs_cards(ota: int, plane, *, ra: float, dec: float, frame_px: int = 4096, scale: int = 1,
+                      simple: bool = False) -> fits.Header:
+    """The WCS of ``ota`` from the nominal optical model, for when no canned distortion file exists.
+
+    The optical axis is at the pointing plus the layout's axis offset (as for a canned file); the OTA's
+    ``CRPIX`` is the axis in its own pixels, ``frame_px / 2 - centre``; the nominal pixel scale with no
+    rotation (East = +x, North = +y) and the model's radial cubic as TPV terms. Per-OTA rotations and
+    the non-radial distortion are left to ``-fixwcs``; ``ASTRRMS1/2`` carry the model's error so that
+    the per-OTA refinement weighs it accordingly.
+
+    Parameters
+    ----------
+    ota : int
+        OTA position.
+    plane : podisteps.instrument.FocalPlane
+        The layout's nominal optical model.
+    ra, dec : float
+        Telescope pointing, degrees (offsets such as ``-wcsoffset`` already applied).
+    frame_px : int, optional
+        Side of the OTA frame in full-size bin1 pixels.
+    scale : int, optional
+        Pixel size in full-size bin1 pixels: ``CRPIX /= scale``, ``CD *= scale``.
+    simple : bool, optional
+        A plain ``RA---TAN`` without the distortion terms (``-simplewcs``).
+
+    Returns
+    -------
+    astropy.io.fits.Header
+        CTYPE, CUNIT, CRPIX, CRVAL, CD, PV (unless ``simple``), ASTRRMS1/2, RADESYS and EQUINOX cards.
+    """
+    px_per_arcmin = 60.0 / plane.pixel_scale_arcsec
+    centre = plane.centre_arcmin(ota)
+    crval1, crval2 = _offset_axis(ra, dec, *plane.axis_offset_deg)
+    proj = "TAN" if simple else "TPV"
+    out = fits.Header()
+    out["CTYPE1"], out["CTYPE2"] = f"RA---{proj}", f"DEC--{proj}"
+    out["CUNIT1"], out["CUNIT2"] = "deg", "deg"
+    for i in (1, 2):
+        out[f"CRPIX{i}"] = (frame_px / 2.0 - centre[i - 1] * px_per_arcmin) / scale
+    out["CRVAL1"], out["CRVAL2"] = crval1, crval2
+    cd = plane.pixel_scale_arcsec / 3600.0 * scale
+    out["CD1_1"], out["CD1_2"], out["CD2_1"], out["CD2_2"] = cd, 0.0, 0.0, cd
+    if not simple:  # TPV: PV1_7 xi^3, PV1_9 xi eta^2; PV2_7 eta^3, PV2_9 eta xi^2
+        for axis in (1, 2):
+            out[f"PV{axis}_1"] = 1.0
+            out[f"PV{axis}_7"] = out[f"PV{axis}_9"] = plane.radial_k_per_deg2
+    out["ASTRRMS1"] = out["ASTRRMS2"] = plane.model_error_arcsec / 3600.0
     out["RADESYS"] = "ICRS"
     out["EQUINOX"] = 2000.0
     return out

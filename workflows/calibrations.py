@@ -14,6 +14,8 @@ Sources, by option (``workflows.options``):
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,16 @@ from podisteps.rawio import resolve_file_or_dir
 from .options import ReductionOptions
 from .paths import mastercals_root
 
-__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file"]
+__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file", "FALLBACKS", "warn_once"]
+
+log = logging.getLogger("podiflow.calibrations")
+
+#: What a step does when its ``auto`` file is not in the mastercals tree (QuickReduce reduces anyway).
+FALLBACKS = {
+    "crosstalk": "crosstalk not corrected",
+    "nonlinearity": "non-linearity not corrected",
+    "wcs": "nominal WCS from the instrument model (OTA positions, pixel scale, radial distortion)",
+}
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,11 @@ class CalibrationFiles:
     bpm: Path | None = None          # a folder of bpm_xyNN.reg, or one file used for every OTA
     techdata: Path | None = None
     photflat: Path | None = None
+    missing: tuple = ()              # steps wanted but without a file: not applied, logged 'missing data'
 
     def files(self) -> dict:
         """``step -> path`` of the files that exist (the BPM folder is not a file)."""
-        return {k: v for k, v in self.__dict__.items() if v is not None and v.is_file()}
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, Path) and v.is_file()}
 
 
 def _folders(value: str | None) -> list[Path]:
@@ -55,7 +67,7 @@ def _folders(value: str | None) -> list[Path]:
 
 def _master(options_value, cals: list[Path], name: str, what: str) -> Path | None:
     """A master from its own option (file/folder/list), else from -cals; error if asked for but absent."""
-    if options_value is None:
+    if not options_value:
         return None
     if options_value != "auto":
         found = resolve_file_or_dir(options_value, name)
@@ -66,6 +78,27 @@ def _master(options_value, cals: list[Path], name: str, what: str) -> Path | Non
     if found is None:
         where = ", ".join(str(c) for c in cals) or "(no -cals folder given)"
         raise CalibrationError(f"-{what}: no {name} in {where}")
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def warn_once(message: str) -> None:
+    """One warning line per message and process (the resolver runs for every OTA, many times)."""
+    log.warning("%s", message)
+
+
+def _from_cals(value, cals: list[Path], name: str, what: str, missing: list) -> Path | None:
+    """A master of its own option (None: not given; False: ``-what=no``), else the one ``-cals`` implies.
+
+    A file ``-cals`` implies but does not hold is skipped with one warning and added to ``missing``
+    (QuickReduce reduces anyway and logs the step as not applied); an explicit request must be met.
+    """
+    if value is not None or not cals:
+        return _master(value or None, cals, name, what)
+    found = calibrate.find_in_folders(cals, name)
+    if found is None:
+        warn_once(f"no {name} in {', '.join(map(str, cals))} (-cals): {what} not applied")
+        missing.append(what)
     return found
 
 
@@ -87,35 +120,33 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
         A requested calibration is missing (the message says which file and where it was looked for).
     """
     cals = _folders(options.cals)
-    implied = "auto" if cals else None
     binning, filt = record.binning, record.filter
-    layout = instrument.layout_for_mjd(record.mjd).name
+    layout_model = instrument.layout_for_mjd(record.mjd)
+    layout = layout_model.name
+    missing: list[str] = []
 
-    bias = _master(options.bias or implied, cals, calibrate.bias_filename(binning), "bias")
-    dark = _master(options.dark or implied, cals, calibrate.dark_filename(binning), "dark")
-    flat_opt = options.flat or implied
-    if flat_opt is None:
-        flat = None
-    else:
-        folders = cals if flat_opt == "auto" else _folders(flat_opt)
-        single = [f for f in folders if f.is_file()]
-        flat = single[0] if single else calibrate.find_flat([f for f in folders if f.is_dir()], filt, binning)
-        if flat is None:
-            raise CalibrationError(
-                f"-flat: no tflat/dflat/flat_{filt}_bin{binning}.fits in {', '.join(map(str, folders)) or '(none)'}"
-            )
+    bias = _from_cals(options.bias, cals, calibrate.bias_filename(binning), "bias", missing)
+    dark = _from_cals(options.dark, cals, calibrate.dark_filename(binning), "dark", missing)
+    flat = _flat(options.flat, cals, filt, binning, missing)
     illum = _master(options.illumcorr, cals, calibrate.illumination_filename(filt, binning), "illumcorr")
     photflat = _master(options.photflat, cals, photflat_filename(filt, binning), "photflat")
 
-    def typed(value, kind: str, history_name: str, *sub: str) -> Path | None:
+    def typed(value, kind: str, history_name: str, *sub: str, since: float | None = None) -> Path | None:
         try:
-            return history.resolve_calibration(value, history_name=history_name, mjd=record.mjd,
-                                               default_dir=_mastercal_dir(kind, *sub))
+            found = history.resolve_calibration(value, history_name=history_name, mjd=record.mjd,
+                                                default_dir=_mastercal_dir(kind, *sub), since=since)
         except FileNotFoundError as exc:
             raise CalibrationError(f"-{kind}: {exc}") from None
+        if found is None:
+            warn_once(f"no {kind} file in {mastercals_root().joinpath(kind, *sub)} "
+                      f"(-mastercals, [podiflow] mastercals_dir): {FALLBACKS[kind]}")
+            missing.append(kind)
+        return found
 
     crosstalk = typed(options.crosstalk, "crosstalk", "crosstalk.history", layout) if options.crosstalk else None
-    nonlin = typed(options.nonlinearity, "nonlinearity", "nonlinearity.history") if options.nonlinearity else None
+    # one history for both layouts: only the tables of the frame's layout count
+    nonlin = (typed(options.nonlinearity, "nonlinearity", "nonlinearity.history", since=layout_model.mjd_min)
+              if options.nonlinearity else None)
     wcs_file = None
     if options.wcs not in (None, "plain"):
         wcs_file = typed(options.wcs, "wcs", "wcs.history", layout)
@@ -134,7 +165,25 @@ def resolve_calibrations(record: ExposureRecord, options: ReductionOptions) -> C
             raise CalibrationError(f"-bpm={options.bpm}: no such file or folder")
     techdata = _techdata(options.techdata, cals, flat=flat, bias=bias, filtername=filt, binning=binning)
     return CalibrationFiles(bias=bias, dark=dark, flat=flat, illumcorr=illum, crosstalk=crosstalk,
-                            nonlinearity=nonlin, wcs=wcs_file, bpm=bpm, techdata=techdata, photflat=photflat)
+                            nonlinearity=nonlin, wcs=wcs_file, bpm=bpm, techdata=techdata, photflat=photflat,
+                            missing=tuple(missing))
+
+
+def _flat(value, cals: list[Path], filtername: str, binning: int, missing: list) -> Path | None:
+    """The master flat of ``-flat`` (a file, folders, 'auto' = -cals) or implied by ``-cals``; see _from_cals."""
+    if value is False or (value is None and not cals):
+        return None
+    folders = cals if value in (None, "auto") else _folders(value)
+    single = [f for f in folders if f.is_file()]
+    flat = single[0] if single else calibrate.find_flat([f for f in folders if f.is_dir()], filtername, binning)
+    if flat is not None:
+        return flat
+    text = f"no tflat/dflat/flat_{filtername}_bin{binning}.fits in {', '.join(map(str, folders)) or '(none)'}"
+    if value is not None:
+        raise CalibrationError(f"-flat: {text}")
+    warn_once(f"{text} (-cals): flat not applied")
+    missing.append("flat")
+    return None
 
 
 def flat_type(flat: Path | None) -> str:
@@ -145,7 +194,7 @@ def flat_type(flat: Path | None) -> str:
 
 def _techdata(value, cals: list[Path], *, flat, bias, filtername: str, binning: int) -> Path | None:
     """The TECHDATA file of ``-techdata`` (None: off, or the night's own TechData task when 'auto' has no -cals)."""
-    if value is None:
+    if not value:
         return None
     name = calibrate.techdata_filename(flat_type(flat), filtername, binning)
     if value in ("from_flat", "from_bias"):

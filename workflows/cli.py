@@ -390,6 +390,10 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     _raw_view(files, work)
     cfg.set("podiflow", "raw_dir", str(work / "raw"))
     cfg.set("podiflow", "work_dir", str(work))
+    if options.mastercals:  # -mastercals=DIR: a QuickReduce checkout's mastercals/ folder
+        if not Path(options.mastercals).is_dir():
+            raise _CollectCellsError(f"-mastercals={options.mastercals}: no such folder")
+        cfg.set("podiflow", "mastercals_dir", str(Path(options.mastercals).resolve()))
     return files, output, work
 
 

@@ -32,7 +32,7 @@ from podisteps.calselect import NoCalibrationError
 from podisteps.errors import logger
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
-from .calibrations import bpm_file, flat_type, resolve_calibrations
+from .calibrations import bpm_file, flat_type, resolve_calibrations, warn_once
 from .paths import checkpoint_path, night_index, night_of
 from .saturation import (ExposureError, SaturationCatalog, SaturationExport, check_persistency_folder,
                          exposure_record, folder_catalogs, persistency_folder, raw_file)
@@ -105,30 +105,39 @@ class DetrendOTA(PodiTask):
             and persistency.in_persistency_window(me.mjd, mjd, exptime, window=opts.persistency_window)
         ]
 
+    def master_steps(self) -> list:
+        """The steps of ``-masters`` this exposure takes from night masters: not overridden by an explicit
+        ``-bias``/``-dark``/``-flat`` (a file, or ``=no``) or ``-cals``."""
+        opts = self.reduction_options
+        for step in opts.masters:
+            if step not in ("bias", "dark", "flat"):
+                raise ExposureError(f"-masters: unknown calibration {step!r} (bias, dark, flat)")
+        return [s for s in opts.masters if getattr(opts, s) is None and not opts.cals]
+
     def night_masters(self) -> dict:
         """``step -> MasterOTA`` for the calibrations built from the night's own frames (``-masters``).
 
-        A step with an explicit option (``-bias``/``-dark``/``-flat`` or ``-cals``) keeps that file.
         Flats: twilight flats of the filter if the night has any, else dome flats (QuickReduce's order);
         ghost-free with ``-flatghost`` (:func:`workflows.masters.master_options`).
         A night without enough frames of a kind borrows the nearest night's within ``-calwindow`` nights
-        (:func:`workflows.masters.select_night_master`).
+        (:func:`workflows.masters.select_night_master`). A flat frame with no dark within reach is
+        detrended without one (as QuickReduce makes flats on a night without darks; one warning).
         """
-        from .masters import MasterOTA, master_options, select_night_master
+        from .masters import KINDS, MasterOTA, master_options, select_night_master
 
         opts, rec = self.reduction_options, self.record
         night = night_of(self.obsid)
         out = {}
         night_wide = reduction_options()  # [reduction] settings that choose a master, not shape a product
-        for step in opts.masters:
-            if step not in ("bias", "dark", "flat"):
-                raise ExposureError(f"-masters: unknown calibration {step!r} (bias, dark, flat)")
-            if getattr(opts, step) is not None or opts.cals:
-                continue
+        for step in self.master_steps():
             try:
                 chosen = select_night_master(step, night=night, binning=rec.binning, filtername=rec.filter,
                                              validity_days=night_wide.calwindow, min_frames=night_wide.mincalframes)
             except NoCalibrationError as exc:
+                if step == "dark" and rec.obstype in KINDS["dflat"] + KINDS["tflat"]:
+                    warn_once(f"night {night}: no master dark within -calwindow={night_wide.calwindow}: "
+                              "flats made without a dark")
+                    continue
                 raise ExposureError(f"{self.obsid}: -masters {step}: {exc}") from None
             out[step] = MasterOTA(night=chosen.night, kind=chosen.kind, binning=rec.binning, filter=chosen.filter,
                                   ota=self.ota, options=master_options(self.options, chosen.kind))
@@ -141,9 +150,15 @@ class DetrendOTA(PodiTask):
         return out
 
     def requires(self):
+        from .masters import MasterCalibration, MasterOTA
+
+        masters = self.night_masters()
         req = {
             "persistency": [SaturationCatalog(obsid=o, ota=self.ota) for o in self.earlier_exposures()],
-            "masters": self.night_masters(),
+            "masters": masters,
+            # the same per-OTA masters assembled into QuickReduce's MEFs in <work>/<night>/cals/ (for -cals)
+            "master_mefs": [MasterCalibration(night=m.night, kind=m.kind, binning=m.binning, filter=m.filter,
+                                              options=m.options) for m in masters.values() if isinstance(m, MasterOTA)],
         }
         folder = persistency_folder(self.reduction_options.persistency)
         if folder is not None:
@@ -168,6 +183,9 @@ class DetrendOTA(PodiTask):
                                   **{step: Path(t.path) for step, t in self.input()["masters"].items()})
         raw_path = raw_file(self.obsid, self.ota)
         log = dict.fromkeys(REDUCTION_LOG_KEYS, "not selected")
+        # wanted, no file or master: not applied (warned once)
+        log.update(dict.fromkeys([*cal.missing, *set(self.master_steps()) - set(self.input()["masters"])],
+                                 "missing data"))
         used_files = {"raw": raw_path}
 
         self.progress(5, f"{self.obsid} OTA{self.ota:02d}: reading raw cells")
@@ -184,8 +202,6 @@ class DetrendOTA(PodiTask):
             with fits.open(cal.crosstalk) as hdul:
                 cells = crosstalk.correct_crosstalk(cells, crosstalk.read_crosstalk(hdul))
             log["crosstalk"], used_files["crosstalk"] = "successful", cal.crosstalk
-        elif opts.crosstalk:
-            log["crosstalk"] = "failed"
 
         self.progress(20, f"{self.obsid} OTA{self.ota:02d}: overscan, non-linearity, assembly")
         if opts.overscan != "none":
@@ -408,8 +424,12 @@ class DetrendOTA(PodiTask):
             wcs_step.apply_wcs(header, wcs_step.plain_wcs_cards(self.ota, ra=ra, dec=dec, cd=cd, scale=geo.scale))
             log["wcs"] = "successful"
             return
-        if cal.wcs is None:
-            log["wcs"] = "failed"
+        if cal.wcs is None:  # no canned distortion in the mastercals tree (warned at scheduling, in cal.missing)
+            plane = instrument.focal_plane(instrument.layout_for_mjd(self.record.mjd).name)
+            wcs_step.apply_wcs(header, wcs_step.nominal_wcs_cards(self.ota, plane, ra=ra, dec=dec,
+                                                                  frame_px=geo.ota_size * geo.scale, scale=geo.scale,
+                                                                  simple=opts.simplewcs))
+            header["WCSNOMIN"] = (True, "nominal WCS of the instrument model")
             return
         with fits.open(cal.wcs) as hdul:
             try:

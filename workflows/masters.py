@@ -158,7 +158,7 @@ def frame_options(options: dict, kind: str) -> dict:
     out = dict(options)
     out["masters"] = OPTIONS_BY_NAME["masters"].format(prerequisites(kind))
     for step in ("bias", "dark", "flat", "illumcorr", "photflat"):
-        out[step] = "no"
+        out[step] = OPTIONS_BY_NAME[step].format(None)  # not given: -masters' prerequisites apply
     out["crj"] = "0"
     out["gain"] = ""  # masters are in raw ADU: the gain step comes after bias, dark and flat
     out["flatghost"] = OPTIONS_BY_NAME["flatghost"].format(None)  # shapes the master, not its frames

@@ -11,7 +11,8 @@ Kinds
     Off unless given. ``-flag`` -> True.
 ``path``
     A step that is off unless given. ``-flag`` -> ``"auto"`` (the mastercals default); ``-flag=x`` -> x
-    (a file, a folder or a comma list, resolved like QuickReduce's ``check_filename_directory``).
+    (a file, a folder or a comma list, resolved like QuickReduce's ``check_filename_directory``);
+    ``-flag=no`` -> False, off even where another option (``-cals``) would switch it on (None = not given).
 ``path_on``
     A step that is on by default (``"auto"``); ``-flag=x`` chooses the file; ``-flag=no`` turns it off
     (QuickReduce could not turn crosstalk off: spec section 8.1 [bug] 8).
@@ -130,7 +131,8 @@ class Option:
             if text in (None, True, "", "auto", "yes", "true"):
                 return "auto"
             if text in (False, "no", "none", "false", "off"):
-                return None
+                # path: False = switched off even where -cals would imply it; None = not given
+                return False if self.kind == "path" else None
             return str(text)
         if text in (None, True, "") and self.bare is not None:
             return self.bare
@@ -162,7 +164,9 @@ class Option:
     def format(self, value: Any) -> str:
         """Format a parsed value back into the text form ``parse`` accepts."""
         if value is None:
-            return "no" if self.kind in ("path", "path_on") else ""
+            return "no" if self.kind == "path_on" else ""
+        if value is False and self.kind == "path":
+            return "no"
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, tuple):
@@ -206,6 +210,9 @@ OPTIONS: tuple[Option, ...] = (
            "template x scale (in flat units) is subtracted before combining; bare flag = -pupilghost's default "
            "template (mastercals history, else the night's own PupilGhostTemplate), or the file/folder given.",
            _DETREND, 9, available=True),
+    Option("mastercals", "str", None, "A mastercals tree in QuickReduce's layout (e.g. the mastercals/ folder of "
+           "a QuickReduce checkout) instead of [podiflow] mastercals_dir: crosstalk, non-linearity, canned WCS "
+           "and BPM regions by MJD and layout.", (), 19, available=True),
     Option("keepcalframes", "switch", False, "Keep the detrended calibration frames after their master "
            "is made (by default they are deleted so a night fits on disk).", (), 6, available=True),
     Option("illumcorr", "path", None, "Divide by the illumination correction "
