@@ -17,7 +17,8 @@ from astropy.coordinates import Angle
 from astropy.time import Time
 
 from .atomic import write_text_atomic
-from .rawio import RawFormatError, find_exposure_files, get_binning, read_primary_header
+from .rawio import ExposureFiles, RawFormatError, check_raw_file, find_exposure_files, get_binning
+from .sanity import check_known_filter, exposure_consistency
 
 __all__ = [
     "ExposureRecord",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the record layout changes, so stale caches are rebuilt.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 #: Kitt Peak local time is UT - 7 h (no daylight saving in Arizona).
 KITT_PEAK_UTC_OFFSET_HOURS = -7.0
@@ -86,11 +87,13 @@ class ExposureRecord:
     object : str
         OBJECT.
     otas : tuple of int
-        OTA files present.
+        OTA files present and readable (headers and layout checked, see :func:`check_ota_files`).
     fz : bool
         True if the OTA files are Rice-compressed ``.fits.fz``.
     error : str
         Empty for a readable exposure; otherwise why it cannot be reduced (the night goes on).
+    bad_otas : tuple of (int, str)
+        OTA files left out of ``otas`` and why (each costs its OTA, not the exposure).
     """
 
     obsid: str
@@ -107,6 +110,7 @@ class ExposureRecord:
     otas: tuple = ()
     fz: bool = False
     error: str = ""
+    bad_otas: tuple = ()
 
 
 def _sexagesimal(value, unit) -> float:
@@ -116,24 +120,64 @@ def _sexagesimal(value, unit) -> float:
         return float("nan")
 
 
-def read_exposure_record(folder: str | os.PathLike) -> ExposureRecord:
-    """Build the record of one exposure folder from the primary header of its first OTA file.
+def check_ota_files(files: ExposureFiles) -> tuple[dict, dict]:
+    """Check every OTA file of an exposure (headers and layout, no pixels) and their agreement.
 
-    Never raises for bad data: an unreadable exposure gets a record with ``error`` set.
+    Parameters
+    ----------
+    files : podisteps.rawio.ExposureFiles
+        The exposure's OTA files.
+
+    Returns
+    -------
+    good : dict
+        ``OTA -> primary header`` of the files that can be reduced.
+    bad : dict
+        ``OTA -> reason`` (naming the file) of the others: unreadable or defective files, and files whose
+        OBSID, MJD-OBS, FILTER or EXPTIME disagree with the exposure's.
+    """
+    good, bad = {}, {}
+    for ota, path in files.files.items():
+        try:
+            good[ota] = check_raw_file(path)
+        except RawFormatError as exc:
+            bad[ota] = str(exc)
+    strays = exposure_consistency({str(files.files[o]): h for o, h in good.items()}, obsid=files.obsid)
+    for ota in [o for o in good if str(files.files[o]) in strays]:
+        bad[ota] = strays[str(files.files[ota])]
+        del good[ota]
+    return good, dict(sorted(bad.items()))
+
+
+def _exposure_error(bad: dict) -> str:
+    """Why an exposure without a single good OTA file cannot be reduced (the first reason, and a count)."""
+    first = next(iter(bad.values()))
+    return first if len(bad) == 1 else f"{first} (and {len(bad) - 1} more OTA file(s) with errors)"
+
+
+def read_exposure_record(folder: str | os.PathLike) -> ExposureRecord:
+    """Build the record of one exposure folder from the primary headers of its OTA files.
+
+    Every OTA file is checked (:func:`check_ota_files`); bad ones are listed in ``bad_otas`` and left out.
+    Never raises for bad data: an exposure without a good OTA file gets a record with ``error`` set.
     """
     folder = Path(folder)
     try:
         files = find_exposure_files(folder)
-        first = next(iter(files.files.values()))
-        hdr = read_primary_header(first)
-        missing = [k for k in ("OBSTYPE", "MJD-OBS", "EXPTIME") if k not in hdr]
-        if missing:
-            raise RawFormatError(f"{first}: primary header lacks {', '.join(missing)}")
+        good, bad = check_ota_files(files)
+        if not good:
+            raise RawFormatError(_exposure_error(bad))
+        first_ota, hdr = next(iter(good.items()))
+        first = files.files[first_ota]
+        if "OBSTYPE" not in hdr:
+            raise RawFormatError(f"{first}: primary header lacks OBSTYPE")
+        obstype = str(hdr["OBSTYPE"]).strip().upper()
+        check_known_filter(str(first), obstype, str(hdr["FILTER"]))
         return ExposureRecord(
             obsid=files.obsid,
             path=str(folder),
-            obstype=str(hdr["OBSTYPE"]).strip().upper(),
-            filter=str(hdr.get("FILTER", "")).strip(),
+            obstype=obstype,
+            filter=str(hdr["FILTER"]).strip(),
             binning=get_binning(hdr),
             exptime=float(hdr["EXPTIME"]),
             expmeas=float(hdr.get("EXPMEAS", hdr["EXPTIME"])),
@@ -141,8 +185,9 @@ def read_exposure_record(folder: str | os.PathLike) -> ExposureRecord:
             ra=_sexagesimal(hdr.get("RA", ""), "hourangle"),
             dec=_sexagesimal(hdr.get("DEC", ""), "deg"),
             object=str(hdr.get("OBJECT", "")).strip(),
-            otas=files.otas,
+            otas=tuple(good),
             fz=str(first).endswith(".fz"),
+            bad_otas=tuple(bad.items()),
         )
     except (RawFormatError, ValueError, TypeError, KeyError) as exc:
         return ExposureRecord(obsid=folder.name, path=str(folder), error=str(exc))
@@ -227,7 +272,9 @@ def load_night_index(night_dir: str | os.PathLike, cache_path: str | os.PathLike
     try:
         cached = json.loads(cache_path.read_text())
         if cached.get("version") == INDEX_VERSION and cached.get("signature") == signature:
-            records = tuple(ExposureRecord(**{**r, "otas": tuple(r["otas"])}) for r in cached["exposures"])
+            records = tuple(ExposureRecord(**{**r, "otas": tuple(r["otas"]),
+                                              "bad_otas": tuple((int(o), e) for o, e in r["bad_otas"])})
+                            for r in cached["exposures"])
             return NightIndex(night=cached["night"], exposures=records)
     except (OSError, ValueError, KeyError, TypeError):
         pass
