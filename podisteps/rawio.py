@@ -137,12 +137,10 @@ def find_exposure_files(path: str | os.PathLike) -> ExposureFiles:
 
 
 @contextmanager
-def _open(path: Path, *, headers_only: bool = False):
+def _open(path: Path):
     """Open a FITS file for reading; any failure (also astropy's truncation warning) is a RawFormatError.
 
-    The file handle is ours, so it is closed whatever astropy does on a corrupt file. ``headers_only``
-    leaves Rice-compressed cells as their binary tables (their ``ZNAXISn`` cards give the image shape):
-    four times faster when no pixel is read.
+    The file handle is ours, so it is closed whatever astropy does on a corrupt file.
     """
     if path.is_file() and path.stat().st_size == 0:
         raise RawFormatError(f"{path}: empty file (0 bytes)")
@@ -150,7 +148,7 @@ def _open(path: Path, *, headers_only: bool = False):
         # astropy only warns about a truncated file; for raw data that is an error.
         warnings.filterwarnings("error", message=".*truncated.*")
         try:
-            hdul = fits.open(fh, memmap=False, lazy_load_hdus=True, disable_image_compression=headers_only)
+            hdul = fits.open(fh, memmap=False, lazy_load_hdus=True)
         except (OSError, ValueError, TypeError, IndexError, Warning) as exc:
             raise RawFormatError(f"{path}: not a readable FITS file ({exc})") from None
         with hdul:
@@ -265,21 +263,110 @@ def _all_hdus(path: Path, hdul: fits.HDUList) -> list:
         last = hdul.fileinfo(len(hdus) - 1)
     except (OSError, ValueError, TypeError, IndexError, KeyError, Warning) as exc:
         raise RawFormatError(f"{path}: truncated or corrupt FITS file ({exc})") from None
-    size = path.stat().st_size
-    if last["datLoc"] + last["datSpan"] > size:
-        raise RawFormatError(
-            f"{path}: truncated FITS file ({size} bytes, its headers need {last['datLoc'] + last['datSpan']})"
-        )
-    if len(hdus) < 65:
-        raise RawFormatError(
-            f"{path}: only {len(hdus)} HDU(s); a raw ODI OTA file has a primary and 64 cells xy00..xy77"
-        )
+    _check_extent(path, last["datLoc"] + last["datSpan"])
+    _check_count(path, len(hdus))
     return hdus
 
 
-def _cell_id(path: Path, hdu) -> tuple[int, int] | None:
-    """``(cx, cy)`` of a cell HDU from its EXTNAME, checked against WN_CELLX/Y; None for an empty extra HDU."""
-    hdr = hdu.header
+def _check_extent(path: Path, needed: int) -> None:
+    size = path.stat().st_size
+    if needed > size:
+        raise RawFormatError(f"{path}: truncated FITS file ({size} bytes, its headers need {needed})")
+
+
+def _check_count(path: Path, n: int) -> None:
+    if n < 65:
+        raise RawFormatError(f"{path}: only {n} HDU(s); a raw ODI OTA file has a primary and 64 cells xy00..xy77")
+
+
+_BLOCK = 2880
+_END_CARD = b"END" + b" " * 77
+_CARD_VALUE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^/]*))")
+
+
+def _card_value(text: str):
+    """The value of one header card's value field (after ``= ``): str, bool, int, float or raw text."""
+    m = _CARD_VALUE.match(text)
+    if m[1] is not None:
+        return m[1].replace("''", "'").rstrip()
+    raw = m[2].strip()
+    if raw in ("T", "F"):
+        return raw == "T"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _header_text(fh, path: Path) -> bytes | None:
+    """The next header's blocks up to its END card; None at the end of the file."""
+    chunks = []
+    while True:
+        block = fh.read(_BLOCK)
+        if not block and not chunks:
+            return None
+        if len(block) < _BLOCK:
+            raise RawFormatError(f"{path}: truncated FITS file (a header ends without END)")
+        chunks.append(block)
+        if any(block[i:i + 80] == _END_CARD for i in range(0, _BLOCK, 80)):
+            return b"".join(chunks)
+
+
+def _quick_header(text: bytes) -> dict:
+    """``keyword -> value`` of the value cards of a header (no comments, no long strings)."""
+    cards = {}
+    for i in range(0, len(text), 80):
+        card = text[i:i + 80].decode("ascii", errors="replace")
+        if card[8:10] == "= ":
+            cards.setdefault(card[:8].rstrip(), _card_value(card[10:]))
+    return cards
+
+
+def _data_size(hdr) -> int:
+    """Bytes of an HDU's data section, padded to whole blocks."""
+    naxis = int(hdr.get("NAXIS", 0))
+    n = 1
+    for i in range(1, naxis + 1):
+        n *= int(hdr.get(f"NAXIS{i}", 0))
+    size = abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * (int(hdr.get("PCOUNT", 0)) + (n if naxis else 0))
+    return -(-size // _BLOCK) * _BLOCK
+
+
+def _walk_headers(path: Path) -> list:
+    """Every header of a FITS file, read by walking its blocks and skipping the data sections.
+
+    The primary is an ``astropy.io.fits.Header``; the others are ``keyword -> value`` dicts (value cards
+    only). About 30 times faster than astropy for the 65 HDUs of a raw OTA file.
+
+    Raises
+    ------
+    RawFormatError
+        Empty, not FITS, truncated, or fewer than 65 HDUs.
+    """
+    if path.stat().st_size == 0:
+        raise RawFormatError(f"{path}: empty file (0 bytes)")
+    headers, end = [], 0
+    with open(path, "rb") as fh:
+        if fh.read(9) != b"SIMPLE  =":
+            raise RawFormatError(f"{path}: not a readable FITS file (it does not start with SIMPLE =)")
+        fh.seek(0)
+        while (text := _header_text(fh, path)) is not None:
+            try:
+                hdr = fits.Header.fromstring(text.decode("ascii")) if not headers else _quick_header(text)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise RawFormatError(f"{path}: corrupt FITS header ({exc})") from None
+            headers.append(hdr)
+            end = fh.tell() + _data_size(hdr)
+            fh.seek(end)
+    _check_extent(path, end)
+    _check_count(path, len(headers))
+    return headers
+
+
+def _cell_id(path: Path, hdr) -> tuple[int, int] | None:
+    """``(cx, cy)`` of a cell from its header's EXTNAME, checked against WN_CELLX/Y; None for an empty extra HDU."""
     name = str(hdr.get("EXTNAME", "")).strip().lower()
     if not re.fullmatch(r"xy[0-7][0-7]", name):
         if hdr.get("NAXIS", 0) == 0 and not name:
@@ -299,16 +386,14 @@ def _cell_id(path: Path, hdu) -> tuple[int, int] | None:
     return cx, cy
 
 
-def _shape(hdu) -> tuple:
-    """The image shape of a cell HDU from its header (``ZNAXISn`` of a compressed cell left as a table)."""
-    hdr = hdu.header
-    if "ZNAXIS" in hdr:
-        return tuple(int(hdr.get(f"ZNAXIS{i}", 0)) for i in range(int(hdr["ZNAXIS"]), 0, -1))
-    return tuple(hdu.shape)
+def _shape(hdr) -> tuple:
+    """The image shape ``(ny, nx)`` of a cell from its header (``ZNAXISn`` of a Rice-compressed cell)."""
+    prefix = "ZNAXIS" if "ZNAXIS" in hdr else "NAXIS"
+    return tuple(int(hdr.get(f"{prefix}{i}", 0)) for i in range(int(hdr.get(prefix, 0)), 0, -1))
 
 
-def _cell_hdus(path: Path, hdus: list) -> tuple[dict, tuple[int, int]]:
-    """``{(cx, cy): hdu}`` of the 64 cells and their common shape ``(ny, nx)``, from the headers only.
+def _cell_index(path: Path, headers: list) -> tuple[dict, tuple[int, int]]:
+    """``{(cx, cy): index into headers}`` of the 64 cells and their common shape ``(ny, nx)``.
 
     Raises
     ------
@@ -318,21 +403,21 @@ def _cell_hdus(path: Path, hdus: list) -> tuple[dict, tuple[int, int]]:
     """
     cells: dict = {}
     shape = None
-    for hdu in hdus[1:]:
-        cid = _cell_id(path, hdu)
+    for i, hdr in enumerate(headers[1:], start=1):
+        cid = _cell_id(path, hdr)
         if cid is None:
             continue
         name = f"xy{cid[0]}{cid[1]}"
         if cid in cells:
             raise RawFormatError(f"{path}: cell {name} appears twice")
-        this = _shape(hdu)
+        this = _shape(hdr)
         if len(this) != 2:
             raise RawFormatError(f"{path}: cell {name} holds no 2-D image")
         if shape is None:
             shape = this
         elif this != shape:
             raise RawFormatError(f"{path}: cell {name} has shape {this}, the other cells {shape}")
-        cells[cid] = hdu
+        cells[cid] = i
     missing = [f"xy{cx}{cy}" for cx, cy in instrument.CELL_IDS if (cx, cy) not in cells]
     if missing:
         raise RawFormatError(f"{path}: cell(s) {', '.join(missing[:8])} missing")
@@ -344,6 +429,20 @@ def _geometry(path: Path, shape: tuple[int, int], first_cell: fits.Header) -> in
         return instrument.geometry_for_cell_shape(shape, get_binning(first_cell))
     except ValueError as exc:
         raise RawFormatError(f"{path}: {exc}") from None
+
+
+def _as_dtype(data: np.ndarray, dtype) -> np.ndarray:
+    """``data`` as ``dtype``; a float cell that an integer ``dtype`` cannot hold (NaN, out of range) is zeros.
+
+    Such a cell holds no real data (:func:`podisteps.sanity.bad_cells` flags it when read as float).
+    """
+    if data.dtype == dtype:
+        return data
+    if np.issubdtype(dtype, np.integer) and not np.issubdtype(data.dtype, np.integer):
+        info, finite = np.iinfo(dtype), np.isfinite(data)
+        if not finite.all() or data.min() < info.min or data.max() > info.max:
+            return np.zeros(data.shape, dtype)
+    return data.astype(dtype, copy=False)
 
 
 def check_raw_file(path: str | os.PathLike, *, required_keys=REQUIRED_PRIMARY_KEYS) -> fits.Header:
@@ -365,12 +464,11 @@ def check_raw_file(path: str | os.PathLike, *, required_keys=REQUIRED_PRIMARY_KE
         See :func:`read_raw_ota`; the message names the file and the keyword or value.
     """
     path = Path(path)
-    with _open(path, headers_only=True) as hdul:
-        hdus = _all_hdus(path, hdul)
-        _check_primary(path, hdus[0].header, required_keys)
-        cells, shape = _cell_hdus(path, hdus)
-        _geometry(path, shape, cells[(0, 0)].header)
-        return hdus[0].header
+    headers = _walk_headers(path)
+    _check_primary(path, headers[0], required_keys)
+    cells, shape = _cell_index(path, headers)
+    _geometry(path, shape, headers[cells[(0, 0)]])
+    return headers[0]
 
 
 def read_raw_ota(
@@ -407,18 +505,18 @@ def read_raw_ota(
         hdus = _all_hdus(path, hdul)
         primary = hdus[0].header
         _check_primary(path, primary, required_keys)
-        cell_hdus, shape = _cell_hdus(path, hdus)
-        geo = _geometry(path, shape, cell_hdus[(0, 0)].header)
+        index, shape = _cell_index(path, [h.header for h in hdus])
+        geo = _geometry(path, shape, hdus[index[(0, 0)]].header)
         cells, headers = {}, {}
-        for cid, hdu in cell_hdus.items():
+        for cid, i in index.items():
             try:
-                data = hdu.data
+                data = hdus[i].data
             except (OSError, ValueError, TypeError, Warning) as exc:
                 raise RawFormatError(f"{path}: cell xy{cid[0]}{cid[1]} cannot be read ({exc})") from None
             if data is None or data.shape != shape:
                 raise RawFormatError(f"{path}: cell xy{cid[0]}{cid[1]} holds no {shape} image")
-            cells[cid] = data.astype(dtype, copy=False) if data.dtype != dtype else data
-            headers[cid] = hdu.header
+            cells[cid] = _as_dtype(data, dtype)
+            headers[cid] = hdus[i].header
     return RawOTA(path=path, primary=primary, cells=cells, cell_headers=headers, geometry=geo)
 
 

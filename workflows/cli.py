@@ -251,6 +251,7 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     from astropy.io import fits
 
     from podisteps.outputname import format_filename, output_path
+    from podisteps.nightindex import exposure_record
     from podisteps.rawio import RawFormatError, find_exposure_files
 
     from .saturation import ExposureError, check_persistency_folder
@@ -258,7 +259,8 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     try:
         check_persistency_folder(options.persistency)
         files = find_exposure_files(input_path)
-    except (ExposureError, RawFormatError) as exc:
+        exposure_record(files)  # every OTA file's headers and layout: a bad exposure fails here, in one line
+    except (ExposureError, RawFormatError, ValueError) as exc:
         raise _CollectCellsError(str(exc)) from None
     if output is not None:
         template = output if "%" not in output else format_filename(output, fits.getheader(
