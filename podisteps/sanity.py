@@ -46,9 +46,10 @@ ADC_MAX = 65535.0
 #: Smallest fraction of finite pixels a master calibration or a product OTA may have.
 MIN_FINITE_FRACTION = 0.5
 
-#: Plausible median of a master per kind: (low, high) in its own units (bias: ADU after overscan
-#: subtraction; dark: ADU/s; flat: normalised, 1 = the reference OTAs' level).
-CALIBRATION_LIMITS = {"bias": (-500.0, 500.0), "dark": (-1.0, 10.0), "flat": (0.2, 5.0)}
+#: Plausible median of one OTA of a master per kind, (low, high) in its own units: bias ADU (about 0 after
+#: overscan subtraction, the pedestal without it), dark ADU in the dark's own exposure time, flat normalised
+#: (1 = the normalisation OTAs' level). Wide on purpose: they catch a master of zeros, NaN or the wrong kind.
+CALIBRATION_LIMITS = {"bias": (-1000.0, ADC_MAX), "dark": (-100.0, 10000.0), "flat": (0.05, 20.0)}
 
 
 class SanityError(ValueError):

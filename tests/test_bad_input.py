@@ -16,7 +16,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import instrument, nightindex
+from podisteps import instrument, mastermef, nightindex
 from podisteps.simulate import simulate_night
 from workflows import cli
 from workflows.night import ReduceNight
@@ -255,3 +255,18 @@ def test_index_cache_keeps_bad_otas_and_strays(bad_night, tmp_path):
     assert [(e.obsid, e.error, e.otas, e.bad_otas) for e in again.exposures] == \
         [(e.obsid, e.error, e.otas, e.bad_otas) for e in bad_night.index.exposures]
     assert again.by_obsid()[bad_night.partial].bad_otas[0][0] == 34
+
+
+@pytest.mark.parametrize("value, reason", [(0.0, "flat median 0 is outside the plausible range"),
+                                           (np.nan, "only 0% of the flat pixels are finite")])
+def test_master_flat_of_zeros_or_nan_fails_with_the_reason(bad_night, tmp_path, capfd, value, reason):
+    shape = (instrument.geometry("test", 1).ota_size,) * 2
+    flat = tmp_path / "dflat_odi_r_bin1.fits"
+    mastermef.master_hdulist({33: np.full(shape, value, np.float32)}, filelist=["f1.fits"],
+                             primary={"OBSTYPE": "DFLAT", "FILTER": "odi_r", "BINNING": 1}).writeto(flat)
+    out = tmp_path / "out.fits"
+    code = cli.collectcells_main([str(bad_night.night / A), str(out), f"-flat={flat}", "-singleota=33",
+                                  "-noqaplots", "-nonlinearity=no", "-crosstalk=no", "-persistency=no"])
+    assert code == 2 and not out.exists()
+    console = capfd.readouterr()  # the build runs in a child process
+    assert f"{flat} [xy33]: {reason}" in console.out + console.err, console

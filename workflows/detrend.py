@@ -333,6 +333,8 @@ class DetrendOTA(PodiTask):
                 kind = "illumination" if step == "illumcorr" else step
                 frame = calibrate.master_frame(hdul, fppos, geo, source=str(path), nan_fill=fill.get(kind),
                                                filtername=filt if step in ("flat", "illumcorr") else None)
+                if step != "illumcorr":  # a master of zeros or NaN fails here with the reason
+                    sanity.check_calibration(f"{path} [{fppos}]", step, frame)
                 if step == "bias":
                     sci = calibrate.subtract_bias(sci, frame)
                 elif step == "dark":

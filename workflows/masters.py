@@ -35,7 +35,7 @@ import luigi
 import numpy as np
 from astropy.io import fits
 
-from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef, pupilghost
+from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef, pupilghost, sanity
 from podisteps.atomic import write_text_atomic
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
@@ -311,6 +311,8 @@ class MasterOTA(_MasterBase):
             master[low] = np.nan
             cards["GAIN"] = (float(np.mean([lv["gain"] for lv in levels])), "flat gain, e-/ADU")
             cards["FF_NORM"] = (float(np.mean([lv["level"] for lv in levels])), "mean normalisation level, ADU")
+        sanity.check_calibration(f"{self.output().path}", "flat" if self.kind in ("dflat", "tflat") else self.kind,
+                                 master)
         cards["GAINMTHD"] = first.get("GAINMTHD", "none")
         primary = self._primary(first)
         if "GAIN" in cards:
