@@ -37,6 +37,7 @@ from astropy.io import fits
 
 from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef, pupilghost, sanity
 from podisteps.atomic import write_text_atomic
+from podisteps.outputname import safe_component
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .options import ReductionOptions
@@ -62,7 +63,7 @@ def master_name(kind: str, binning: int, filtername: str = "") -> str:
         return calibrate.bias_filename(binning)[:-5]
     if kind == "dark":
         return calibrate.dark_filename(binning)[:-5]
-    return calibrate.flat_filename(kind, filtername, binning)[:-5]
+    return calibrate.flat_filename(kind, safe_component(filtername), binning)[:-5]  # FILTER from a header
 
 
 def _frames(night: str, kind: str, binning: int, filtername: str):
