@@ -92,7 +92,7 @@ def _cmd_reduce(args) -> int:
     import luigi
 
     from .night import ReduceNight
-    from .paths import out_root, raw_root
+    from .paths import SetupError, out_root, preflight, raw_root
     from .qa import NightSummary
 
     try:
@@ -102,6 +102,11 @@ def _cmd_reduce(args) -> int:
         return 2
     if not nights:
         print(f"podiflow reduce: no night of {args.nights} under {raw_root()}", file=sys.stderr)
+        return 2
+    try:
+        preflight(nights)
+    except SetupError as exc:
+        print(f"podiflow reduce: {exc}", file=sys.stderr)
         return 2
     where = ({"scheduler_host": args.scheduler_host, "scheduler_port": args.scheduler_port}
              if args.scheduler_host else {"local_scheduler": True})
@@ -251,8 +256,11 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     from astropy.io import fits
 
     from podisteps.outputname import format_filename, output_path
+    from podisteps.atomic import remove_stale_temporaries
     from podisteps.nightindex import exposure_record
     from podisteps.rawio import RawFormatError, find_exposure_files
+
+    from .paths import SetupError, check_reduction_config, check_writable
 
     from .saturation import ExposureError, check_persistency_folder
 
@@ -272,7 +280,14 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     # checkpoints beside OUTPUT unless a work folder is really configured
     default = (output.parent if output is not None else Path.cwd()) / "podiflow-work"
     work = Path(work_dir or (configured if configured not in ("", "work") else default)).resolve()
-    _raw_view(files, work)
+    try:  # before any work: settings, folders writable; then what killed runs left behind is removed
+        check_reduction_config()
+        check_writable(work, "work folder")
+        if output is not None:
+            check_writable(output.parent, "OUTPUT's folder")
+    except SetupError as exc:
+        raise _CollectCellsError(str(exc)) from None
+    remove_stale_temporaries(work / _raw_view(files, work))
     cfg.set("podiflow", "raw_dir", str(work / "raw"))
     cfg.set("podiflow", "work_dir", str(work))
     return files, output, work
