@@ -14,7 +14,8 @@ from astropy.table import Table
 from .photometry import _filter_entry
 
 __all__ = ["PREP4SEX_VALUE", "undefined_value", "softbin_image", "softbin_mask", "softbin_header",
-           "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table", "lost_ota_cards", "product_check_inputs"]
+           "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table",
+           "lost_ota_cards", "product_check_inputs", "CHECK_STRIDE"]
 
 #: Value of undefined pixels with -prep4sex (SExtractor's "no data").
 PREP4SEX_VALUE = -1e31

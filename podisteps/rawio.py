@@ -330,7 +330,8 @@ def _data_size(hdr) -> int:
     n = 1
     for i in range(1, naxis + 1):
         n *= int(hdr.get(f"NAXIS{i}", 0))
-    size = abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * (int(hdr.get("PCOUNT", 0)) + (n if naxis else 0))
+    per_group = int(hdr.get("PCOUNT", 0)) + (n if naxis else 0)
+    size = abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * per_group
     return -(-size // _BLOCK) * _BLOCK
 
 

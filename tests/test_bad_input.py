@@ -227,6 +227,10 @@ def test_a_bad_ota_file_costs_its_ota_not_the_exposure(bad_night):
         assert ph["OBSID"] == obsid[1:] and ph["MJD-OBS"] == pytest.approx(record.mjd, abs=1e-8)
         assert ph["NLOSTOTA"] == 2 and ph["LOST34"] == reasons[34] and ph["LOST44"] == reasons[44]
         assert "OTA34.SCI" not in hdul and "OTA44.SCI" not in hdul and "OTA33.SCI" in hdul
+    summary = Table.read(bad_night.out / "summary.ecsv")
+    row = summary[summary["obsid"] == obsid][0]
+    assert row["status"] == "reduced" and f"OTA34 left out: {reasons[34]}" in row["error"]
+    assert f"OTA44 left out: {reasons[44]}" in row["error"]
 
 
 def test_tolerated_defects_give_a_complete_mef_saying_what_was_done(bad_night):
