@@ -7,11 +7,13 @@ the same product never interleave (the last complete one wins).
 from __future__ import annotations
 
 import os
+import re
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_text_atomic"]
+__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_text_atomic", "remove_stale_temporaries"]
 
 _SUFFIXES = (".fits.fz", ".fits.gz", ".fits", ".ecsv", ".json", ".html", ".png", ".pdf", ".txt")
 
@@ -39,10 +41,69 @@ def atomic_path(path: str | os.PathLike):
     tmp = temporary_sibling(path)
     try:
         yield tmp
+        _fsync(tmp)  # the data is on disk before the name points at it (a crash never leaves a short file)
         os.replace(tmp, path)
+        _fsync(path.parent)  # and the rename itself survives a crash
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a folder (opened read-only: enough on POSIX)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: ``.<stem>.tmp-<pid>-<hex8><suffix>``: the temporary names of :func:`temporary_sibling`.
+_TEMPORARY = re.compile(r"^\..+\.tmp-(?P<pid>\d+)-[0-9a-f]{8}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, *, min_age_s: float = 60.0) -> list:
+    """Remove the temporary files that killed runs left under ``folder`` (recursively).
+
+    A temporary file is stale when the process named in it is no longer running on this host and it was
+    not modified for ``min_age_s`` seconds (a writer on another host sharing the folder keeps its file
+    fresh while it writes).
+
+    Parameters
+    ----------
+    folder : path-like
+        Where to look (a missing folder holds nothing).
+    min_age_s : float, optional
+        Seconds since the last modification before a dead writer's file is removed.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    removed, now = [], time.time()
+    for root, _, names in os.walk(folder):
+        for name in names:
+            m = _TEMPORARY.match(name)
+            path = Path(root) / name
+            try:
+                stale = m is not None and not _alive(int(m["pid"])) and now - path.stat().st_mtime > min_age_s
+                if stale:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:  # another run removed or renamed it meanwhile
+                continue
+    return removed
 
 
 def write_fits_atomic(hdulist, path: str | os.PathLike, *, output_verify: str = "exception") -> Path:

@@ -359,7 +359,7 @@ class FocalPlane:
 def focal_plane(name: str) -> FocalPlane:
     """Return the nominal optical model (``[focal_plane]`` of the layout's data file) of ``"podi"``/``"odi_5x6"``."""
     layout(name)  # validates the name
-    d = _load_toml(f"{name}.toml")["focal_plane"]
+    d = load_toml(f"instruments/{name}.toml")["focal_plane"]
     return FocalPlane(
         layout=name,
         pixel_scale_arcsec=float(d["pixel_scale_arcsec"]),

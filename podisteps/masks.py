@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .assemble import MASK_BITS
-from .instrument import CellGeometry
+from .instrument import CellGeometry, cellmode_char
 
 __all__ = [
     "BoxRegion",
@@ -48,6 +48,7 @@ __all__ = [
     "apply_mask",
     "saturation_masks",
     "persistency_mask",
+    "unused_cell_cards",
 ]
 
 #: Tolerance in degrees for a vector to count as horizontal or vertical.
@@ -463,3 +464,34 @@ def persistency_mask(table, geometry: CellGeometry, *, catalog_binning: int | No
         rows, cols = geometry.target_region(cx, cy)
         mask[rows.start:rows.start + top, cols.start + c0:cols.start + c1] = True
     return mask
+
+
+def unused_cell_cards(used: dict, cellmode: str, garbage: dict) -> list:
+    """Header cards saying which cells were left undefined (mask bit BADCELL) and why.
+
+    Parameters
+    ----------
+    used : dict
+        ``(cx, cy) -> bool`` as given to :func:`podisteps.assemble.assemble_ota`.
+    cellmode : str
+        The raw CELLMODE (64 characters; 'F' floated, 'D' dead, 'V' video, 'S' science).
+    garbage : dict
+        ``(cx, cy) -> reason`` of cells whose raw values cannot be real (:func:`podisteps.sanity.bad_cells`).
+
+    Returns
+    -------
+    list of tuple
+        ``(keyword, value, comment)``: ``NCELLOFF`` (count), ``CELLOFF`` (``xy34:F,xy12:broken,...``: the
+        CELLMODE character, ``broken`` for a science cell of the broken-cell table or ``-keepcells``, or
+        ``garbage``) and one ``GARBxy`` card per garbage cell with its reason.
+    """
+    off = [c for c in sorted(used) if not used[c]]
+    labels = []
+    for cx, cy in off:
+        mode = cellmode_char(cellmode, cx, cy)
+        reason = "garbage" if (cx, cy) in garbage else ("broken" if mode == "S" else mode)
+        labels.append(f"xy{cx}{cy}:{reason}")
+    cards = [("NCELLOFF", len(off), "cells left undefined (mask bit BADCELL)"),
+             ("CELLOFF", ",".join(labels), "")]  # cell:why (CELLMODE character, broken, garbage)
+    cards += [(f"GARB{cx}{cy}", reason, "") for (cx, cy), reason in sorted(garbage.items())]
+    return cards

@@ -14,7 +14,8 @@ from astropy.table import Table
 from .photometry import _filter_entry
 
 __all__ = ["PREP4SEX_VALUE", "undefined_value", "softbin_image", "softbin_mask", "softbin_header",
-           "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table"]
+           "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table",
+           "lost_ota_cards", "product_check_inputs", "CHECK_STRIDE"]
 
 #: Value of undefined pixels with -prep4sex (SExtractor's "no data").
 PREP4SEX_VALUE = -1e31
@@ -151,3 +152,44 @@ def association_table(rows: list) -> fits.BinTableHDU:
     hdu = fits.BinTableHDU.from_columns(cols)
     hdu.name = "ASSOCIATIONS"
     return hdu
+
+
+def lost_ota_cards(bad_otas) -> list:
+    """Primary cards naming the OTAs an exposure lost to bad raw files: ``NLOSTOTA`` and ``LOSTnn`` per OTA.
+
+    Parameters
+    ----------
+    bad_otas : iterable of (int, str)
+        OTA number and why its raw file could not be reduced (the night index's ``bad_otas``).
+
+    Returns
+    -------
+    list of tuple
+        ``(keyword, value, comment)`` cards.
+    """
+    cards = [("NLOSTOTA", len(tuple(bad_otas)), "OTAs left out: their raw files are bad")]
+    cards += [(f"LOST{ota:02d}", reason, "") for ota, reason in bad_otas]  # long values: no comment
+    return cards
+
+
+#: Every n-th row and column a product sanity check looks at (enough to tell a mostly-NaN OTA).
+CHECK_STRIDE = 8
+
+
+def product_check_inputs(hdulist: fits.HDUList, *, keys=("EXPTIME", "MJD-OBS", "SKYLEVEL")) -> tuple[dict, dict]:
+    """What :func:`podisteps.sanity.check_product` needs from a final MEF, read cheaply.
+
+    Returns
+    -------
+    otas : dict
+        ``OTA -> SCI pixels subsampled every CHECK_STRIDE rows and columns`` (shape ~ (ny/8, nx/8)).
+    values : dict
+        ``keyword -> value`` of ``keys`` present in the primary header.
+    """
+    otas = {}
+    for hdu in hdulist[1:]:
+        name = hdu.name
+        if name.startswith("OTA") and name.endswith(".SCI") and hdu.data is not None:
+            otas[int(name[3:5])] = np.asarray(hdu.data[::CHECK_STRIDE, ::CHECK_STRIDE])
+    ph = hdulist[0].header
+    return otas, {k: ph[k] for k in keys if k in ph}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,10 +18,14 @@ from astropy.coordinates import Angle
 from astropy.time import Time
 
 from .atomic import write_text_atomic
-from .rawio import RawFormatError, find_exposure_files, get_binning, read_primary_header
+from .rawio import OBSID_PATTERN, ExposureFiles, RawFormatError, check_raw_file, find_exposure_files, get_binning
+from .sanity import check_known_filter, exposure_consistency
 
 __all__ = [
     "ExposureRecord",
+    "check_ota_files",
+    "exposure_record",
+    "read_exposure_record",
     "NightIndex",
     "observing_night",
     "night_signature",
@@ -30,7 +35,10 @@ __all__ = [
 ]
 
 #: Bumped whenever the record layout changes, so stale caches are rebuilt.
-INDEX_VERSION = 1
+INDEX_VERSION = 3
+
+#: An exposure folder's name.
+OBSID_RE = re.compile(OBSID_PATTERN)
 
 #: Kitt Peak local time is UT - 7 h (no daylight saving in Arizona).
 KITT_PEAK_UTC_OFFSET_HOURS = -7.0
@@ -86,11 +94,13 @@ class ExposureRecord:
     object : str
         OBJECT.
     otas : tuple of int
-        OTA files present.
+        OTA files present and readable (headers and layout checked, see :func:`check_ota_files`).
     fz : bool
         True if the OTA files are Rice-compressed ``.fits.fz``.
     error : str
         Empty for a readable exposure; otherwise why it cannot be reduced (the night goes on).
+    bad_otas : tuple of (int, str)
+        OTA files left out of ``otas`` and why (each costs its OTA, not the exposure).
     """
 
     obsid: str
@@ -107,6 +117,7 @@ class ExposureRecord:
     otas: tuple = ()
     fz: bool = False
     error: str = ""
+    bad_otas: tuple = ()
 
 
 def _sexagesimal(value, unit) -> float:
@@ -116,50 +127,116 @@ def _sexagesimal(value, unit) -> float:
         return float("nan")
 
 
+def check_ota_files(files: ExposureFiles) -> tuple[dict, dict]:
+    """Check every OTA file of an exposure (headers and layout, no pixels) and their agreement.
+
+    Parameters
+    ----------
+    files : podisteps.rawio.ExposureFiles
+        The exposure's OTA files.
+
+    Returns
+    -------
+    good : dict
+        ``OTA -> primary header`` of the files that can be reduced.
+    bad : dict
+        ``OTA -> reason`` (naming the file) of the others: unreadable or defective files, and files whose
+        OBSID, MJD-OBS, FILTER or EXPTIME disagree with the exposure's.
+    """
+    good, bad = {}, {}
+    for ota, path in files.files.items():
+        try:
+            header = check_raw_file(path)
+        except RawFormatError as exc:
+            bad[ota] = str(exc)
+            continue
+        fppos = str(header["FPPOS"]).strip()
+        if int(fppos[2:]) != ota:
+            bad[ota] = f"{path}: FPPOS = {fppos!r} but the file name says OTA {ota:02d}"
+        else:
+            good[ota] = header
+    strays = exposure_consistency({str(files.files[o]): h for o, h in good.items()}, obsid=files.obsid)
+    for ota in [o for o in good if str(files.files[o]) in strays]:
+        bad[ota] = strays[str(files.files[ota])]
+        del good[ota]
+    return good, dict(sorted(bad.items()))
+
+
+def _exposure_error(bad: dict) -> str:
+    """Why an exposure without a single good OTA file cannot be reduced (the first reason, and a count)."""
+    first = next(iter(bad.values()))
+    return first if len(bad) == 1 else f"{first} (and {len(bad) - 1} more OTA file(s) with errors)"
+
+
+def exposure_record(files: ExposureFiles) -> ExposureRecord:
+    """Build the record of one exposure from the primary headers of its OTA files.
+
+    Every OTA file is checked (:func:`check_ota_files`); bad ones are listed in ``bad_otas`` and left out.
+
+    Raises
+    ------
+    RawFormatError
+        If no OTA file is good (the first file's reason), or the exposure's OBSTYPE is missing or its
+        FILTER unknown.
+    """
+    good, bad = check_ota_files(files)
+    if not good:
+        raise RawFormatError(_exposure_error(bad))
+    first_ota, hdr = next(iter(good.items()))
+    first = files.files[first_ota]
+    if "OBSTYPE" not in hdr:
+        raise RawFormatError(f"{first}: primary header lacks OBSTYPE")
+    obstype = str(hdr["OBSTYPE"]).strip().upper()
+    check_known_filter(str(first), obstype, str(hdr["FILTER"]))
+    return ExposureRecord(
+        obsid=files.obsid,
+        path=str(files.directory),
+        obstype=obstype,
+        filter=str(hdr["FILTER"]).strip(),
+        binning=get_binning(hdr),
+        exptime=float(hdr["EXPTIME"]),
+        expmeas=float(hdr.get("EXPMEAS", hdr["EXPTIME"])),
+        mjd=float(hdr["MJD-OBS"]),
+        ra=_sexagesimal(hdr.get("RA", ""), "hourangle"),
+        dec=_sexagesimal(hdr.get("DEC", ""), "deg"),
+        object=str(hdr.get("OBJECT", "")).strip(),
+        otas=tuple(good),
+        fz=str(first).endswith(".fz"),
+        bad_otas=tuple(bad.items()),
+    )
+
+
 def read_exposure_record(folder: str | os.PathLike) -> ExposureRecord:
-    """Build the record of one exposure folder from the primary header of its first OTA file.
+    """The record of one exposure folder (:func:`exposure_record`).
 
     Never raises for bad data: an unreadable exposure gets a record with ``error`` set.
     """
     folder = Path(folder)
     try:
-        files = find_exposure_files(folder)
-        first = next(iter(files.files.values()))
-        hdr = read_primary_header(first)
-        missing = [k for k in ("OBSTYPE", "MJD-OBS", "EXPTIME") if k not in hdr]
-        if missing:
-            raise RawFormatError(f"{first}: primary header lacks {', '.join(missing)}")
-        return ExposureRecord(
-            obsid=files.obsid,
-            path=str(folder),
-            obstype=str(hdr["OBSTYPE"]).strip().upper(),
-            filter=str(hdr.get("FILTER", "")).strip(),
-            binning=get_binning(hdr),
-            exptime=float(hdr["EXPTIME"]),
-            expmeas=float(hdr.get("EXPMEAS", hdr["EXPTIME"])),
-            mjd=float(hdr["MJD-OBS"]),
-            ra=_sexagesimal(hdr.get("RA", ""), "hourangle"),
-            dec=_sexagesimal(hdr.get("DEC", ""), "deg"),
-            object=str(hdr.get("OBJECT", "")).strip(),
-            otas=files.otas,
-            fz=str(first).endswith(".fz"),
-        )
+        return exposure_record(find_exposure_files(folder))
     except (RawFormatError, ValueError, TypeError, KeyError) as exc:
         return ExposureRecord(obsid=folder.name, path=str(folder), error=str(exc))
 
 
 def night_signature(night_dir: str | os.PathLike) -> list:
-    """Return what identifies the state of a night folder: (name, mtime_ns) of every exposure folder.
+    """Return what identifies the state of a night folder: (name, mtime_ns) of every entry in it.
 
     Adding, removing or rewriting an OTA file changes its folder's mtime (a rename or a new file does).
+    Hidden entries (``.name``) are left out.
     """
     night_dir = Path(night_dir)
     sig = []
     with os.scandir(night_dir) as it:
         for entry in it:
-            if entry.is_dir() and not entry.name.startswith("."):
+            if not entry.name.startswith("."):
                 sig.append([entry.name, entry.stat().st_mtime_ns])
     return sorted(sig)
+
+
+def stray_reason(path: Path) -> str:
+    """Why an entry of a night folder that is not an exposure folder is ignored (one line naming it)."""
+    kind = "folder" if path.is_dir() else "file"
+    return f"{path}: a {kind} that is not an exposure folder <obsid>/ (e.g. o20130101T123456.0/): ignored"
 
 
 @dataclass(frozen=True)
@@ -171,10 +248,14 @@ class NightIndex:
     night : str
         ``YYYYMMDD``.
     exposures : tuple of ExposureRecord
+    strays : tuple of (str, str)
+        Entries of the night folder that are not exposure folders (a loose FITS file, another folder) and
+        the line saying they were ignored.
     """
 
     night: str
     exposures: tuple
+    strays: tuple = ()
 
     def by_obsid(self) -> dict:
         """Return ``{obsid: record}``."""
@@ -207,9 +288,11 @@ def scan_night(night_dir: str | os.PathLike) -> NightIndex:
     night_dir = Path(night_dir)
     if not night_dir.is_dir():
         raise FileNotFoundError(f"{night_dir}: no such night folder")
-    records = [read_exposure_record(night_dir / name) for name, _ in night_signature(night_dir)]
-    records.sort(key=lambda r: (r.mjd, r.obsid))
-    return NightIndex(night=night_dir.name, exposures=tuple(records))
+    names = [name for name, _ in night_signature(night_dir)]
+    exposure = [n for n in names if OBSID_RE.fullmatch(n) and (night_dir / n).is_dir()]
+    records = sorted((read_exposure_record(night_dir / n) for n in exposure), key=lambda r: (r.mjd, r.obsid))
+    strays = tuple((n, stray_reason(night_dir / n)) for n in names if n not in exposure)
+    return NightIndex(night=night_dir.name, exposures=tuple(records), strays=strays)
 
 
 def load_night_index(night_dir: str | os.PathLike, cache_path: str | os.PathLike) -> NightIndex:
@@ -227,8 +310,11 @@ def load_night_index(night_dir: str | os.PathLike, cache_path: str | os.PathLike
     try:
         cached = json.loads(cache_path.read_text())
         if cached.get("version") == INDEX_VERSION and cached.get("signature") == signature:
-            records = tuple(ExposureRecord(**{**r, "otas": tuple(r["otas"])}) for r in cached["exposures"])
-            return NightIndex(night=cached["night"], exposures=records)
+            records = tuple(ExposureRecord(**{**r, "otas": tuple(r["otas"]),
+                                              "bad_otas": tuple((int(o), e) for o, e in r["bad_otas"])})
+                            for r in cached["exposures"])
+            return NightIndex(night=cached["night"], exposures=records,
+                              strays=tuple(tuple(x) for x in cached["strays"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     index = scan_night(night_dir)
@@ -238,6 +324,7 @@ def load_night_index(night_dir: str | os.PathLike, cache_path: str | os.PathLike
         "signature": signature,
         "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "exposures": [asdict(e) for e in index.exposures],
+        "strays": [list(x) for x in index.strays],
     }
     write_text_atomic(json.dumps(payload, indent=1, allow_nan=True), cache_path)
     return index

@@ -146,8 +146,8 @@ def exposure_record(entry, *, header=None, mef: str = "", mef_mtime: float = mat
     current = sorted((f for f in failures if not (f.get("time", 0.0) < mef_mtime)), key=lambda f: f.get("time", 0.0))
     if entry.error:
         status, error = "failed", f"raw files: {entry.error}"
-    elif header is not None and not current:
-        status, error = "reduced", ""
+    elif header is not None and not current:  # an OTA lost to a bad raw file is named, the exposure is reduced
+        status, error = "reduced", "; ".join(f"OTA{o:02d} left out: {why}" for o, why in getattr(entry, "bad_otas", ()))
     elif current:
         status = "not run" if current[0].get("kind") == "blocked" else "failed"
         error = failure_text(current[0])

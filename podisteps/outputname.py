@@ -7,19 +7,26 @@ from pathlib import Path
 
 from astropy.io import fits
 
-__all__ = ["format_filename", "output_path"]
+__all__ = ["format_filename", "output_path", "safe_component"]
 
 _TOKEN = re.compile(r"%([A-Z0-9_-]+)")
 _SPECIAL = ("OBSID", "OBJECT", "FILTER", "EXPTIME", "OBSSEQ")
 
 
+def safe_component(value: str) -> str:
+    """``value`` made safe as (part of) one path component: characters outside ``[A-Za-z0-9_.+-]`` become '_',
+    and a value of dots only (``.``, ``..``) becomes underscores, so a header value never adds a folder level
+    or leaves its folder."""
+    value = re.sub(r"[^A-Za-z0-9_.+-]", "_", value)
+    return "_" * len(value) if value and set(value) == {"."} else value
+
+
 def _text(key: str, header: fits.Header) -> str:
     if key == "OBSSEQ":  # OBSID up to its first '.' (20131005T014745.1 -> 20131005T014745)
-        return str(header.get("OBSID", "")).strip().partition(".")[0]
+        return safe_component(str(header.get("OBSID", "")).strip().partition(".")[0])
     if key == "EXPTIME":
         return f"{float(header.get('EXPTIME', 0.0)):.1f}"
-    value = str(header.get(key, "")).strip()
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", value) if key in ("OBJECT", "FILTER") else value
+    return safe_component(str(header.get(key, "")).strip())
 
 
 def format_filename(template: str, header: fits.Header) -> str:
@@ -35,7 +42,8 @@ def format_filename(template: str, header: fits.Header) -> str:
     Returns
     -------
     str
-        ``%OBJECT`` and ``%FILTER`` with characters outside ``[A-Za-z0-9_.+-]`` replaced by '_';
+        Every header value through :func:`safe_component` (characters outside ``[A-Za-z0-9_.+-]`` replaced
+        by '_', dots-only values by underscores: no value adds or leaves a folder);
         ``%EXPTIME`` as ``%.1f`` seconds; a token is the longest of these or of the header's keywords that
         the text after '%' starts with, the rest stays literal; ``%OBSSEQ`` OBSID up to its first '.'; a keyword not in the header becomes an empty string.
     """

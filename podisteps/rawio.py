@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astropy.coordinates import Angle
 from astropy.io import fits
 
 from . import instrument
@@ -32,6 +33,7 @@ __all__ = [
     "ota_filename",
     "find_exposure_files",
     "read_primary_header",
+    "check_raw_file",
     "read_raw_ota",
     "write_raw_ota",
     "get_binning",
@@ -141,6 +143,8 @@ def _open(path: Path):
 
     The file handle is ours, so it is closed whatever astropy does on a corrupt file.
     """
+    if path.is_file() and path.stat().st_size == 0:
+        raise RawFormatError(f"{path}: empty file (0 bytes)")
     with open(path, "rb") as fh, warnings.catch_warnings():
         # astropy only warns about a truncated file; for raw data that is an error.
         warnings.filterwarnings("error", message=".*truncated.*")
@@ -158,13 +162,11 @@ def read_primary_header(path: str | os.PathLike) -> fits.Header:
     Raises
     ------
     RawFormatError
-        If the file is not FITS.
+        If the file is empty or not FITS.
     """
     path = Path(path)
-    try:
-        return fits.getheader(path, 0)
-    except (OSError, ValueError, TypeError) as exc:
-        raise RawFormatError(f"{path}: not a readable FITS file ({exc})") from None
+    with _open(path) as hdul:
+        return hdul[0].header
 
 
 def get_binning(header: fits.Header) -> int:
@@ -211,6 +213,24 @@ class RawOTA:
         return self.geometry.binning
 
 
+def _number(path: Path, header: fits.Header, key: str, *, minimum: float) -> None:
+    """RawFormatError unless ``header[key]`` is a finite number >= ``minimum``."""
+    try:
+        value = float(header[key])
+    except (TypeError, ValueError):
+        raise RawFormatError(f"{path}: {key} = {header[key]!r} is not a number") from None
+    if not np.isfinite(value) or value < minimum:
+        raise RawFormatError(f"{path}: {key} = {header[key]!r} is out of range (expected a number >= {minimum:g})")
+
+
+def _angle(path: Path, header: fits.Header, key: str, unit: str) -> None:
+    """RawFormatError unless ``header[key]`` is an angle (sexagesimal or decimal) in ``unit``."""
+    try:
+        Angle(str(header[key]).strip(), unit=unit)
+    except (TypeError, ValueError):
+        raise RawFormatError(f"{path}: {key} = {header[key]!r} is not an angle") from None
+
+
 def _check_primary(path: Path, header: fits.Header, required) -> None:
     missing = [k for k in required if k not in header]
     if missing:
@@ -220,11 +240,237 @@ def _check_primary(path: Path, header: fits.Header, required) -> None:
         raise RawFormatError(f"{path}: FPPOS = {fppos!r} is not of the form 'xyNN'")
     if "CELLMODE" in header and len(str(header["CELLMODE"])) != 64:
         raise RawFormatError(f"{path}: CELLMODE has {len(str(header['CELLMODE']))} characters, expected 64")
-    if "MJD-OBS" in header:
+    for key, minimum in (("MJD-OBS", 1.0), ("EXPTIME", 0.0)):
+        if key in header:
+            _number(path, header, key, minimum=minimum)
+    for key, unit in (("RA", "hourangle"), ("DEC", "deg")):
+        if key in header:
+            _angle(path, header, key, unit)
+    for key in ("OTA_ID", "FILTER", "OBSID"):
+        if key in header and not str(header[key]).strip():
+            raise RawFormatError(f"{path}: {key} is empty")
+
+
+def _all_hdus(path: Path, hdul: fits.HDUList) -> list:
+    """Every HDU of ``hdul`` (headers parsed, data not read), checked to lie inside the file.
+
+    Raises
+    ------
+    RawFormatError
+        Truncated or corrupt structure, or fewer than 65 HDUs.
+    """
+    try:
+        hdus = list(hdul)
+        last = hdul.fileinfo(len(hdus) - 1)
+    except (OSError, ValueError, TypeError, IndexError, KeyError, Warning) as exc:
+        raise RawFormatError(f"{path}: truncated or corrupt FITS file ({exc})") from None
+    _check_extent(path, last["datLoc"] + last["datSpan"])
+    _check_count(path, len(hdus))
+    return hdus
+
+
+def _check_extent(path: Path, needed: int) -> None:
+    size = path.stat().st_size
+    if needed > size:
+        raise RawFormatError(f"{path}: truncated FITS file ({size} bytes, its headers need {needed})")
+
+
+def _check_count(path: Path, n: int) -> None:
+    if n < 65:
+        raise RawFormatError(f"{path}: only {n} HDU(s); a raw ODI OTA file has a primary and 64 cells xy00..xy77")
+
+
+_BLOCK = 2880
+_END_CARD = b"END" + b" " * 77
+_CARD_VALUE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^/]*))")
+
+
+def _card_value(text: str):
+    """The value of one header card's value field (after ``= ``): str, bool, int, float or raw text."""
+    m = _CARD_VALUE.match(text)
+    if m[1] is not None:
+        return m[1].replace("''", "'").rstrip()
+    raw = m[2].strip()
+    if raw in ("T", "F"):
+        return raw == "T"
+    for kind in (int, float):
         try:
-            float(header["MJD-OBS"])
-        except (TypeError, ValueError):
-            raise RawFormatError(f"{path}: MJD-OBS = {header['MJD-OBS']!r} is not a number") from None
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _header_text(fh, path: Path) -> bytes | None:
+    """The next header's blocks up to its END card; None at the end of the file."""
+    chunks = []
+    while True:
+        block = fh.read(_BLOCK)
+        if not block and not chunks:
+            return None
+        if len(block) < _BLOCK:
+            raise RawFormatError(f"{path}: truncated FITS file (a header ends without END)")
+        chunks.append(block)
+        if any(block[i:i + 80] == _END_CARD for i in range(0, _BLOCK, 80)):
+            return b"".join(chunks)
+
+
+def _quick_header(text: bytes) -> dict:
+    """``keyword -> value`` of the value cards of a header (no comments, no long strings)."""
+    cards = {}
+    for i in range(0, len(text), 80):
+        card = text[i:i + 80].decode("ascii", errors="replace")
+        if card[8:10] == "= ":
+            cards.setdefault(card[:8].rstrip(), _card_value(card[10:]))
+    return cards
+
+
+def _data_size(hdr) -> int:
+    """Bytes of an HDU's data section, padded to whole blocks."""
+    naxis = int(hdr.get("NAXIS", 0))
+    n = 1
+    for i in range(1, naxis + 1):
+        n *= int(hdr.get(f"NAXIS{i}", 0))
+    per_group = int(hdr.get("PCOUNT", 0)) + (n if naxis else 0)
+    size = abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * per_group
+    return -(-size // _BLOCK) * _BLOCK
+
+
+def _walk_headers(path: Path) -> list:
+    """Every header of a FITS file, read by walking its blocks and skipping the data sections.
+
+    The primary is an ``astropy.io.fits.Header``; the others are ``keyword -> value`` dicts (value cards
+    only). About 30 times faster than astropy for the 65 HDUs of a raw OTA file.
+
+    Raises
+    ------
+    RawFormatError
+        Empty, not FITS, truncated, or fewer than 65 HDUs.
+    """
+    if path.stat().st_size == 0:
+        raise RawFormatError(f"{path}: empty file (0 bytes)")
+    headers, end = [], 0
+    with open(path, "rb") as fh:
+        if fh.read(9) != b"SIMPLE  =":
+            raise RawFormatError(f"{path}: not a readable FITS file (it does not start with SIMPLE =)")
+        fh.seek(0)
+        while (text := _header_text(fh, path)) is not None:
+            try:
+                hdr = fits.Header.fromstring(text.decode("ascii")) if not headers else _quick_header(text)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise RawFormatError(f"{path}: corrupt FITS header ({exc})") from None
+            headers.append(hdr)
+            end = fh.tell() + _data_size(hdr)
+            fh.seek(end)
+    _check_extent(path, end)
+    _check_count(path, len(headers))
+    return headers
+
+
+def _cell_id(path: Path, hdr) -> tuple[int, int] | None:
+    """``(cx, cy)`` of a cell from its header's EXTNAME, checked against WN_CELLX/Y; None for an empty extra HDU."""
+    name = str(hdr.get("EXTNAME", "")).strip().lower()
+    if not re.fullmatch(r"xy[0-7][0-7]", name):
+        if hdr.get("NAXIS", 0) == 0 and not name:
+            return None
+        raise RawFormatError(f"{path}: extension {name or '(no EXTNAME)'!r} is not a cell xy<cx><cy>")
+    cx, cy = int(name[2]), int(name[3])
+    absent = [k for k in ("WN_CELLX", "WN_CELLY") if k not in hdr]
+    if absent:
+        raise RawFormatError(f"{path}: cell {name} lacks {'/'.join(absent)}")
+    wx, wy = hdr["WN_CELLX"], hdr["WN_CELLY"]
+    try:
+        agree = (int(wx), int(wy)) == (cx, cy)
+    except (TypeError, ValueError):
+        agree = False
+    if not agree:
+        raise RawFormatError(f"{path}: cell {name} has WN_CELLX/Y = {wx}/{wy}, disagreeing with EXTNAME")
+    return cx, cy
+
+
+def _shape(hdr) -> tuple:
+    """The image shape ``(ny, nx)`` of a cell from its header (``ZNAXISn`` of a Rice-compressed cell)."""
+    prefix = "ZNAXIS" if "ZNAXIS" in hdr else "NAXIS"
+    return tuple(int(hdr.get(f"{prefix}{i}", 0)) for i in range(int(hdr.get(prefix, 0)), 0, -1))
+
+
+def _cell_index(path: Path, headers: list) -> tuple[dict, tuple[int, int]]:
+    """``{(cx, cy): index into headers}`` of the 64 cells and their common shape ``(ny, nx)``.
+
+    Raises
+    ------
+    RawFormatError
+        A cell missing, named twice, without WN_CELLX/Y or disagreeing with them, not 2-D, or of
+        another shape than the others.
+    """
+    cells: dict = {}
+    shape = None
+    for i, hdr in enumerate(headers[1:], start=1):
+        cid = _cell_id(path, hdr)
+        if cid is None:
+            continue
+        name = f"xy{cid[0]}{cid[1]}"
+        if cid in cells:
+            raise RawFormatError(f"{path}: cell {name} appears twice")
+        this = _shape(hdr)
+        if len(this) != 2:
+            raise RawFormatError(f"{path}: cell {name} holds no 2-D image")
+        if shape is None:
+            shape = this
+        elif this != shape:
+            raise RawFormatError(f"{path}: cell {name} has shape {this}, the other cells {shape}")
+        cells[cid] = i
+    missing = [f"xy{cx}{cy}" for cx, cy in instrument.CELL_IDS if (cx, cy) not in cells]
+    if missing:
+        raise RawFormatError(f"{path}: cell(s) {', '.join(missing[:8])} missing")
+    return cells, shape
+
+
+def _geometry(path: Path, shape: tuple[int, int], first_cell: fits.Header) -> instrument.CellGeometry:
+    try:
+        return instrument.geometry_for_cell_shape(shape, get_binning(first_cell))
+    except ValueError as exc:
+        raise RawFormatError(f"{path}: {exc}") from None
+
+
+def _as_dtype(data: np.ndarray, dtype) -> np.ndarray:
+    """``data`` as ``dtype``; a float cell that an integer ``dtype`` cannot hold (NaN, out of range) is zeros.
+
+    Such a cell holds no real data (:func:`podisteps.sanity.bad_cells` flags it when read as float).
+    """
+    if data.dtype == dtype:
+        return data
+    if np.issubdtype(dtype, np.integer) and not np.issubdtype(data.dtype, np.integer):
+        info, finite = np.iinfo(dtype), np.isfinite(data)
+        if not finite.all() or data.min() < info.min or data.max() > info.max:
+            return np.zeros(data.shape, dtype)
+    return data.astype(dtype, copy=False)
+
+
+def check_raw_file(path: str | os.PathLike, *, required_keys=REQUIRED_PRIMARY_KEYS) -> fits.Header:
+    """Check a raw OTA file's headers and layout without reading its pixels; return its primary header.
+
+    Everything :func:`read_raw_ota` checks except the pixel data itself: cheap enough for the night index
+    to run on every OTA file (headers are read, data sections are skipped).
+
+    Parameters
+    ----------
+    path : path-like
+        The raw OTA file.
+    required_keys : sequence of str, optional
+        Primary keywords that must be present.
+
+    Raises
+    ------
+    RawFormatError
+        See :func:`read_raw_ota`; the message names the file and the keyword or value.
+    """
+    path = Path(path)
+    headers = _walk_headers(path)
+    _check_primary(path, headers[0], required_keys)
+    cells, shape = _cell_index(path, headers)
+    _geometry(path, shape, headers[cells[(0, 0)]])
+    return headers[0]
 
 
 def read_raw_ota(
@@ -251,57 +497,28 @@ def read_raw_ota(
     Raises
     ------
     RawFormatError
-        Not FITS; fewer than 65 HDUs; a missing required keyword; a cell missing, named twice, of the
-        wrong shape, with WN_CELLX/Y disagreeing with its EXTNAME, or shorter than the data section.
+        Empty, not FITS or truncated; fewer than 65 HDUs; a missing required keyword or a value that is
+        not a number/angle where one is needed (MJD-OBS, EXPTIME, RA, DEC); a cell missing, named twice,
+        of the wrong shape, without WN_CELLX/Y or disagreeing with its EXTNAME, or shorter than the data
+        section.
     """
     path = Path(path)
     with _open(path) as hdul:
-        try:
-            hdus = list(hdul)
-        except (OSError, ValueError, TypeError, IndexError, Warning) as exc:
-            raise RawFormatError(f"{path}: truncated or corrupt FITS file ({exc})") from None
-        if len(hdus) < 65:
-            raise RawFormatError(
-                f"{path}: only {len(hdus)} HDU(s); a raw ODI OTA file has a primary and 64 cells xy00..xy77"
-            )
+        hdus = _all_hdus(path, hdul)
         primary = hdus[0].header
         _check_primary(path, primary, required_keys)
-        cells: dict = {}
-        headers: dict = {}
-        shape = None
-        for hdu in hdus[1:]:
-            hdr = hdu.header
-            name = str(hdr.get("EXTNAME", "")).strip().lower()
-            if not re.fullmatch(r"xy[0-7][0-7]", name):
-                if hdu.header.get("NAXIS", 0) == 0 and not name:
-                    continue
-                raise RawFormatError(f"{path}: extension {name or '(no EXTNAME)'!r} is not a cell xy<cx><cy>")
-            cx, cy = int(name[2]), int(name[3])
-            if (cx, cy) in cells:
-                raise RawFormatError(f"{path}: cell {name} appears twice")
-            wx, wy = hdr.get("WN_CELLX", cx), hdr.get("WN_CELLY", cy)
-            if (int(wx), int(wy)) != (cx, cy):
-                raise RawFormatError(f"{path}: cell {name} has WN_CELLX/Y = {wx}/{wy}, disagreeing with EXTNAME")
+        index, shape = _cell_index(path, [h.header for h in hdus])
+        geo = _geometry(path, shape, hdus[index[(0, 0)]].header)
+        cells, headers = {}, {}
+        for cid, i in index.items():
             try:
-                data = hdu.data
+                data = hdus[i].data
             except (OSError, ValueError, TypeError, Warning) as exc:
-                raise RawFormatError(f"{path}: cell {name} cannot be read ({exc})") from None
-            if data is None or data.ndim != 2:
-                raise RawFormatError(f"{path}: cell {name} holds no 2-D image")
-            if shape is None:
-                shape = data.shape
-            elif data.shape != shape:
-                raise RawFormatError(f"{path}: cell {name} has shape {data.shape}, the other cells {shape}")
-            cells[(cx, cy)] = data.astype(dtype, copy=False) if data.dtype != dtype else data
-            headers[(cx, cy)] = hdr
-        missing = [f"xy{cx}{cy}" for cx, cy in instrument.CELL_IDS if (cx, cy) not in cells]
-        if missing:
-            raise RawFormatError(f"{path}: cell(s) {', '.join(missing[:8])} missing")
-    binning = get_binning(headers[(0, 0)])
-    try:
-        geo = instrument.geometry_for_cell_shape(shape, binning)
-    except ValueError as exc:
-        raise RawFormatError(f"{path}: {exc}") from None
+                raise RawFormatError(f"{path}: cell xy{cid[0]}{cid[1]} cannot be read ({exc})") from None
+            if data is None or data.shape != shape:
+                raise RawFormatError(f"{path}: cell xy{cid[0]}{cid[1]} holds no {shape} image")
+            cells[cid] = _as_dtype(data, dtype)
+            headers[cid] = hdus[i].header
     return RawOTA(path=path, primary=primary, cells=cells, cell_headers=headers, geometry=geo)
 
 

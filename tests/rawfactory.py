@@ -60,3 +60,45 @@ def write_ota(directory, *, ota: int = 33, obsid: str = OBSID, kind: str = "test
     rawio.write_raw_ota(path, primary_header(ota=ota, obsid=obsid, binning=binning, mjd=mjd), data,
                         cell_headers(binning), fz=fz)
     return path, data
+
+
+def clone_exposure(source, night_dir, obsid: str, *, mjd: float, edit=None, otas=None):
+    """Copy a simulated exposure folder under another name and start time, editing its OTA files.
+
+    Parameters
+    ----------
+    source : pathlib.Path
+        A raw exposure folder (plain ``.fits`` files).
+    night_dir : pathlib.Path
+        The night folder to put the clone in.
+    obsid : str
+        The clone's name, e.g. ``o20131005T030010.0``.
+    mjd : float
+        Its MJD-OBS.
+    edit : callable, optional
+        ``edit(ota, hdulist)`` changes one OTA file's HDUs in place before it is written.
+    otas : collection of int, optional
+        Clone only these OTA files (default: all).
+
+    Returns
+    -------
+    pathlib.Path
+        The clone's folder.
+    """
+    folder = night_dir / obsid
+    folder.mkdir(parents=True)
+    for path in sorted(source.glob("*.fits")):
+        ota = int(path.name.split(".")[-2])
+        if otas is not None and ota not in otas:
+            continue
+        with fits.open(path) as hdul:
+            hdul = fits.HDUList([h.copy() for h in hdul])
+        primary = hdul[0].header
+        primary["OBSID"] = obsid[1:]
+        primary["FILENAME"] = rawio.ota_filename(obsid, ota)
+        primary["MJD-OBS"] = mjd
+        primary["DATE-OBS"] = f"{obsid[1:5]}-{obsid[5:7]}-{obsid[7:9]}T{obsid[10:12]}:{obsid[12:14]}:{obsid[14:16]}.000"
+        if edit is not None:
+            edit(ota, hdul)
+        hdul.writeto(folder / rawio.ota_filename(obsid, ota))
+    return folder

@@ -103,11 +103,12 @@ def _nights(spec: str) -> list[str]:
 def _cmd_reduce(args) -> int:
     """One Luigi client per night, in turn (ARCHITECTURE section 8), then the night's summary.
 
-    Exit code: 0 when every night was reduced, 1 when anything failed, 2 when there was nothing to do.
+    Exit code: 0 when every night was reduced, 1 when anything failed, 2 when there was nothing to do or the
+    set-up is wrong.
     """
     from .failures import NothingToDo
     from .night import science_exposures
-    from .paths import raw_root
+    from .paths import SetupError, preflight, raw_root
 
     try:
         nights = _nights(args.nights)
@@ -125,6 +126,11 @@ def _cmd_reduce(args) -> int:
         if len(nights) > 1:
             print(f"podiflow reduce: no night of {args.nights} has science exposures under {raw_root()}: "
                   "nothing to do", file=sys.stderr)
+        return 2
+    try:
+        preflight([night for night, _ in todo])
+    except SetupError as exc:
+        print(f"podiflow reduce: {exc}", file=sys.stderr)
         return 2
     if args.scheduler_host:  # with other workers on the night, wait for their tasks rather than stop early
         import luigi
@@ -368,14 +374,19 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     from astropy.io import fits
 
     from podisteps.outputname import format_filename, output_path
+    from podisteps.atomic import remove_stale_temporaries
+    from podisteps.nightindex import exposure_record
     from podisteps.rawio import RawFormatError, find_exposure_files
+
+    from .paths import SetupError, check_reduction_config, check_writable
 
     from .saturation import ExposureError, check_persistency_folder
 
     try:
         check_persistency_folder(options.persistency)
         files = find_exposure_files(input_path)
-    except (ExposureError, RawFormatError) as exc:
+        exposure_record(files)  # every OTA file's headers and layout: a bad exposure fails here, in one line
+    except (ExposureError, RawFormatError, ValueError) as exc:
         raise _CollectCellsError(str(exc)) from None
     if output is not None:
         template = output if "%" not in output else format_filename(output, fits.getheader(
@@ -387,7 +398,14 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     # checkpoints beside OUTPUT unless a work folder is really configured
     default = (output.parent if output is not None else Path.cwd()) / "podiflow-work"
     work = Path(work_dir or (configured if configured not in ("", "work") else default)).resolve()
-    _raw_view(files, work)
+    try:  # before any work: settings, folders writable; then what killed runs left behind is removed
+        check_reduction_config()
+        check_writable(work, "work folder")
+        if output is not None:
+            check_writable(output.parent, "OUTPUT's folder")
+    except SetupError as exc:
+        raise _CollectCellsError(str(exc)) from None
+    remove_stale_temporaries(work / _raw_view(files, work))
     cfg.set("podiflow", "raw_dir", str(work / "raw"))
     cfg.set("podiflow", "work_dir", str(work))
     if options.mastercals:  # -mastercals=DIR: a QuickReduce checkout's mastercals/ folder

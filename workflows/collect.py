@@ -33,7 +33,7 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.time import Time
 
-from podisteps import __version__, almanac, astrometry, instrument, mef
+from podisteps import __version__, almanac, astrometry, instrument, mef, sanity
 from podisteps.atomic import write_text_atomic
 from podisteps.photflat import apply_photflat
 from podisteps.background import sky_statistics
@@ -184,6 +184,8 @@ class CollectCells(PodiTask):
     def build_hdulist(self, opened, extra) -> fits.HDUList:
         """The final MEF (uncompressed, data possibly memory-mapped from ``opened``) with provenance cards."""
         hdul = self._assemble(opened, extra)
+        hdul[0].header.extend(mef.lost_ota_cards(exposure_record(self.obsid).bad_otas))
+        sanity.check_product(self.output().path, *mef.product_check_inputs(hdul))
         used = {"otas": [h.filename() for h in opened], **{k: h.filename() for k, h in extra.items()}}
         if "photflat" in self.input():
             used["photflat"] = self.input()["photflat"].path

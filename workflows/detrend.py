@@ -23,7 +23,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import calibrate, cosmics, crosstalk, instrument, masks, nonlinearity, overscan, persistency, rawio
+from podisteps import (calibrate, cosmics, crosstalk, instrument, masks, nonlinearity, overscan, persistency, rawio,
+                       sanity)
 from podisteps.photflat import read_photflat
 from podisteps import wcs as wcs_step
 from podisteps.assemble import MASK_BITS, assemble_ota
@@ -191,6 +192,9 @@ class DetrendOTA(PodiTask):
         self.progress(5, f"{self.obsid} OTA{self.ota:02d}: reading raw cells")
         raw = rawio.read_raw_ota(raw_path)
         geo, primary = raw.geometry, raw.primary
+        garbage = sanity.bad_cells(raw.cells)  # all-NaN or outside the ADC range: masked and flagged
+        for c in garbage:
+            raw.cells[c] = np.zeros_like(raw.cells[c])
         saturated = persistency.saturated_pixels(raw.cells)  # this OTA's own (SaturationCatalog is for later ones)
         fppos = str(primary["FPPOS"]).strip()
         if int(fppos[2:]) != self.ota:
@@ -236,6 +240,8 @@ class DetrendOTA(PodiTask):
                                               keepcells=keep)
             for cx, cy in instrument.CELL_IDS
         }
+        used.update(dict.fromkeys(garbage, False))
+        header.extend(masks.unused_cell_cards(used, str(primary["CELLMODE"]), garbage))
         sci, mask = assemble_ota(cells, geo, used=used, trimcell=opts.trimcell)
         cell_headers = raw.cell_headers
         del cells, raw
@@ -344,6 +350,8 @@ class DetrendOTA(PodiTask):
                 kind = "illumination" if step == "illumcorr" else step
                 frame = calibrate.master_frame(hdul, fppos, geo, source=str(path), nan_fill=fill.get(kind),
                                                filtername=filt if step in ("flat", "illumcorr") else None)
+                if step != "illumcorr":  # a master of zeros or NaN fails here with the reason
+                    sanity.check_calibration(f"{path} [{fppos}]", step, frame)
                 if step == "bias":
                     sci = calibrate.subtract_bias(sci, frame)
                 elif step == "dark":
@@ -401,6 +409,10 @@ class DetrendOTA(PodiTask):
         for path in [t.path for t in inputs["persistency"]] + [str(p) for p in imported]:
             with fits.open(path) as hdul:
                 earlier = persistency.read_saturation_catalog(hdul)
+                skipped = hdul[0].header.get("SATERR")
+            if skipped:  # an unreadable earlier exposure: skipped with a warning, never blocking this one
+                header.add_history(f"persistency source skipped: {skipped}")
+                header["PERSKIP"] = (header.get("PERSKIP", 0) + 1, "unreadable persistency sources skipped")
             table = earlier.table(self.ota)
             if len(table):
                 n += 1

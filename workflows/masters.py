@@ -35,8 +35,9 @@ import luigi
 import numpy as np
 from astropy.io import fits
 
-from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef, pupilghost
+from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef, pupilghost, sanity
 from podisteps.atomic import write_text_atomic
+from podisteps.outputname import safe_component
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .options import ReductionOptions
@@ -62,7 +63,7 @@ def master_name(kind: str, binning: int, filtername: str = "") -> str:
         return calibrate.bias_filename(binning)[:-5]
     if kind == "dark":
         return calibrate.dark_filename(binning)[:-5]
-    return calibrate.flat_filename(kind, filtername, binning)[:-5]
+    return calibrate.flat_filename(kind, safe_component(filtername), binning)[:-5]  # FILTER from a header
 
 
 def _frames(night: str, kind: str, binning: int, filtername: str):
@@ -311,6 +312,8 @@ class MasterOTA(_MasterBase):
             master[low] = np.nan
             cards["GAIN"] = (float(np.mean([lv["gain"] for lv in levels])), "flat gain, e-/ADU")
             cards["FF_NORM"] = (float(np.mean([lv["level"] for lv in levels])), "mean normalisation level, ADU")
+        sanity.check_calibration(f"{self.output().path}", "flat" if self.kind in ("dflat", "tflat") else self.kind,
+                                 master)
         cards["GAINMTHD"] = first.get("GAINMTHD", "none")
         primary = self._primary(first)
         if "GAIN" in cards:

@@ -19,9 +19,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import luigi
+
+from podisteps.atomic import remove_stale_temporaries
 from podisteps.rawio import OBSID_PATTERN
 from podisteps.nightindex import NightIndex, load_night_index, night_signature, observing_night
 
+from .options import OptionError, ReductionOptions
 from .settings import site
 
 __all__ = [
@@ -33,6 +37,10 @@ __all__ = [
     "exposure_dir",
     "checkpoint_path",
     "night_index",
+    "SetupError",
+    "check_writable",
+    "check_reduction_config",
+    "preflight",
 ]
 
 _OBSID_RE = re.compile(rf"^{OBSID_PATTERN}$")
@@ -116,3 +124,63 @@ def night_index(night: str) -> NightIndex:
     night_dir = raw_root() / night
     cache = work_root() / night / "night-index.json"
     return _cached_index(str(night_dir), str(cache), _signature(night_dir))
+
+
+class SetupError(RuntimeError):
+    """A problem found before any work starts (one line naming the setting or folder)."""
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Raise :class:`SetupError` unless ``folder`` is (or can be created as) a writable folder.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The folder.
+    what : str
+        How the message names it, e.g. ``"[podiflow] out_dir"``.
+    """
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SetupError(f"{what} = {folder}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SetupError(f"{what} = {folder}: {probe} is not writable")
+
+
+def check_reduction_config() -> None:
+    """Raise :class:`SetupError` for an unknown ``[reduction]`` key of luigi.cfg or a value it cannot parse."""
+    cfg = luigi.configuration.get_config()
+    items = dict(cfg.items("reduction", raw=True)) if cfg.has_section("reduction") else {}
+    try:
+        ReductionOptions.from_mapping(items)
+    except OptionError as exc:
+        raise SetupError(f"luigi.cfg [reduction]: {exc}") from None
+
+
+def preflight(nights=(), *, folders=()) -> list:
+    """Checks before a run starts: ``[reduction]`` keys and values, the work and output folders writable;
+    then the temporary files killed runs left in the nights' work and output folders are removed.
+
+    Parameters
+    ----------
+    nights : iterable of str
+        Nights about to be reduced.
+    folders : iterable of (pathlib.Path, str)
+        Further folders that must be writable, with how to name them (e.g. OUTPUT's folder).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The stale temporary files removed.
+
+    Raises
+    ------
+    SetupError
+        One line naming the setting or folder.
+    """
+    check_reduction_config()
+    for folder, what in ((work_root(), "[podiflow] work_dir"), (out_root(), "[podiflow] out_dir"), *folders):
+        check_writable(folder, what)
+    return [p for n in nights for root in (work_root(), out_root()) for p in remove_stale_temporaries(root / n)]

@@ -119,12 +119,28 @@ class SaturationCatalog(PodiTask):
 
     def run(self):
         path = raw_file(self.obsid, self.ota)
-        raw = rawio.read_raw_ota(path, dtype=np.uint16)
-        table = persistency.saturated_pixels(raw.cells)
-        hdul = persistency.saturation_catalog_hdulist(raw.primary, {self.ota: table} if len(table) else {})
+        try:
+            raw = rawio.read_raw_ota(path, dtype=np.uint16)
+        except rawio.RawFormatError as exc:
+            hdul = self.unreadable(str(exc))
+        else:
+            table = persistency.saturated_pixels(raw.cells)
+            hdul = persistency.saturation_catalog_hdulist(raw.primary, {self.ota: table} if len(table) else {})
         for key, value, comment in provenance_cards(self, {"raw": path}):
             hdul[0].header[key] = (value, comment)
         self.output().write_hdulist(hdul)
+
+    def unreadable(self, reason: str) -> fits.HDUList:
+        """An empty catalogue whose ``SATERR`` card says why the raw file could not be read.
+
+        A later exposure's persistency masking then skips this one with a warning instead of being blocked
+        by it (the exposure itself fails in its own DetrendOTA, with the same reason).
+        """
+        logger.warning("%s: persistency source skipped: %s", self.obsid, reason)
+        rec = exposure_record(self.obsid)
+        hdul = persistency.saturation_catalog_hdulist(fits.Header({"MJD-OBS": rec.mjd, "EXPTIME": rec.exptime}), {})
+        hdul[0].header["SATERR"] = reason  # the raw file is unreadable: no saturated pixels known
+        return hdul
 
 
 class SaturationExport(PodiTask):
