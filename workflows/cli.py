@@ -58,9 +58,9 @@ def _cmd_status(args) -> int:
     failures = read_failures(args.night)
     dag = dag_status(ReduceNight(night=args.night), failures)
     stale = stale_products(scan_products(night_folders(args.night)))
-    print(f"night {args.night}: {len(dag['complete'])} complete, {len(dag['missing'])} missing, "
-          f"{len(dag['failed'])} failed, {len(stale)} stale")
-    for what in ("failed", "missing") + (("complete",) if args.verbose else ()):
+    print(f"night {args.night}: {len(dag['complete'])} complete, {len(dag['superseded'])} superseded, "
+          f"{len(dag['missing'])} missing, {len(dag['failed'])} failed, {len(stale)} stale")
+    for what in ("failed", "superseded", "missing") + (("complete",) if args.verbose else ()):
         for path in dag[what]:
             print(f"  {what:8s} {path}")
     for f in dag["other_failures"]:
@@ -83,6 +83,11 @@ def _cmd_invalidate(args) -> int:
         return 2
     if args.stale:
         roots += list(stale_products(products))
+    if args.superseded:
+        from .night import ReduceNight
+        from .status import dag_status
+
+        roots += [str(Path(p).resolve()) for p in dag_status(ReduceNight(night=args.night), [])["superseded"]]
     removed = invalidate(products, roots, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:
@@ -232,6 +237,8 @@ def podiflow_main(argv: list[str] | None = None) -> int:
     p_inv.add_argument("night", help="observing night YYYYMMDD")
     p_inv.add_argument("targets", nargs="*", help="product files to remove (with everything downstream)")
     p_inv.add_argument("--stale", action="store_true", help="remove every stale product (and downstream)")
+    p_inv.add_argument("--superseded", action="store_true",
+                       help="remove every superseded product: one made from other inputs or options (and downstream)")
     p_inv.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     watch.add_parser(sub)
     if argv and argv[0] == "simulate":

@@ -170,13 +170,18 @@ def needed_tasks(root: luigi.Task, errors: list | None = None) -> list:
 
 
 def dag_status(root: luigi.Task, failures: list) -> dict:
-    """``{"complete": [...], "missing": [...], "failed": [...]}`` of the targets of the DAG under ``root``.
+    """``{"complete": [...], "superseded": [...], "missing": [...], "failed": [...]}`` of the targets of the DAG
+    under ``root``.
 
-    Wrapper tasks (no output) are left out; a missing target with a failure record is listed as failed
-    (with the error) instead of missing. ``"other_failures"`` holds every failure record not listed so (wrapper tasks, blocked exposures, tasks whose ``requires()`` failed).
+    *Superseded* targets exist but are not complete: made from other inputs or options than the current ones
+    (a final MEF made with a master borrowed from another night), or older than what they were made from (QA
+    plots of a rebuilt MEF); the next run rebuilds them. Wrapper tasks (no output) are left out; a missing
+    target with a failure record is listed as failed (with the error) instead of missing. ``"other_failures"``
+    holds every failure record not listed so (wrapper tasks, blocked exposures, tasks whose ``requires()``
+    failed).
     """
     failed_ids = {f["task_id"]: f for f in failures}
-    out = {"complete": [], "missing": [], "failed": [], "other_failures": []}
+    out = {"complete": [], "superseded": [], "missing": [], "failed": [], "other_failures": []}
     listed = set()
     for task in needed_tasks(root):
         targets = luigi.task.flatten(task.output())
@@ -184,7 +189,7 @@ def dag_status(root: luigi.Task, failures: list) -> dict:
             continue
         path = getattr(targets[0], "path", str(targets[0]))
         if all(t.exists() for t in targets):
-            out["complete"].append(path)
+            out["complete" if task.complete() else "superseded"].append(path)
         elif task.task_id in failed_ids:
             out["failed"].append(f"{path}  ({failure_text(failed_ids[task.task_id])})")
             listed.add(task.task_id)
