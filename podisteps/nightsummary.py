@@ -50,7 +50,7 @@ _UNDEFINED = -99.0
 THUMBNAILS = ("seeing", "wcs1", "photZP")
 
 #: Thumbnail width, pixels.
-THUMB_WIDTH = 140
+THUMB_WIDTH = 120
 
 #: Summary columns: name -> (unit, description). Floats are masked where undefined.
 COLUMNS = {
@@ -217,7 +217,7 @@ def _plots_cell(plots, base: Path) -> tuple[str, str]:
     for name in THUMBNAILS:
         png = next((f for f in focal.get(name, ()) if f.endswith(".png") and os.path.exists(f)), None)
         if png:
-            thumbs.append(f'<a href="{html.escape(os.path.relpath(png, base))}"><img src="{_thumbnail(png)}" '
+            thumbs.append(f'<a href="{html.escape(os.path.relpath(png, base))}" target="_blank"><img src="{_thumbnail(png)}" '
                           f'alt="{name}" title="{name}"></a>')
     links = [", ".join(_link(f, base, f"{name} ({f.rsplit('.', 1)[-1]})") for f in files)
              for name, files in focal.items()]
@@ -228,9 +228,16 @@ def _plots_cell(plots, base: Path) -> tuple[str, str]:
     return "".join(thumbs), "<br>".join(links)
 
 
+def _files_cell(mef: str, links: str) -> str:
+    """The MEF link, then the plot links folded away (they would widen the table past a laptop screen)."""
+    folded = f"<details><summary>plots</summary>{links}</details>" if links else ""
+    return "<br>".join(x for x in (mef, folded) if x)
+
+
 _CSS = """
-body { font-family: sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; }
+body { font-family: sans-serif; margin: 1em; color: #222; }
+table { border-collapse: collapse; font-size: 0.8em; }
+th { position: sticky; top: 0; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; }
 th { background: #eee; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -239,7 +246,7 @@ tr.failed td.status { background: #f8d0d0; }
 tr.notrun td.status { background: #fff0c0; }
 tr.calibration td.status { color: #666; }
 td.thumbs { white-space: nowrap; }
-td.status { min-width: 12em; max-width: 18em; }
+td.status { min-width: 8em; max-width: 16em; }
 td.status small { overflow-wrap: anywhere; }
 img { margin-right: 4px; border: 1px solid #ddd; }
 .errors li { color: #a00; }
@@ -250,7 +257,7 @@ _HEADERS = (("obsid", ""), ("type", ""), ("object", ""), ("filter", ""), ("expti
             ("depth 5σ", "mag"), ("QA plots", ""), ("files", ""))
 
 
-def render_html(records, *, night: str, html_path, night_failures=()) -> str:
+def render_html(records, *, night: str, html_path, night_failures=(), refresh_s: int = 0) -> str:
     """The summary page: failures first, then one row per exposure with thumbnails linking to its plots.
 
     Parameters
@@ -263,11 +270,15 @@ def render_html(records, *, night: str, html_path, night_failures=()) -> str:
         Where the page will be (links are relative to its folder).
     night_failures : sequence of dict
         Failure records not tied to one exposure (night masters...).
+    refresh_s : int, optional
+        Ask the browser to reload the page every this many seconds (0: never), while a night is being observed.
 
     Returns
     -------
     str
-        The HTML text; images are inline, so the page stands alone (links to the plots are relative).
+        The HTML text; images are inline, so the page stands alone (links to the plots are relative). The
+        key columns fit a 1400-px laptop screen: the file links fold into one cell, each thumbnail opens its
+        plot at full size.
     """
     base = Path(html_path).parent
     records = sorted(records, key=lambda r: (r["mjd"], r["obsid"]))
@@ -284,24 +295,26 @@ def render_html(records, *, night: str, html_path, night_failures=()) -> str:
                  f'<td class="num">{r["exptime"]:g}</td>', f'<td class="status">{status}</td>',
                  f'<td class="num">{_fmt(r["wcs_rms"], ".3f")}</td>', f'<td class="num">{_fmt(r["zp"], ".3f")}</td>',
                  f'<td class="num">{_fmt(r["seeing"], ".2f")}</td>', f'<td class="num">{_fmt(r["sky_mag"], ".2f")}</td>',
-                 f'<td class="num">{_fmt(r["depth5"], ".2f")}</td>', f'<td class="thumbs">{thumbs}</td>', "<br>".join(x for x in (mef, links) if x)]
+                 f'<td class="num">{_fmt(r["depth5"], ".2f")}</td>', f'<td class="thumbs">{thumbs}</td>', _files_cell(mef, links)]
         cells = [c if c.startswith("<td") else f"<td>{c}</td>" for c in cells]
         rows.append(f'<tr class="{r["status"].replace(" ", "")}">{"".join(cells)}</tr>')
     head = "".join(f"<th>{name}" + (f"<br><small>[{unit}]</small>" if unit else "") + "</th>" for name, unit in _HEADERS)
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>podiflow night {night}</title>"
+    reload = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">{reload}<title>podiflow night {night}</title>"
             f"<style>{_CSS}</style></head><body>\n<h1>Night {night}</h1>\n<p>{len(records)} exposures: {summary}. "
             "Depth: 5σ point-source limit in an aperture of radius = seeing (PHOTDPTH − 2.5 log<sub>10</sub> 5).</p>\n"
             + (f"<h2>Failures</h2>\n<ul class=\"errors\">{''.join(errors)}</ul>\n" if errors else "")
             + f"<h2>Exposures</h2>\n<table><tr>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n</body></html>\n")
 
 
-def write_summary(records, *, night: str, ecsv_path, html_path, night_failures=()) -> Table:
-    """Write ``summary.ecsv`` and ``summary.html`` atomically and return the table."""
+def write_summary(records, *, night: str, ecsv_path, html_path, night_failures=(), refresh_s: int = 0) -> Table:
+    """Write ``summary.ecsv`` and ``summary.html`` atomically and return the table (``refresh_s``: see
+    :func:`render_html`)."""
     table = summary_table(records, night=night)
     with io.StringIO() as buffer:
         table.write(buffer, format="ascii.ecsv")
         write_text_atomic(buffer.getvalue(), ecsv_path)
-    write_text_atomic(render_html(records, night=night, html_path=html_path, night_failures=night_failures),
-                      html_path)
+    write_text_atomic(render_html(records, night=night, html_path=html_path, night_failures=night_failures,
+                                  refresh_s=refresh_s), html_path)
     return table

@@ -266,3 +266,7 @@ def test_summary_files(tmp_path, qa):
     assert "ValueError: &lt;bad&gt; cell" in page and "MasterOTA(kind=bias): no frames" in page
     assert 'href="o1/o1.seeing.png"' in page and "data:image/png;base64," in page
     assert 'href="o1/o1.wcs1_OTA33.png"' in page and "src=\"/" not in page and "file:" not in page
+    assert "http-equiv" not in page and '<details><summary>plots</summary>' in page
+    nightsummary.write_summary(records, night="20131004", ecsv_path=tmp_path / "summary.ecsv",
+                               html_path=tmp_path / "summary.html", refresh_s=30)
+    assert '<meta http-equiv="refresh" content="30">' in (tmp_path / "summary.html").read_text()

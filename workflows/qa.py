@@ -142,6 +142,8 @@ class NightSummary(PodiTask):
     """``<out>/<night>/summary.ecsv`` and ``summary.html``: every exposure of the night, its status and quality."""
 
     night = luigi.Parameter()
+    refresh_s = luigi.IntParameter(default=0, significant=False,
+                                   description="the page reloads itself every this many seconds (0: never)")
     stage = "summary"
 
     def output(self):
@@ -170,7 +172,7 @@ class NightSummary(PodiTask):
         records, night_failures = exposure_records(self.night)
         out = self.output()
         nightsummary.write_summary(records, night=self.night, ecsv_path=out["ecsv"].path, html_path=out["html"].path,
-                                   night_failures=night_failures)
+                                   night_failures=night_failures, refresh_s=self.refresh_s)
 
 
 def exposure_records(night: str, obsids=None) -> tuple[list[dict], list[dict]]:

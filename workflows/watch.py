@@ -25,7 +25,10 @@ from pathlib import Path
 from podisteps import instrument
 from podisteps.rawio import OTA_FILE_RE, RawFormatError, read_primary_header
 
-__all__ = ["ArrivalTracker", "Arrival", "WatchSettings", "watch_night"]
+__all__ = ["ArrivalTracker", "Arrival", "WatchSettings", "watch_night", "SUMMARY_REFRESH_S"]
+
+#: While watching, the night summary page reloads itself this often, seconds.
+SUMMARY_REFRESH_S = 30
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,8 @@ def _reduce(obsids: list[str], night: str, settings: WatchSettings, say) -> None
                     **settings.scheduler)
         for record in exposure_records(night, {obsid})[0]:
             say(progress_line(record))
-    luigi.build([NightSummary(night=night)], workers=1, log_level="ERROR", **settings.scheduler)
+    luigi.build([NightSummary(night=night, refresh_s=SUMMARY_REFRESH_S)], workers=1, log_level="ERROR",
+                **settings.scheduler)
 
 
 def watch_night(night: str, settings: WatchSettings, *, say=print) -> int:
