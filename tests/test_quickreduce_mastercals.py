@@ -47,7 +47,13 @@ def _layout_files(tree, layout, bpm_source):
     wcs = tree / "wcs" / layout
     wcs.mkdir(parents=True)
     perturbed, _ = distortion.perturbed_models(layout, 7)
-    distortion.distortion_hdulist(layout, perturbed, projection="TAN").writeto(wcs / WCS_FILES[layout])
+    canned = distortion.distortion_hdulist(layout, perturbed, projection="TAN")
+    for hdu in canned[1:]:  # as 2mass_distort5.fits: PV up to 22 (42 cards), the deprecated RADECSYS
+        for axis in (1, 2):
+            for m in range(11, 23):
+                hdu.header[f"PV{axis}_{m}"] = 0.0
+        hdu.header["RADECSYS"] = "FK5"
+    canned.writeto(wcs / WCS_FILES[layout])
     (wcs / "wcs.history").write_text(f"#0.0 odi56__2mass_level3.fits\n0.0 {WCS_FILES[layout]}\n")
     bpm = tree / "bpm" / layout
     bpm.mkdir(parents=True)
@@ -103,9 +109,14 @@ def test_collectcells_with_quickreduce_mastercals(small_night, tree, podiflow_co
         assert [primary[k] for k in ("_XTALK", "_NONLIN", "_WCSDIST", "_BADPXLS", "_GAIN")] == ["successful"] * 5
         for ota in (33, 0):
             header = hdul[f"OTA{ota:02d}.SCI"].header
-            assert header["CTYPE1"] == "RA---TPV" and "WCSNOMIN" not in header
+            assert header["CTYPE1"] == "RA---TPV" and "WCSNOMIN" not in header and "PV2_22" in header
+            assert header["RADESYS"] == "ICRS" and "RADECSYS" not in header
             assert header["BPMFILE"] == f"bpm_xy{ota:02d}.reg"
         masked = np.isnan(hdul["OTA33.SCI"].data).mean()
         assert 0.0 < masked < 0.5
+        used = {(r["correction"], r["filename_full"]) for r in hdul["ASSOCIATIONS"].data}
+    assert ("nonlinearity", str(tree / "nonlinearity" / NONLIN[0][1])) in used  # MJD 56570
+    assert ("wcs", str(tree / "wcs" / "podi" / WCS_FILES["podi"])) in used
+    assert ("crosstalk", str(tree / "crosstalk" / "podi" / "crosstalk_odi_5x6.fits")) in used
     assert cli.collectcells_main([str(tmp_path / sci.name), str(tmp_path / "x.fits"),
                                   f"-mastercals={tmp_path / 'nowhere'}"]) != 0
