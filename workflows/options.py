@@ -193,11 +193,13 @@ OPTIONS: tuple[Option, ...] = (
            "files in QuickReduce's names; a comma list means the first folder that has the file.",
            _DETREND, 6, available=True),
     Option("bias", "path", None, "Subtract the master bias (bias_bin<B>.fits); a file or folder "
-           "overrides -cals.", _DETREND, 5, available=True),
+           "overrides -cals; 'no' turns it off, also under -cals.", _DETREND, 5, available=True),
     Option("dark", "path", None, "Subtract the master dark (dark_yes_bin<B>.fits, ADU/s) scaled by "
-           "the exposure time; a file or folder overrides -cals.", _DETREND, 5, available=True),
+           "the exposure time; a file or folder overrides -cals; 'no' turns it off, also under -cals.",
+           _DETREND, 5, available=True),
     Option("flat", "path", None, "Divide by the master flat, searching tflat, dflat, flat "
-           "(<type>_<FILTER>_bin<B>.fits); a file or folder overrides -cals.", _DETREND, 5, available=True),
+           "(<type>_<FILTER>_bin<B>.fits); a file or folder overrides -cals; 'no' turns it off, also under -cals.",
+           _DETREND, 5, available=True),
     Option("masters", "list", (), "Calibrations built from the night's own raw frames by the DAG "
            "(comma list of bias, dark, flat); an explicit -bias/-dark/-flat or -cals file wins.",
            _DETREND, 6, available=True),
