@@ -41,7 +41,7 @@ from podisteps.astrometry import (
     tangent_plane,
     wcs2odi,
 )
-from podisteps.detect import source_catalog
+from podisteps.detect import clean_rows, source_catalog
 from podisteps.simulate import distortion, load_night, render_exposure
 from podisteps.simulate.stars import MAG_RANGE, draw_population, refcat_table
 from podisteps.wcs import canned_wcs_cards
@@ -319,7 +319,7 @@ def _compare_with_sep(frame, header, stars, fwhm) -> dict:
     d = np.hypot(np.asarray(cat["X"])[:, None] - 1.0 - x, np.asarray(cat["Y"])[:, None] - 1.0 - y)
     nearest, found = np.argmin(d, axis=1), np.min(d, axis=1) < 1.5
     crowded = np.sum(np.hypot(x[:, None] - x, y[:, None] - y) < 4.0, axis=1) > 1
-    good = found & ~crowded[nearest] & (np.asarray(cat["FLAGS"]) == 0)
+    good = found & ~crowded[nearest] & clean_rows(cat)  # FLAGS 0 but for partial apertures
     snr, k = 1.0857 / np.asarray(cat["MAGERR_AUTO"], float)[good], nearest[good]
     resid = np.r_[np.asarray(cat["X"])[good] - 1.0 - x[k], np.asarray(cat["Y"])[good] - 1.0 - y[k]]
     flux = np.asarray(stars["flux_adu"], float)
