@@ -11,7 +11,7 @@ OTAs that end worse than their canned model (after the focal-plane fit) is print
 import numpy as np
 import pytest
 
-from podisteps.astrometry import header_wcs, sky_offsets, solve_focal_plane
+from podisteps.astrometry import solve_focal_plane
 from podisteps.simulate import distortion
 
 from . import test_astrometry_sweep as sweep
@@ -32,15 +32,8 @@ def full_size(monkeypatch):
     return sweep
 
 
-def _p90_arcsec(true: dict, solved: dict, size: int, n: int = 15) -> dict:
-    g = np.linspace(1.0, size, n)
-    xx, yy = (v.ravel() for v in np.meshgrid(g, g))
-    out = {}
-    for ota, hdr in true.items():
-        ra_t, dec_t = header_wcs(hdr).all_pix2world(xx, yy, 1)
-        ra_s, dec_s = header_wcs(solved[ota]).all_pix2world(xx, yy, 1)
-        out[ota] = float(np.percentile(np.hypot(*sky_offsets(ra_s, dec_s, ra_t, dec_t)), 90))
-    return out
+def _p90_arcsec(true: dict, solved: dict) -> dict:
+    return {ota: float(np.percentile(e, 90)) for ota, e in sweep.grid_errors_arcsec(true, solved).items()}
 
 
 def test_sparse_otas_within_005_arcsec(full_size):
@@ -50,11 +43,10 @@ def test_sparse_otas_within_005_arcsec(full_size):
         case = full_size.Case(500 + seed, float(rng.uniform(8, 30)), float(rng.uniform(0, 0.05)),
                               float(rng.uniform(-0.3, 0.3)))
         exp = full_size.make_exposure(case)
-        canned = _p90_arcsec(exp.true, solve_focal_plane(exp.start, exp.sources, exp.refs, mode="rotation").headers,
-                             full_size.SIZE)
+        canned = _p90_arcsec(exp.true, solve_focal_plane(exp.start, exp.sources, exp.refs, mode="rotation").headers)
         sol = solve_focal_plane(exp.start, exp.sources, exp.refs, mode="otashear")
         assert sol.valid, case
-        p90 = _p90_arcsec(exp.true, sol.headers, full_size.SIZE)
+        p90 = _p90_arcsec(exp.true, sol.headers)
         matched = {ota: len(m[0]) for ota, m in sol.matches.items()}
         over += [(case.seed, ota, round(p90[ota], 3)) for ota in p90
                  if matched.get(ota, 0) >= MIN_MATCHED and p90[ota] > MAX_P90_ARCSEC]

@@ -258,16 +258,21 @@ def make_exposure(case: Case) -> Exposure:
     return Exposure(true, start, sources, _refs(case, pop, ra, dec, rng), depth)
 
 
-def median_errors_px(true: dict, solved: dict, n: int = 15) -> dict:
-    """Median position error of each OTA over an n x n grid of its pixels, test-instrument px."""
+def grid_errors_arcsec(true: dict, solved: dict, n: int = 15) -> dict:
+    """Position errors of each OTA's solved WCS over an n x n grid of its pixels, arcsec, shape ``(n * n,)``."""
     g = np.linspace(1.0, SIZE, n)
     xx, yy = (v.ravel() for v in np.meshgrid(g, g))
     out = {}
     for ota, hdr in true.items():
         ra_t, dec_t = header_wcs(hdr).all_pix2world(xx, yy, 1)
         ra_s, dec_s = header_wcs(solved[ota]).all_pix2world(xx, yy, 1)
-        out[ota] = float(np.median(np.hypot(*sky_offsets(ra_s, dec_s, ra_t, dec_t)))) / PIX_ARCSEC
+        out[ota] = np.hypot(*sky_offsets(ra_s, dec_s, ra_t, dec_t))
     return out
+
+
+def median_errors_px(true: dict, solved: dict, n: int = 15) -> dict:
+    """Median position error of each OTA over an n x n grid of its pixels, test-instrument px."""
+    return {ota: float(np.median(e)) / PIX_ARCSEC for ota, e in grid_errors_arcsec(true, solved, n).items()}
 
 
 def run_case(case: Case) -> dict:
