@@ -76,6 +76,12 @@ ARCSEC = 1.0 / 3600.0
 #: Minimum matches per OTA for the refinement modes (QuickReduce: more than 4 / more than 9).
 MIN_MATCHES = {"otashift": 5, "otashear": 10}
 
+#: Minimum matches per OTA for a ``CD`` refinement regularised by the canned model's prior: with 10-20
+#: pairs of faint stars (centroid and reference errors of 50-100 mas) a free ``CD`` fits their noise, and
+#: the BIC does not always catch it (a full-size catalogue-level sweep of 10 sparse exposures: two OTAs
+#: with 8 or more matches at a p90 error above 0.05" with 10, none with 20).
+MIN_PRIOR_SHEAR_MATCHES = 20
+
 #: Position error per axis of a canned distortion model without ``ASTRRMS1/2`` cards, arcsec
 #: (:func:`prior_error`; the simulator's perturbed models are 32-48 mas rms in two dimensions).
 DEFAULT_PRIOR_ARCSEC = 0.035
@@ -922,7 +928,8 @@ def _star_sigma(residuals) -> float:
 def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, prior: bool):
     """:func:`refine_ota` of one OTA; ``otashear`` only where its 4 extra parameters pay off.
 
-    ``CRVAL`` alone is fitted first; ``CD`` too (with at least ``MIN_MATCHES['otashear']`` pairs) is kept
+    ``CRVAL`` alone is fitted first; ``CD`` too (with at least ``MIN_MATCHES['otashear']`` pairs, or
+    :data:`MIN_PRIOR_SHEAR_MATCHES` with the prior) is kept
     only if it lowers the Bayesian information criterion ``m ln(RSS) + k ln(m)`` of the ``m = 2n`` residuals:
     with a few dozen noisy pairs a free ``CD`` mostly fits the noise at the OTA's edges.
     """
@@ -931,7 +938,7 @@ def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, 
                           prior_arcsec=prior_error(header) if prior else None)
 
     shift = fit("otashift")
-    if mode != "otashear" or x.size < MIN_MATCHES["otashear"]:
+    if mode != "otashear" or x.size < (MIN_PRIOR_SHEAR_MATCHES if prior else MIN_MATCHES["otashear"]):
         return shift
     shear = fit("otashear")
     m = 2 * x.size
@@ -977,8 +984,9 @@ def solve_focal_plane(
     mode : {'shift', 'rotation', 'otashift', 'otashear'}
         Last step run: the search only, + the focal-plane shift/rotation fit (unique matches within 5",
         more than 10 needed), + per-OTA ``CRVAL`` (matches within 3"), or ``CRVAL`` and ``CD``. In
-        ``otashear`` mode an OTA gets its ``CD`` refined only with at least 10 matches and where that
-        lowers the BIC of its residuals (see ``_refine_one``); otherwise only its ``CRVAL``.
+        ``otashear`` mode an OTA gets its ``CD`` refined only with at least 20 matches (10 without the
+        prior) and where that lowers the BIC of its residuals (see ``_refine_one``); otherwise only its
+        ``CRVAL``.
     center : tuple of float, optional
         Optical axis, degrees; default the first header's ``CRVAL``.
     max_radius_arcmin, rotations_deg, min_contrast, max_sources

@@ -41,7 +41,7 @@ from podisteps.astrometry import (
     tangent_plane,
     wcs2odi,
 )
-from podisteps.detect import source_catalog
+from podisteps.detect import clean_rows, source_catalog
 from podisteps.simulate import distortion, load_night, render_exposure
 from podisteps.simulate.stars import MAG_RANGE, draw_population, refcat_table
 from podisteps.wcs import canned_wcs_cards
@@ -258,16 +258,21 @@ def make_exposure(case: Case) -> Exposure:
     return Exposure(true, start, sources, _refs(case, pop, ra, dec, rng), depth)
 
 
-def median_errors_px(true: dict, solved: dict, n: int = 15) -> dict:
-    """Median position error of each OTA over an n x n grid of its pixels, test-instrument px."""
+def grid_errors_arcsec(true: dict, solved: dict, n: int = 15) -> dict:
+    """Position errors of each OTA's solved WCS over an n x n grid of its pixels, arcsec, shape ``(n * n,)``."""
     g = np.linspace(1.0, SIZE, n)
     xx, yy = (v.ravel() for v in np.meshgrid(g, g))
     out = {}
     for ota, hdr in true.items():
         ra_t, dec_t = header_wcs(hdr).all_pix2world(xx, yy, 1)
         ra_s, dec_s = header_wcs(solved[ota]).all_pix2world(xx, yy, 1)
-        out[ota] = float(np.median(np.hypot(*sky_offsets(ra_s, dec_s, ra_t, dec_t)))) / PIX_ARCSEC
+        out[ota] = np.hypot(*sky_offsets(ra_s, dec_s, ra_t, dec_t))
     return out
+
+
+def median_errors_px(true: dict, solved: dict, n: int = 15) -> dict:
+    """Median position error of each OTA over an n x n grid of its pixels, test-instrument px."""
+    return {ota: float(np.median(e)) / PIX_ARCSEC for ota, e in grid_errors_arcsec(true, solved, n).items()}
 
 
 def run_case(case: Case) -> dict:
@@ -319,7 +324,7 @@ def _compare_with_sep(frame, header, stars, fwhm) -> dict:
     d = np.hypot(np.asarray(cat["X"])[:, None] - 1.0 - x, np.asarray(cat["Y"])[:, None] - 1.0 - y)
     nearest, found = np.argmin(d, axis=1), np.min(d, axis=1) < 1.5
     crowded = np.sum(np.hypot(x[:, None] - x, y[:, None] - y) < 4.0, axis=1) > 1
-    good = found & ~crowded[nearest] & (np.asarray(cat["FLAGS"]) == 0)
+    good = found & ~crowded[nearest] & clean_rows(cat)  # FLAGS 0 but for partial apertures
     snr, k = 1.0857 / np.asarray(cat["MAGERR_AUTO"], float)[good], nearest[good]
     resid = np.r_[np.asarray(cat["X"])[good] - 1.0 - x[k], np.asarray(cat["Y"])[good] - 1.0 - y[k]]
     flux = np.asarray(stars["flux_adu"], float)
