@@ -274,3 +274,14 @@ def test_master_flat_of_zeros_or_nan_fails_with_the_reason(bad_night, tmp_path, 
     assert code == 2 and not out.exists()
     console = capfd.readouterr()  # the build runs in a child process
     assert f"{flat} [xy33]: {reason}" in console.out + console.err, console
+
+
+def test_podiflow_index_lists_every_problem_in_one_line_each(bad_night, capsys):
+    assert cli.podiflow_main(["index", str(bad_night.night)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"night {NIGHT}: {4 + len(DEFECTS)} exposures, {len(DEFECTS)} unreadable"
+    for obsid in bad_night.clones.values():
+        (line,) = [ln for ln in lines if obsid in ln]
+        assert " ERROR " in line and bad_night.index.by_obsid()[obsid].error in line
+    assert sum("left out: " in ln for ln in lines) == 2
+    assert lines[-1].strip() == bad_night.index.strays[0][1]

@@ -32,6 +32,10 @@ def _cmd_index(args) -> int:
         else:
             print(f"  {e.obsid:22s} {e.obstype:7s} {e.filter:8s} bin{e.binning} {e.exptime:7.1f}s "
                   f"MJD {e.mjd:.5f} {len(e.otas):2d} OTAs{' fz' if e.fz else ''}  {e.object}")
+        for ota, why in e.bad_otas:
+            print(f"  {'':22s} OTA{ota:02d} left out: {why}")
+    for _, why in index.strays:
+        print(f"  {why}")
     return 0
 
 
@@ -92,7 +96,7 @@ def _cmd_reduce(args) -> int:
     import luigi
 
     from .night import ReduceNight
-    from .paths import SetupError, out_root, preflight, raw_root
+    from .paths import SetupError, night_index, out_root, preflight, raw_root
     from .qa import NightSummary
 
     try:
@@ -121,6 +125,9 @@ def _cmd_reduce(args) -> int:
         if not task.complete():
             failed.append(night)
             print(result.summary_text, flush=True)
+        for e in night_index(night).failed:  # unreadable raw data: one line each, and the night is not clean
+            print(f"podiflow reduce: {e.obsid}: {e.error}", flush=True)
+            failed.append(night)
         luigi.build([NightSummary(night=night)], workers=1, log_level=args.log_level, **where)
         print(f"podiflow reduce: night {night}: {'FAILURES, see' if night in failed else 'done,'} "
               f"{out_root() / night / 'summary.html'}", flush=True)
