@@ -145,7 +145,8 @@ def exposure_record(entry, *, header=None, mef: str = "", mef_mtime: float = mat
     if entry.error:
         status, error = "failed", f"raw files: {entry.error}"
     elif header is not None and not current:  # an OTA lost to a bad raw file is named, the exposure is reduced
-        status, error = "reduced", "; ".join(f"OTA{o:02d} left out: {why}" for o, why in getattr(entry, "bad_otas", ()))
+        lost = getattr(entry, "bad_otas", ())
+        status, error = "reduced", "; ".join(f"OTA{o:02d} left out: {why}" for o, why in lost)
     elif current:
         status, error = "failed", _failure_text(current[0])
     else:
