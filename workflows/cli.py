@@ -274,12 +274,12 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     try:
         check_persistency_folder(options.persistency)
         files = find_exposure_files(input_path)
-        exposure_record(files)  # every OTA file's headers and layout: a bad exposure fails here, in one line
+        record = exposure_record(files)  # every OTA file's headers and layout: a bad exposure fails here, in one line
     except (ExposureError, RawFormatError, ValueError) as exc:
         raise _CollectCellsError(str(exc)) from None
     if output is not None:
         template = output if "%" not in output else format_filename(output, fits.getheader(
-            next(iter(files.files.values()))))
+            files.files[record.otas[0]]))  # a good OTA file's header
         output = output_path(template, fpack=options.fpack)
     cfg = luigi.configuration.get_config()
     configured = cfg.get("podiflow", "work_dir", "").strip()
