@@ -285,3 +285,12 @@ def test_podiflow_index_lists_every_problem_in_one_line_each(bad_night, capsys):
         assert " ERROR " in line and bad_night.index.by_obsid()[obsid].error in line
     assert sum("left out: " in ln for ln in lines) == 2
     assert lines[-1].strip() == bad_night.index.strays[0][1]
+
+
+def test_podiflow_reduce_names_each_unreadable_exposure_and_exits_1(bad_night, monkeypatch, capsys):
+    monkeypatch.setattr("workflows.night.NIGHT_DEFAULTS", {})  # this night has no calibration frames
+    assert cli.podiflow_main(["reduce", NIGHT, "--workers", "1", "--log-level", "CRITICAL"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    for obsid in bad_night.clones.values():
+        assert f"podiflow reduce: {obsid}: {bad_night.index.by_obsid()[obsid].error}" in lines
+    assert lines[-1].startswith(f"podiflow reduce: night {NIGHT}: FAILURES, see")
