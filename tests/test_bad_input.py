@@ -289,6 +289,9 @@ def test_podiflow_index_lists_every_problem_in_one_line_each(bad_night, capsys):
 
 def test_podiflow_reduce_names_each_unreadable_exposure_and_exits_1(bad_night, monkeypatch, capsys):
     monkeypatch.setattr("workflows.night.NIGHT_DEFAULTS", {})  # this night has no calibration frames
+    cfg = luigi.configuration.get_config()  # podi_collectcells above pointed [podiflow] at its own raw view
+    for key, folder in (("raw_dir", "raw"), ("work_dir", "work"), ("out_dir", "out")):
+        cfg.set("podiflow", key, str(bad_night.root / folder))
     assert cli.podiflow_main(["reduce", NIGHT, "--workers", "1", "--log-level", "CRITICAL"]) == 1
     lines = capsys.readouterr().out.splitlines()
     for obsid in bad_night.clones.values():
