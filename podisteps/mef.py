@@ -15,7 +15,7 @@ from .photometry import _filter_entry
 
 __all__ = ["PREP4SEX_VALUE", "undefined_value", "softbin_image", "softbin_mask", "softbin_header",
            "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table",
-           "lost_ota_cards", "product_check_inputs", "CHECK_STRIDE"]
+           "integrity_cards", "product_check_inputs", "CHECK_STRIDE"]
 
 #: Value of undefined pixels with -prep4sex (SExtractor's "no data").
 PREP4SEX_VALUE = -1e31
@@ -154,11 +154,15 @@ def association_table(rows: list) -> fits.BinTableHDU:
     return hdu
 
 
-def lost_ota_cards(bad_otas) -> list:
-    """Primary cards naming the OTAs an exposure lost to bad raw files: ``NLOSTOTA`` and ``LOSTnn`` per OTA.
+def integrity_cards(hdulist: fits.HDUList, bad_otas) -> list:
+    """Primary cards saying what an exposure's MEF lacks: ``NLOSTOTA`` and ``LOSTnn`` (OTAs lost to bad raw
+    files, with the reason) and ``PERSKIP`` (unreadable earlier OTA files whose persistence was not masked,
+    summed over the ``OTAxy.SCI`` extensions' own ``PERSKIP``).
 
     Parameters
     ----------
+    hdulist : astropy.io.fits.HDUList
+        The assembled MEF.
     bad_otas : iterable of (int, str)
         OTA number and why its raw file could not be reduced (the night index's ``bad_otas``).
 
@@ -167,8 +171,11 @@ def lost_ota_cards(bad_otas) -> list:
     list of tuple
         ``(keyword, value, comment)`` cards.
     """
-    cards = [("NLOSTOTA", len(tuple(bad_otas)), "OTAs left out: their raw files are bad")]
+    bad_otas = tuple(bad_otas)
+    cards = [("NLOSTOTA", len(bad_otas), "OTAs left out: their raw files are bad")]
     cards += [(f"LOST{ota:02d}", reason, "") for ota, reason in bad_otas]  # long values: no comment
+    skipped = sum(int(h.header.get("PERSKIP", 0)) for h in hdulist[1:] if h.name.endswith(".SCI"))
+    cards.append(("PERSKIP", skipped, "unreadable persistency sources skipped"))
     return cards
 
 

@@ -147,7 +147,10 @@ def exposure_record(entry, *, header=None, mef: str = "", mef_mtime: float = mat
     if entry.error:
         status, error = "failed", f"raw files: {entry.error}"
     elif header is not None and not current:  # an OTA lost to a bad raw file is named, the exposure is reduced
-        status, error = "reduced", "; ".join(f"OTA{o:02d} left out: {why}" for o, why in getattr(entry, "bad_otas", ()))
+        notes = [f"OTA{o:02d} left out: {why}" for o, why in getattr(entry, "bad_otas", ())]
+        skipped = header.get("PERSKIP", 0)
+        notes += [f"persistence of {skipped} unreadable earlier OTA file(s) not masked"] if skipped else []
+        status, error = "reduced", "; ".join(notes)
     elif current:
         status = "not run" if current[0].get("kind") == "blocked" else "failed"
         error = failure_text(current[0])

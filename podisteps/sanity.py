@@ -27,6 +27,7 @@ __all__ = [
     "ADC_MAX",
     "CALIBRATION_LIMITS",
     "MIN_FINITE_FRACTION",
+    "SAMPLE_STRIDE",
     "exposure_consistency",
     "check_known_filter",
     "check_calibration",
@@ -42,6 +43,9 @@ FILTERED_OBSTYPES = ("OBJECT", "DFLAT", "TFLAT", "FOCUS")
 
 #: Largest raw value of ODI's 16-bit ADC, ADU.
 ADC_MAX = 65535.0
+
+#: Every n-th row and column of a 2-D master that :func:`check_calibration` looks at.
+SAMPLE_STRIDE = 4
 
 #: Smallest fraction of finite pixels a master calibration or a product OTA may have.
 MIN_FINITE_FRACTION = 0.5
@@ -128,13 +132,17 @@ def check_calibration(name: str, kind: str, data: np.ndarray) -> float:
     kind : {"bias", "dark", "flat"}
         The calibration; its plausible median range is :data:`CALIBRATION_LIMITS`.
     data : numpy.ndarray
-        The master's pixels, any shape (NaN where undefined).
+        The master's pixels, any shape (NaN where undefined); a 2-D frame is sampled every
+        :data:`SAMPLE_STRIDE` rows and columns.
 
     Raises
     ------
     SanityError
         Fewer than :data:`MIN_FINITE_FRACTION` finite pixels, or a median outside the kind's range.
     """
+    data = np.asarray(data)
+    if data.ndim == 2:  # every SAMPLE_STRIDE-th row and column: the level and the NaN fraction, in 1/16 the time
+        data = data[::SAMPLE_STRIDE, ::SAMPLE_STRIDE]
     frac = _finite_fraction(data)
     if frac < MIN_FINITE_FRACTION:
         raise SanityError(f"{name}: only {frac:.0%} of the {kind} pixels are finite "

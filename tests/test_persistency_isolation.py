@@ -31,6 +31,7 @@ def test_corrupt_earlier_exposure_costs_only_itself(tmp_path, podiflow_config):
     assert result.status.name == "FAILED"
     assert not (out_root() / NIGHT / A / f"{A}.fits").exists()
     with fits.open(out_root() / NIGHT / B / f"{B}.fits") as hdul:
+        assert hdul[0].header["PERSKIP"] == 1
         ota33 = hdul["OTA33.SCI"].header
         assert ota33["PERSKIP"] == 1 and hdul["OTA34.SCI"].header.get("PERSKIP", 0) == 0
         skipped = [str(h) for h in ota33["HISTORY"] if "persistency source skipped" in str(h)]
@@ -40,3 +41,4 @@ def test_corrupt_earlier_exposure_costs_only_itself(tmp_path, podiflow_config):
     status = dict(zip(summary["obsid"], summary["status"]))
     assert status == {A: "failed", B: "reduced"}
     assert f"{A}.33.fits: truncated" in summary[summary["obsid"] == A][0]["error"]
+    assert summary[summary["obsid"] == B][0]["error"] == "persistence of 1 unreadable earlier OTA file(s) not masked"

@@ -2,6 +2,7 @@
 ``-autophotflat`` plots of one exposure (with ``-nootalevelplots``, to stay fast: test_qaplots checks the
 per-OTA ones)."""
 
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from matplotlib.image import imread
 from workflows.base import options_param
 from workflows.failures import read_failures
 from workflows.options import ReductionOptions
+from workflows.paths import night_index
 from workflows.qa import NightSummary, QAPlots
 
 NIGHT = "20131004"
@@ -46,11 +48,19 @@ def night(small_night, podiflow_config, tmp_path):
             (raw / BROKEN / f.name).symlink_to(f)
         bad = raw / BROKEN / f"{BROKEN}.33.fits"
         bad.unlink()
-        with fits.open(folder / bad.name) as hdul:
-            hdul[1].data = hdul[1].data[:10, :10]
-            hdul.writeto(bad)
+        shutil.copyfile(folder / bad.name, bad)
     podiflow_config(raw_dir=tmp_path / "raw", mastercals_dir=small_night / "mastercals")
     luigi.configuration.get_config().set("podiflow", "refcat", str(small_night / "refcat" / "refcat.fits"))
+    # The night index checks every file's layout, so the corruption comes after indexing, in place (the folder
+    # looks unchanged): it is found only when the file is read, by a task that fails.
+    night_index(NIGHT)
+    with fits.open(small_night / "raw" / NIGHT / BROKEN / bad.name) as hdul:
+        hdul[1].data = hdul[1].data[:10, :10]
+        blob = io.BytesIO()
+        hdul.writeto(blob)
+    with open(bad, "r+b") as fh:
+        fh.write(blob.getvalue())
+        fh.truncate()
     return tmp_path
 
 

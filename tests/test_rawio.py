@@ -173,3 +173,48 @@ def test_resolve_file_or_dir(tmp_path):
     assert rawio.resolve_file_or_dir(first_missing, "bias_bin1.fits") == tmp_path / "cals" / "bias_bin1.fits"
     assert rawio.resolve_file_or_dir(str(tmp_path / "cals"), "dark_yes_bin1.fits") is None
     assert rawio.resolve_file_or_dir(None, "x") is None
+
+
+def _defective(tmp_path, name, *, fz=False, **change):
+    """A raw file with one defect: ``drop`` a primary key, ``set`` one, or ``cell_drop`` a cell header key."""
+    geo = instrument.geometry("test", 1)
+    hdr, headers = primary_header(), cell_headers()
+    for key in change.get("drop", ()):
+        del hdr[key]
+    hdr.update(change.get("set", {}))
+    for key in change.get("cell_drop", ()):
+        del headers[(3, 4)][key]
+    return _write(tmp_path / (f"{name}.fits" + (".fz" if fz else "")), hdr, cells(geo), headers, fz=fz)
+
+
+@pytest.mark.parametrize("fz", [False, True])
+@pytest.mark.parametrize("change, message", [
+    ({}, None),
+    ({"drop": ["OTA_ID", "FLTARM3C"]}, "primary header lacks required keyword(s) OTA_ID, FLTARM3C"),
+    ({"set": {"EXPTIME": "abc"}}, "EXPTIME = 'abc' is not a number"),
+    ({"set": {"MJD-OBS": -3.5}}, "MJD-OBS = -3.5 is out of range"),
+    ({"set": {"DEC": "north"}}, "DEC = 'north' is not an angle"),
+    ({"cell_drop": ["WN_CELLY"]}, "cell xy34 lacks WN_CELLY"),
+])
+def test_header_check_agrees_with_the_reader(tmp_path, fz, change, message):
+    path = _defective(tmp_path, "d", fz=fz, **change)
+    if message is None:
+        assert rawio.check_raw_file(path)["FPPOS"] == rawio.read_raw_ota(path).primary["FPPOS"] == "xy33"
+        return
+    for check in (rawio.check_raw_file, rawio.read_raw_ota):
+        with pytest.raises(rawio.RawFormatError) as error:
+            check(path)
+        assert str(error.value).startswith(f"{path}: {message}")
+
+
+@pytest.mark.parametrize("fz", [False, True])
+def test_header_check_finds_truncation_and_empty_files(tmp_path, fz):
+    path, _ = write_ota(tmp_path, fz=fz)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) - 2880])  # a whole block short: astropy alone reads this without a word
+    with pytest.raises(rawio.RawFormatError, match=r"33\.fits(\.fz)?: truncated FITS file"):
+        rawio.check_raw_file(path)
+    path.write_bytes(b"")
+    for check in (rawio.check_raw_file, rawio.read_raw_ota, rawio.read_primary_header):
+        with pytest.raises(rawio.RawFormatError, match=r"33\.fits(\.fz)?: empty file \(0 bytes\)$"):
+            check(path)

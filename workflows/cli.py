@@ -34,6 +34,10 @@ def _cmd_index(args) -> int:
         else:
             print(f"  {e.obsid:22s} {e.obstype:7s} {e.filter:8s} bin{e.binning} {e.exptime:7.1f}s "
                   f"MJD {e.mjd:.5f} {len(e.otas):2d} OTAs{' fz' if e.fz else ''}  {e.object}")
+        for ota, why in e.bad_otas:
+            print(f"  {'':22s} OTA{ota:02d} left out: {why}")
+    for _, why in index.strays:
+        print(f"  {why}")
     return 0
 
 
@@ -120,6 +124,11 @@ def _cmd_reduce(args) -> int:
     except ValueError as exc:
         print(f"podiflow reduce: {args.nights}: {exc}", file=sys.stderr)
         return 2
+    try:  # the set-up first: a typo in luigi.cfg is worth knowing before anything else
+        preflight([night for night in nights if (raw_root() / night).is_dir()])
+    except SetupError as exc:
+        print(f"podiflow reduce: {exc}", file=sys.stderr)
+        return 2
     todo = []
     for night in nights:
         try:
@@ -131,11 +140,6 @@ def _cmd_reduce(args) -> int:
         if len(nights) > 1:
             print(f"podiflow reduce: no night of {args.nights} has science exposures under {raw_root()}: "
                   "nothing to do", file=sys.stderr)
-        return 2
-    try:
-        preflight([night for night, _ in todo])
-    except SetupError as exc:
-        print(f"podiflow reduce: {exc}", file=sys.stderr)
         return 2
     if args.scheduler_host:  # with other workers on the night, wait for their tasks rather than stop early
         import luigi
@@ -156,7 +160,7 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
     from .console import run_log
     from .failures import clear_failures, read_failures, record_blocked
     from .night import ReduceNight
-    from .paths import work_root
+    from .paths import night_index, work_root
     from .progress import live_progress
     from .runlock import night_lock
 
@@ -176,6 +180,7 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
         if not done:
             record_blocked(luigi.task.flatten(task.requires()))
         done = done and not read_failures(night)  # an old product does not make a failed run a success
+        done = done and not night_index(night).failed  # unreadable raw data: listed in the summary below
         _print_night_summary(night, log)
     return done
 
@@ -392,12 +397,12 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     try:
         check_persistency_folder(options.persistency)
         files = find_exposure_files(input_path)
-        exposure_record(files)  # every OTA file's headers and layout: a bad exposure fails here, in one line
+        record = exposure_record(files)  # every OTA file's headers and layout: a bad exposure fails here, in one line
     except (ExposureError, RawFormatError, ValueError) as exc:
         raise _CollectCellsError(str(exc)) from None
     if output is not None:
         template = output if "%" not in output else format_filename(output, fits.getheader(
-            next(iter(files.files.values()))))
+            files.files[record.otas[0]]))  # a good OTA file's header
         output = output_path(template, fpack=options.fpack)
     cfg = luigi.configuration.get_config()
     configured = cfg.get("podiflow", "work_dir", "").strip()

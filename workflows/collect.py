@@ -184,7 +184,7 @@ class CollectCells(PodiTask):
     def build_hdulist(self, opened, extra) -> fits.HDUList:
         """The final MEF (uncompressed, data possibly memory-mapped from ``opened``) with provenance cards."""
         hdul = self._assemble(opened, extra)
-        hdul[0].header.extend(mef.lost_ota_cards(exposure_record(self.obsid).bad_otas))
+        hdul[0].header.extend(mef.integrity_cards(hdul, exposure_record(self.obsid).bad_otas))
         sanity.check_product(self.output().path, *mef.product_check_inputs(hdul))
         used = {"otas": [h.filename() for h in opened], **{k: h.filename() for k, h in extra.items()}}
         if "photflat" in self.input():

@@ -312,8 +312,7 @@ class MasterOTA(_MasterBase):
             master[low] = np.nan
             cards["GAIN"] = (float(np.mean([lv["gain"] for lv in levels])), "flat gain, e-/ADU")
             cards["FF_NORM"] = (float(np.mean([lv["level"] for lv in levels])), "mean normalisation level, ADU")
-        sanity.check_calibration(f"{self.output().path}", "flat" if self.kind in ("dflat", "tflat") else self.kind,
-                                 master)
+        sanity.check_calibration(self.output().path, "flat" if self.kind in ("dflat", "tflat") else self.kind, master)
         cards["GAINMTHD"] = first.get("GAINMTHD", "none")
         primary = self._primary(first)
         if "GAIN" in cards:
