@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from astropy.io import fits
 
@@ -102,3 +104,18 @@ def clone_exposure(source, night_dir, obsid: str, *, mjd: float, edit=None, otas
             edit(ota, hdul)
         hdul.writeto(folder / rawio.ota_filename(obsid, ota))
     return folder
+
+
+def shrink_first_cell_in_place(source, target) -> None:
+    """Overwrite ``target`` in place with ``source`` whose first cell kept only 10x10 pixels.
+
+    The folder looks unchanged, so a night index built before keeps the file: it is found broken only when a
+    task reads it (the task-failure path; the index itself leaves out files whose layout is wrong).
+    """
+    with fits.open(source) as hdul:
+        hdul[1].data = hdul[1].data[:10, :10]
+        blob = io.BytesIO()
+        hdul.writeto(blob)
+    with open(target, "r+b") as fh:
+        fh.write(blob.getvalue())
+        fh.truncate()

@@ -3,6 +3,7 @@ night lock, nothing-to-do exits, podi_collectcells -h and misspelled flags (test
 
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -14,8 +15,11 @@ from astropy.table import Table
 
 from workflows import cli
 from workflows.failures import read_failures
+from workflows.paths import night_index
 from workflows.progress import live_progress, read_journal
 from workflows.runlock import night_lock
+
+from .rawfactory import shrink_first_cell_in_place
 
 NIGHT = "20131004"
 
@@ -43,11 +47,11 @@ def broken_night(small_night, podiflow_config, tmp_path):
             (raw / broken.name / f.name).symlink_to(f)
         bad = raw / broken.name / f"{broken.name}.33.fits"
         bad.unlink()
-        with fits.open(folder / bad.name) as hdul:
-            hdul[1].data = hdul[1].data[:10, :10]
-            hdul.writeto(bad)
+        shutil.copyfile(folder / bad.name, bad)
     podiflow_config(raw_dir=tmp_path / "raw", mastercals_dir=small_night / "mastercals", noqaplots="true",
                     masters="bias,flat")
+    night_index(NIGHT)  # indexed whole: the damage is found by the task that reads the file
+    shrink_first_cell_in_place(broken / bad.name, bad)
     return tmp_path, good.name, broken.name
 
 

@@ -2,7 +2,6 @@
 ``-autophotflat`` plots of one exposure (with ``-nootalevelplots``, to stay fast: test_qaplots checks the
 per-OTA ones)."""
 
-import io
 import json
 import os
 import re
@@ -21,6 +20,8 @@ from workflows.failures import read_failures
 from workflows.options import ReductionOptions
 from workflows.paths import night_index
 from workflows.qa import NightSummary, QAPlots
+
+from .rawfactory import shrink_first_cell_in_place
 
 NIGHT = "20131004"
 GOOD, BROKEN = "o20131005T014745.0", "o20131005T015016.0"
@@ -54,13 +55,7 @@ def night(small_night, podiflow_config, tmp_path):
     # The night index checks every file's layout, so the corruption comes after indexing, in place (the folder
     # looks unchanged): it is found only when the file is read, by a task that fails.
     night_index(NIGHT)
-    with fits.open(small_night / "raw" / NIGHT / BROKEN / bad.name) as hdul:
-        hdul[1].data = hdul[1].data[:10, :10]
-        blob = io.BytesIO()
-        hdul.writeto(blob)
-    with open(bad, "r+b") as fh:
-        fh.write(blob.getvalue())
-        fh.truncate()
+    shrink_first_cell_in_place(small_night / "raw" / NIGHT / BROKEN / bad.name, bad)
     return tmp_path
 
 

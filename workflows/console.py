@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import os
 import tempfile
 import time
@@ -72,7 +73,7 @@ def run_log(work: str | os.PathLike, command: str, *, level: str = "INFO"):
     for name in LOGGERS:
         logger = logging.getLogger(name)
         saved[name] = (logger.handlers[:], logger.level, logger.propagate)
-        logger.handlers = [handler]
+        logger.handlers = [handler, _warnings_to_console()] if name == "podiflow" else [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
     try:
@@ -87,6 +88,15 @@ def run_log(work: str | os.PathLike, command: str, *, level: str = "INFO"):
             cfg.remove_option("core", "no_configure_logging")
         else:
             cfg.set("core", "no_configure_logging", saved_cfg)
+
+
+def _warnings_to_console() -> logging.Handler:
+    """podiflow's own warnings (a step skipped for want of a calibration, an input ignored) on the console
+    too, one line each: the user must see what was not applied."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("podiflow: warning: %(message)s"))
+    return console
 
 
 class _SummaryOnly(logging.Filter):
