@@ -15,7 +15,7 @@ from podisteps.rawio import read_primary_header
 from podisteps.simulate import simulate_night
 from workflows import cli
 from workflows.night import ReduceExposure
-from workflows.paths import night_index, out_root
+from workflows.paths import out_root
 from workflows.watch import ArrivalTracker, WatchSettings, watch_night
 
 
@@ -72,10 +72,18 @@ def test_tracker_names_missing_otas(small_night, tmp_path):
     assert "2 OTA file(s) missing" in arrival.problem
 
 
-def _replay(source_night: Path, target_night: Path, *, spacing: float, slow: str, log: dict) -> None:
-    """Copy exposures in order, ``spacing`` s apart; the exposure ``slow`` has one file written in 4 pieces."""
+def _replay(source_night: Path, target_night: Path, *, spacing: float, slow: str, log: dict,
+            hold=None) -> None:
+    """Copy exposures in order, ``spacing`` s apart; the exposure ``slow`` has one file written in 4 pieces.
+
+    ``hold``: ``(obsid, ready)``: wait (at most 10 min) until ``ready()`` before that exposure lands.
+    """
     target_night.mkdir(parents=True)
     for exposure in sorted(source_night.iterdir()):
+        if hold is not None and exposure.name == hold[0]:
+            deadline = time.monotonic() + 600
+            while not hold[1]() and time.monotonic() < deadline:
+                time.sleep(0.5)
         folder = target_night / exposure.name
         folder.mkdir()
         files = sorted(exposure.iterdir())
@@ -137,15 +145,19 @@ def test_watch_borrows_masters_until_the_night_has_its_own_then_reduce_rebuilds_
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / before).symlink_to(sim / "raw" / before, target_is_directory=True)
     podiflow_config(raw_dir=tmp_path / "raw", mastercals_dir=sim / "mastercals", noqaplots="true")
+    folders = sorted((sim / "raw" / night).iterdir())
+    types = {f.name: read_primary_header(next(f.iterdir()))["OBSTYPE"] for f in folders}
+    science = [name for name, kind in types.items() if kind == "OBJECT"]
+    mefs = {obsid: out_root() / night / obsid / f"{obsid}.fits" for obsid in science}
+    first_flat = next(name for name, kind in types.items() if kind == "DFLAT")
+    ready = (first_flat, lambda: all(m.exists() for m in mefs.values()))  # the flats come in the morning
     replay = threading.Thread(target=_replay, args=(sim / "raw" / night, tmp_path / "raw" / night),
-                              kwargs={"spacing": 0.2, "slow": "", "log": {}})
+                              kwargs={"spacing": 0.2, "slow": "", "log": {}, "hold": ready})
     replay.start()
     lines: list[str] = []
     assert watch_night(night, WatchSettings(workers=1, settle=1.5, poll=0.5, idle_exit=8.0), say=lines.append) == 0
     replay.join()
-    science = [e.obsid for e in night_index(night).select(obstype="OBJECT")]
     assert len(science) == 4 and sum(line.startswith("podiflow: ") and "reduced" in line for line in lines) == 4
-    mefs = {obsid: out_root() / night / obsid / f"{obsid}.fits" for obsid in science}
     made = {obsid: mef.stat().st_mtime_ns for obsid, mef in mefs.items()}
 
     # the night's own flats came after its science: every MEF was made with the night before's flats
