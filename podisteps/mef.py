@@ -118,7 +118,7 @@ def parse_fits_key(item: str) -> tuple[str, object]:
 
 
 def filter_keywords(filtername: str) -> dict:
-    """Filter keywords known for ODI filter ``filtername`` (``configs/filters.toml``); empty if unknown.
+    """Filter keywords known for ODI filter ``filtername`` (``podisteps/data/filters.toml``); empty if unknown.
 
     ``PHOTCLAM`` and ``FILTAVGP`` are the mean wavelength in nm; ``FILTREFB`` the SDSS band photometry
     uses. QuickReduce's band-pass widths and edges (``PHOTBW, FILTFWHM, FILTBLUE, ...``) are not written:

@@ -5,7 +5,7 @@ The source catalogue (``CAT.ODI`` columns of :mod:`podisteps.detect`) is matched
 aperture chosen from the seeing, for 1 s of exposure. Differences from QuickReduce, by design:
 
 - the match radius is a parameter (QuickReduce ignores its argument and always uses 2");
-- colour terms are looked up per reference catalogue *and* filter in ``configs/colorterms.toml`` and applied
+- colour terms are looked up per reference catalogue *and* filter in ``podisteps/data/colorterms.toml`` and applied
   for every catalogue (QuickReduce never applies the Pan-STARRS/custom-catalogue terms);
 - ``SKYMAG``, ``PHOTDPTH`` use the real pixel scale (from the WCS CD matrices, :func:`nominal_pixel_scale`),
   not 0.11"/px, and ``PHOTDPTH`` converts the sky to electrons with the gain (QuickReduce adds ADU and e-
@@ -106,11 +106,11 @@ def reference_band(filtername: str) -> str:
     Raises
     ------
     ValueError
-        For a filter without a wavelength in ``configs/filters.toml``.
+        For a filter without a wavelength in ``podisteps/data/filters.toml``.
     """
     entry = _filter_entry(filtername)
     if entry is None:
-        raise ValueError(f"filter {filtername!r} is not in configs/filters.toml")
+        raise ValueError(f"filter {filtername!r} is not in podisteps/data/filters.toml")
     return min(SDSS_WAVELENGTHS, key=lambda b: abs(SDSS_WAVELENGTHS[b] - entry["wavelength"]))
 
 
@@ -150,7 +150,7 @@ class ColourTerm:
 def colour_term(catalog_name: str, filtername: str) -> ColourTerm:
     """The colour term of ODI filter ``filtername`` against reference catalogue ``catalog_name``.
 
-    From ``configs/colorterms.toml`` (table ``[<catalog>.<filter>]``); a pair not listed has no term.
+    From ``podisteps/data/colorterms.toml`` (table ``[<catalog>.<filter>]``); a pair not listed has no term.
     """
     entry = load_toml("colorterms.toml").get(catalog_name, {}).get(filtername)
     if entry is None:
@@ -350,7 +350,7 @@ def photcalib(
         Reference catalogue with the :data:`podisteps.refcat.REFCAT_COLUMNS` (``ra``, ``dec``,
         ``mag_<b>``, ``err_<b>``; NaN where missing).
     filtername : str
-        ODI filter (``configs/filters.toml``), e.g. ``"odi_g"``.
+        ODI filter (``podisteps/data/filters.toml``), e.g. ``"odi_g"``.
     exptime : float
         Exposure time, s.
     airmass : float

@@ -18,6 +18,7 @@ from collections import Counter
 
 import numpy as np
 
+from .errors import PodiflowError
 from .mef import filter_keywords
 
 __all__ = [
@@ -56,7 +57,7 @@ MIN_FINITE_FRACTION = 0.5
 CALIBRATION_LIMITS = {"bias": (-1000.0, ADC_MAX), "dark": (-100.0, 10000.0), "flat": (0.05, 20.0)}
 
 
-class SanityError(ValueError):
+class SanityError(PodiflowError, ValueError):
     """A product or input that fails a sanity check; the message names the file and the reason."""
 
 
@@ -115,7 +116,7 @@ def check_known_filter(name: str, obstype: str, filtername: str) -> None:
         FILTER.
     """
     if obstype.upper() in FILTERED_OBSTYPES and not filter_keywords(filtername.strip()):
-        raise SanityError(f"{name}: FILTER = {filtername!r} is not a known ODI filter (configs/filters.toml)")
+        raise SanityError(f"{name}: FILTER = {filtername!r} is not a known ODI filter (podisteps/data/filters.toml)")
 
 
 def _finite_fraction(data: np.ndarray) -> float:

@@ -137,10 +137,14 @@ def test_every_podiflow_error_shares_one_base_and_keeps_its_builtin():
     from podisteps.rawio import RawFormatError
     from podisteps.refcat import NetworkDisabledError
     from podisteps.wcs import WCSKeywordError
+    from podisteps.sanity import SanityError
+    from workflows.failures import NothingToDo
     from workflows.options import OptionError
+    from workflows.paths import SetupError
     from workflows.saturation import ExposureError
 
     for cls, builtin in [(CalibrationError, ValueError), (NoCalibrationError, LookupError),
                          (RawFormatError, ValueError), (NetworkDisabledError, RuntimeError),
-                         (WCSKeywordError, ValueError), (OptionError, ValueError), (ExposureError, RuntimeError)]:
+                         (WCSKeywordError, ValueError), (OptionError, ValueError), (ExposureError, RuntimeError),
+                         (SanityError, ValueError), (SetupError, RuntimeError), (NothingToDo, Exception)]:
         assert issubclass(cls, PodiflowError) and issubclass(cls, builtin), cls

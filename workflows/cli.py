@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from podisteps import __version__
+from podisteps.errors import PodiflowError
 
 __all__ = ["podiflow_main", "collectcells_main", "collectcells"]
 
@@ -294,7 +295,7 @@ def _raw_view(files, work: Path) -> str:
     return night
 
 
-class _CollectCellsError(Exception):
+class _CollectCellsError(PodiflowError):
     """A podi_collectcells problem found before the reduction starts (message for stderr, exit code 2)."""
 
 

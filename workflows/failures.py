@@ -34,6 +34,7 @@ from pathlib import Path
 import luigi
 
 from podisteps.atomic import write_text_atomic
+from podisteps.errors import PodiflowError
 from podisteps.nightsummary import failure_text
 
 from .base import PodiTask
@@ -49,7 +50,7 @@ TRACEBACK_LINES = 12
 _TERSE = (KeyError, IndexError, AttributeError, NameError, TypeError, ZeroDivisionError, AssertionError)
 
 
-class NothingToDo(Exception):
+class NothingToDo(PodiflowError):
     """A wrapper task or command found no raw data to reduce: one line on the console, no failure record."""
 
 

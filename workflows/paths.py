@@ -22,6 +22,7 @@ from pathlib import Path
 import luigi
 
 from podisteps.atomic import remove_stale_temporaries
+from podisteps.errors import PodiflowError
 from podisteps.rawio import OBSID_PATTERN
 from podisteps.nightindex import NightIndex, load_night_index, night_signature, observing_night
 
@@ -126,7 +127,7 @@ def night_index(night: str) -> NightIndex:
     return _cached_index(str(night_dir), str(cache), _signature(night_dir))
 
 
-class SetupError(RuntimeError):
+class SetupError(PodiflowError, RuntimeError):
     """A problem found before any work starts (one line naming the setting or folder)."""
 
 
