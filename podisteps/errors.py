@@ -6,7 +6,7 @@ may catch either. Messages name the file and what is wrong with it; commands pri
 
 import logging
 
-__all__ = ["PodiflowError", "logger"]
+__all__ = ["PodiflowError", "RawFormatError", "logger"]
 
 #: The ``podiflow`` logger: library code reports fallbacks and skipped inputs here, never with ``print``.
 logger = logging.getLogger("podiflow")
@@ -14,3 +14,7 @@ logger = logging.getLogger("podiflow")
 
 class PodiflowError(Exception):
     """Base of podiflow's own errors (bad raw data, unusable calibrations, wrong options)."""
+
+
+class RawFormatError(PodiflowError, ValueError):
+    """A raw file or exposure folder that is not valid ODI raw data; the message names the file."""

@@ -22,7 +22,8 @@ from astropy.io import fits
 
 from . import instrument
 from .atomic import atomic_path, write_fits_atomic
-from .errors import PodiflowError
+from .errors import RawFormatError
+from .rawheaders import check_count, check_extent, walk_headers
 
 __all__ = [
     "RawFormatError",
@@ -52,10 +53,6 @@ REQUIRED_PRIMARY_KEYS = (
     "OBSID", "FILTER", "OBJECT", "EXPTIME", "DATE-OBS", "MJD-OBS", "FPPOS", "RA", "DEC", "OTA_ID", "CELLMODE",
     "FLTARM1A", "FLTARM1B", "FLTARM1C", "FLTARM2A", "FLTARM2B", "FLTARM2C", "FLTARM3A", "FLTARM3B", "FLTARM3C",
 )
-
-
-class RawFormatError(PodiflowError, ValueError):
-    """A raw file or exposure folder that is not valid ODI raw data; the message names the file."""
 
 
 def ota_filename(base: str, ota: int, *, fz: bool = False) -> str:
@@ -264,107 +261,9 @@ def _all_hdus(path: Path, hdul: fits.HDUList) -> list:
         last = hdul.fileinfo(len(hdus) - 1)
     except (OSError, ValueError, TypeError, IndexError, KeyError, Warning) as exc:
         raise RawFormatError(f"{path}: truncated or corrupt FITS file ({exc})") from None
-    _check_extent(path, last["datLoc"] + last["datSpan"])
-    _check_count(path, len(hdus))
+    check_extent(path, last["datLoc"] + last["datSpan"])
+    check_count(path, len(hdus))
     return hdus
-
-
-def _check_extent(path: Path, needed: int) -> None:
-    size = path.stat().st_size
-    if needed > size:
-        raise RawFormatError(f"{path}: truncated FITS file ({size} bytes, its headers need {needed})")
-
-
-def _check_count(path: Path, n: int) -> None:
-    if n < 65:
-        raise RawFormatError(f"{path}: only {n} HDU(s); a raw ODI OTA file has a primary and 64 cells xy00..xy77")
-
-
-_BLOCK = 2880
-_END_CARD = b"END" + b" " * 77
-_CARD_VALUE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^/]*))")
-
-
-def _card_value(text: str):
-    """The value of one header card's value field (after ``= ``): str, bool, int, float or raw text."""
-    m = _CARD_VALUE.match(text)
-    if m[1] is not None:
-        return m[1].replace("''", "'").rstrip()
-    raw = m[2].strip()
-    if raw in ("T", "F"):
-        return raw == "T"
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
-
-
-def _header_text(fh, path: Path) -> bytes | None:
-    """The next header's blocks up to its END card; None at the end of the file."""
-    chunks = []
-    while True:
-        block = fh.read(_BLOCK)
-        if not block and not chunks:
-            return None
-        if len(block) < _BLOCK:
-            raise RawFormatError(f"{path}: truncated FITS file (a header ends without END)")
-        chunks.append(block)
-        if any(block[i:i + 80] == _END_CARD for i in range(0, _BLOCK, 80)):
-            return b"".join(chunks)
-
-
-def _quick_header(text: bytes) -> dict:
-    """``keyword -> value`` of the value cards of a header (no comments, no long strings)."""
-    cards = {}
-    for i in range(0, len(text), 80):
-        card = text[i:i + 80].decode("ascii", errors="replace")
-        if card[8:10] == "= ":
-            cards.setdefault(card[:8].rstrip(), _card_value(card[10:]))
-    return cards
-
-
-def _data_size(hdr) -> int:
-    """Bytes of an HDU's data section, padded to whole blocks."""
-    naxis = int(hdr.get("NAXIS", 0))
-    n = 1
-    for i in range(1, naxis + 1):
-        n *= int(hdr.get(f"NAXIS{i}", 0))
-    per_group = int(hdr.get("PCOUNT", 0)) + (n if naxis else 0)
-    size = abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * per_group
-    return -(-size // _BLOCK) * _BLOCK
-
-
-def _walk_headers(path: Path) -> list:
-    """Every header of a FITS file, read by walking its blocks and skipping the data sections.
-
-    The primary is an ``astropy.io.fits.Header``; the others are ``keyword -> value`` dicts (value cards
-    only). About 30 times faster than astropy for the 65 HDUs of a raw OTA file.
-
-    Raises
-    ------
-    RawFormatError
-        Empty, not FITS, truncated, or fewer than 65 HDUs.
-    """
-    if path.stat().st_size == 0:
-        raise RawFormatError(f"{path}: empty file (0 bytes)")
-    headers, end = [], 0
-    with open(path, "rb") as fh:
-        if fh.read(9) != b"SIMPLE  =":
-            raise RawFormatError(f"{path}: not a readable FITS file (it does not start with SIMPLE =)")
-        fh.seek(0)
-        while (text := _header_text(fh, path)) is not None:
-            try:
-                hdr = fits.Header.fromstring(text.decode("ascii")) if not headers else _quick_header(text)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise RawFormatError(f"{path}: corrupt FITS header ({exc})") from None
-            headers.append(hdr)
-            end = fh.tell() + _data_size(hdr)
-            fh.seek(end)
-    _check_extent(path, end)
-    _check_count(path, len(headers))
-    return headers
 
 
 def _cell_id(path: Path, hdr) -> tuple[int, int] | None:
@@ -466,7 +365,7 @@ def check_raw_file(path: str | os.PathLike, *, required_keys=REQUIRED_PRIMARY_KE
         See :func:`read_raw_ota`; the message names the file and the keyword or value.
     """
     path = Path(path)
-    headers = _walk_headers(path)
+    headers = walk_headers(path)
     _check_primary(path, headers[0], required_keys)
     cells, shape = _cell_index(path, headers)
     _geometry(path, shape, headers[cells[(0, 0)]])

@@ -151,14 +151,11 @@ class NightSummary(PodiTask):
         return {"ecsv": luigi.LocalTarget(str(folder / "summary.ecsv")),
                 "html": luigi.LocalTarget(str(folder / "summary.html"))}
 
-    def _mef(self, obsid: str) -> Path:
-        return Path(CollectCells(obsid=obsid).output().path)
-
     def _newest_input(self) -> float:
         """Newest modification time of what the summary reads (stats only)."""
         paths = [raw_root() / self.night, failures_dir(self.night)]
         for entry in night_index(self.night).exposures:
-            mef = self._mef(entry.obsid)
+            mef = _final_mef(entry.obsid)
             paths += [mef, *mef.parent.glob(f"{qaplots.output_stem(mef)}.qa.*.json")]
         return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
 
@@ -175,6 +172,11 @@ class NightSummary(PodiTask):
                                    night_failures=night_failures, refresh_s=self.refresh_s)
 
 
+def _final_mef(obsid: str) -> Path:
+    """Where an exposure's final MEF is in the out tree."""
+    return Path(CollectCells(obsid=obsid).output().path)
+
+
 def exposure_records(night: str, obsids=None) -> tuple[list[dict], list[dict]]:
     """Summary rows of a night's exposures (all, or those in ``obsids``) and the night-wide failure records.
 
@@ -187,7 +189,7 @@ def exposure_records(night: str, obsids=None) -> tuple[list[dict], list[dict]]:
     for entry in night_index(night).exposures:
         if obsids is not None and entry.obsid not in obsids:
             continue
-        mef = Path(CollectCells(obsid=entry.obsid).output().path)
+        mef = _final_mef(entry.obsid)
         header = fits.getheader(mef, 0) if mef.exists() else None
         manifest = manifest_of(mef) if mef.exists() else None
         records.append(nightsummary.exposure_record(

@@ -62,10 +62,10 @@ def _state(folder: Path) -> tuple:
 
 def _judge(folder: Path, state: tuple) -> Arrival:
     """Check a settled folder: every OTA of its focal plane present, each file a whole number of FITS blocks."""
-    truncated = [name for name, size, _ in state if size == 0 or size % 2880]
-    if truncated:
-        return Arrival(folder, problem=f"{folder / truncated[0]}: truncated ({dict((n, s) for n, s, _ in state)[truncated[0]]} "
-                                       f"bytes, not a whole number of 2880-byte FITS blocks)")
+    for name, size, _ in state:
+        if size == 0 or size % 2880:
+            return Arrival(folder, problem=f"{folder / name}: truncated ({size} bytes, not a whole number of "
+                                           "2880-byte FITS blocks)")
     try:
         header = read_primary_header(folder / state[0][0])
         mjd = float(header["MJD-OBS"])
