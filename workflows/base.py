@@ -251,6 +251,19 @@ class PodiTask(luigi.Task):
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:ID_LENGTH]
 
+    def add_provenance(self, header: fits.Header, inputs: dict) -> None:
+        """Write this task's provenance cards (:func:`provenance_cards`) into ``header`` (a product's primary).
+
+        Parameters
+        ----------
+        header : astropy.io.fits.Header
+            Changed in place.
+        inputs : dict
+            ``role -> path or list of paths`` of every file read.
+        """
+        for key, value, comment in provenance_cards(self, inputs):
+            header[key] = (value, comment)
+
     def progress(self, percent: float, message: str) -> None:
         """Report progress to the scheduler's web UI (no-op outside a worker, e.g. in unit tests)."""
         if self.set_progress_percentage is not None:
