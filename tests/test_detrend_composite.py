@@ -77,7 +77,8 @@ def test_log_and_files(exposure):
     sim, cals = exposure
     result = _detrend(sim, cals, 33)
     files = result.log.files()
-    assert list(files) == ["raw", "crosstalk", "nonlinearity", "bias", "dark", "flat"]  # read order, the ASSOCIATIONS roles
+    # in read order: the roles of the ASSOCIATIONS table
+    assert list(files) == ["raw", "crosstalk", "nonlinearity", "bias", "dark", "flat"]
     assert files["bias"] == cals["bias"]
     lines = "".join(str(h) for h in result.header["HISTORY"])  # long paths continue on the next HISTORY card
     assert lines == "".join(f"CC-{s.upper()}: {cals[s]}" for s in ("bias", "dark", "flat"))

@@ -190,6 +190,10 @@ class PodiTask(luigi.Task):
     #: hashes only public parameters, so :meth:`to_str_params` adds ``variant`` to them.
     options = luigi.DictParameter(default={}, significant=True, visibility=ParameterVisibility.HIDDEN)
 
+    #: Task families whose reduction options shape this task's products (:meth:`options_for`); empty: the
+    #: task's own family.
+    option_families: tuple = ()
+
     #: Peak memory of one run of this task, GB (Luigi resource ``memory_gb``).
     memory_gb = 0
 
@@ -201,6 +205,16 @@ class PodiTask(luigi.Task):
         """
         pool = luigi.configuration.get_config().getint("resources", "memory_gb", 0)
         return {"memory_gb": min(self.memory_gb, pool)} if pool and self.memory_gb else {}
+
+    @classmethod
+    def options_for(cls, options: ReductionOptions) -> dict:
+        """This task's ``options`` value for a full set of reduction options (those of :attr:`option_families`)."""
+        return options_param(options, cls.option_families or (cls.get_task_family(),))
+
+    @classmethod
+    def with_options(cls, options: ReductionOptions, **params) -> "PodiTask":
+        """The task with ``params`` and the part of ``options`` that shapes it (:meth:`options_for`)."""
+        return cls(options=cls.options_for(options), **params)
 
     @property
     def reduction_options(self) -> ReductionOptions:

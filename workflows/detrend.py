@@ -29,14 +29,28 @@ from podisteps.detrend import (BadPixelRegions, Calibration, DetrendInputs, Detr
                                detrend_ota)
 from podisteps.reductionlog import REDUCTION_LOG_KEYS
 
-from .base import FitsTarget, PodiTask, options_param
-from .calibrations import bpm_file, flat_type, resolve_calibrations, warn_once
+from .base import FitsTarget, PodiTask
+from .calibrations import (KINDS, bpm_file, flat_type, master_options, resolve_calibrations, select_night_master,
+                           warn_once)
 from .paths import checkpoint_path, night_index, night_of
 from .saturation import (ExposureError, SaturationCatalog, SaturationExport, check_persistency_folder,
                          exposure_record, folder_catalogs, persistency_folder, raw_file)
 from .settings import reduction_options
+from .techdata import TechData
 
 __all__ = ["SaturationCatalog", "DetrendOTA", "REDUCTION_LOG_KEYS", "ExposureError"]
+
+def master_tasks():
+    """``workflows.masters``, imported on first use: the one deferred import among the task modules.
+
+    A night master is combined from the DetrendOTA products of its frames, and a DetrendOTA is detrended with
+    the night's masters (``DetrendOTA -> MasterOTA -> DetrendOTA``, for other frames): ``masters`` imports
+    this module, so this module cannot import ``masters`` while it is loaded.
+    """
+    from . import masters
+
+    return masters
+
 
 #: Rows per compression tile of the MASK extension.
 MASK_TILE_ROWS = 256
@@ -103,13 +117,11 @@ class DetrendOTA(PodiTask):
         """``step -> MasterOTA`` for the calibrations built from the night's own frames (``-masters``).
 
         Flats: twilight flats of the filter if the night has any, else dome flats (QuickReduce's order);
-        ghost-free with ``-flatghost`` (:func:`workflows.masters.master_options`).
+        ghost-free with ``-flatghost`` (:func:`workflows.calibrations.master_options`).
         A night without enough frames of a kind borrows the nearest night's within ``-calwindow`` nights
-        (:func:`workflows.masters.select_night_master`). A flat frame with no dark within reach is
+        (:func:`workflows.calibrations.select_night_master`). A flat frame with no dark within reach is
         detrended without one (as QuickReduce makes flats on a night without darks; one warning).
         """
-        from .masters import KINDS, MasterOTA, master_options, select_night_master
-
         opts, rec = self.reduction_options, self.record
         night = night_of(self.obsid)
         out = {}
@@ -124,26 +136,24 @@ class DetrendOTA(PodiTask):
                               "flats made without a dark")
                     continue
                 raise ExposureError(f"{self.obsid}: -masters {step}: {exc}") from None
-            out[step] = MasterOTA(night=chosen.night, kind=chosen.kind, binning=rec.binning, filter=chosen.filter,
-                                  ota=self.ota, options=master_options(self.options, chosen.kind))
+            out[step] = master_tasks().MasterOTA(night=chosen.night, kind=chosen.kind, binning=rec.binning,
+                                                 filter=chosen.filter, ota=self.ota,
+                                                 options=master_options(self.options, chosen.kind))
         if opts.techdata in ("auto", "from_flat") and self.calibrations.techdata is None:
-            from .techdata import TechData
-
             flattype = out["flat"].kind if "flat" in out else flat_type(self.calibrations.flat)
             out["techdata"] = TechData(night=night, filter=rec.filter, binning=rec.binning,
                                        flattype="tflat" if flattype == "tflat" else "dflat")
         return out
 
     def requires(self):
-        from .masters import MasterCalibration, MasterOTA
-
         masters = self.night_masters()
         req = {
             "persistency": [SaturationCatalog(obsid=o, ota=self.ota) for o in self.earlier_exposures()],
             "masters": masters,
             # the same per-OTA masters assembled into QuickReduce's MEFs in <work>/<night>/cals/ (for -cals)
-            "master_mefs": [MasterCalibration(night=m.night, kind=m.kind, binning=m.binning, filter=m.filter,
-                                              options=m.options) for m in masters.values() if isinstance(m, MasterOTA)],
+            "master_mefs": [master_tasks().MasterCalibration(night=m.night, kind=m.kind, binning=m.binning,
+                                                             filter=m.filter, options=m.options)
+                            for step, m in masters.items() if step != "techdata"],
         }
         folder = persistency_folder(self.reduction_options.persistency)
         if folder is not None:
@@ -170,7 +180,8 @@ class DetrendOTA(PodiTask):
         raw = rawio.read_raw_ota(raw_path)
         with contextlib.ExitStack() as stack:
             result = detrend_ota(raw, ota=self.ota, settings=DetrendSettings.from_options(self.reduction_options),
-                                 inputs=self._inputs(cal, stack), sky_seed=zlib.crc32(f"{self.obsid}.{self.ota}".encode()),
+                                 inputs=self._inputs(cal, stack),
+                                 sky_seed=zlib.crc32(f"{self.obsid}.{self.ota}".encode()),
                                  progress=lambda pct, msg: self.progress(pct, f"{self.obsid} {msg}"))
         primary_hdu = fits.PrimaryHDU()
         self.add_provenance(primary_hdu.header, result.log.files())
@@ -222,4 +233,4 @@ _OPENED_STEPS = ("crosstalk", "nonlinearity", "bias", "dark", "flat", "illumcorr
 
 def detrend_options(options) -> dict:
     """The ``options`` parameter value of DetrendOTA for a full set of reduction options."""
-    return options_param(options, ["DetrendOTA"])
+    return DetrendOTA.options_for(options)
