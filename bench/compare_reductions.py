@@ -39,9 +39,18 @@ def _normalise(value, roots: tuple[str, ...]):
 
 
 def _cards(header: fits.Header, roots) -> list:
-    """Comparable ``(keyword, value)`` pairs; provenance checksums (``PFSUMnnn``, ``PFID``) are identities."""
-    return [(c.keyword, _normalise(c.value, roots)) for c in header.cards
-            if c.keyword not in TIME_CARDS and not c.keyword.startswith("PFSUM") and c.keyword != "PFID"]
+    """Comparable ``(keyword, value)`` pairs; provenance checksums (``PFSUMnnn``, ``PFID``) are identities.
+
+    HISTORY and COMMENT count as one text each: a long path wraps onto the next card at a place that depends
+    on the folder's length.
+    """
+    cards = [(c.keyword, _normalise(c.value, roots)) for c in header.cards
+             if c.keyword not in TIME_CARDS | {"HISTORY", "COMMENT"} and not c.keyword.startswith("PFSUM")
+             and c.keyword != "PFID"]
+    for key in ("HISTORY", "COMMENT"):
+        text = "".join(str(c.value) for c in header.cards if c.keyword == key)
+        cards.append((key, _normalise(text, roots)))
+    return cards
 
 
 def _same_array(a, b) -> bool:

@@ -1,11 +1,11 @@
-"""Per-OTA detrending: ``SaturationCatalog(obsid, ota)`` and ``DetrendOTA(obsid, ota)``.
+"""Per-OTA detrending: ``DetrendOTA(obsid, ota)`` (``SaturationCatalog`` is re-exported from ``saturation``).
 
-``DetrendOTA`` does QUICKREDUCE_SPEC.md section 3 steps 0-19 to one OTA: crosstalk, overscan,
-non-linearity, assembly, bias, dark, flat, illumination, gain, BPM, saturation/bleed and persistency
-masks, cosmic rays, the photometric flat (``-photflat``), the canned distortion WCS, and the sky boxes the
-focal-plane fit needs. Persistency
-is an explicit dependency: the task requires the ``SaturationCatalog`` of the same OTA of every earlier
-exposure of the night inside the persistency window, found through the night index at scheduling time.
+``DetrendOTA`` opens one raw OTA and the calibrations it uses and runs :func:`podisteps.detrend.detrend_ota`
+(crosstalk, overscan, non-linearity, assembly, bias, dark, flat, illumination, gain, BPM, saturation/bleed and
+persistency masks, cosmic rays, the photometric flat, the WCS, the sky boxes the focal-plane fit needs; the
+order in ``docs/architecture.md``, "Detrending one OTA"). Persistency is an explicit dependency: the task
+requires the ``SaturationCatalog`` of the same OTA of every earlier exposure of the night inside the
+persistency window, found through the night index at scheduling time.
 
 Checkpoint layout: PRIMARY (provenance), ``OTAxy.SCI`` (float32, NaN undefined), ``OTAxy.MASK``
 (uint16 bits, ``podisteps.assemble.MASK_BITS``), ``SKYBOXES`` (table).
