@@ -39,9 +39,10 @@ class FrameMismatchError(PodiflowError, ValueError):
 
 @dataclass(frozen=True)
 class DetrendSettings:
-    """The reduction options that shape a detrended OTA (names and meanings as ``podiflow options``).
+    """The reduction options that shape a detrended OTA (names, meanings and defaults as ``podiflow options``).
 
-    Build it from any object carrying those attributes with :meth:`from_options`.
+    Build it from any object carrying those attributes with :meth:`from_options`; the pipeline always does, so
+    the defaults here serve direct callers only.
     """
 
     overscan: str = "scalar"
