@@ -14,7 +14,7 @@ import pytest
 from astropy.io import fits
 
 from podisteps import history, rawio
-from podisteps.detrend import (LAST_STAGE, SIGNAL_CHAIN, Calibration, DetrendInputs, DetrendSettings,
+from podisteps.detrend import (LAST_STAGE, SIGNAL_CHAIN, STEPS, Calibration, DetrendInputs, DetrendSettings,
                                FrameMismatchError, detrend_ota, prerequisites, steps_after)
 from podisteps.reductionlog import REDUCTION_LOG_KEYS, ReductionLog
 from tests.truecals import Sim, signal_and_sigma, spec, true_calibrations
@@ -99,6 +99,7 @@ def test_last_stage_per_frame_kind():
     assert steps_after("object") == ()
     assert [prerequisites(k) for k in ("bias", "dark", "dflat")] == [(), ("bias",), ("bias", "dark")]
     assert set(LAST_STAGE) == {"bias", "dark", "dflat", "tflat", "object"}
+    assert [s for s in STEPS if s in SIGNAL_CHAIN] == list(SIGNAL_CHAIN)  # the chain follows the step order
 
 
 def test_reduction_log_cards():
