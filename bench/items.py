@@ -44,12 +44,12 @@ def build_masters(runner: Runner, root: Path, workers: int = 2) -> tuple[list[di
 
     Returns the rows and the ``cals`` folder (``bias_bin1.fits``, ``dflat_odi_r_bin1.fits`` links) that the
     floor and the science runs use. Each ``MasterCalibration`` gets the options its own input frames give
-    the masters they need (``workflows.masters.frame_options``); with the default empty options the dark
+    the masters they need (``workflows.calibrations.frame_options``); with the default empty options the dark
     and the flat would not find the bias and dark masters built before and would build them again.
     """
     import json
 
-    from workflows.masters import frame_options
+    from workflows.calibrations import frame_options
 
     night = Path(exposures(root, "BIAS")[0].path).parent.name
     cfg = write_config(runner.run_dir / "cfg" / "cals.cfg", raw=root / "raw", work=runner.run_dir / _CALS_WORK,

@@ -1,20 +1,18 @@
-"""Bias, dark, flat, illumination and gain on the assembled OTA frame (QUICKREDUCE_SPEC.md section 3).
+"""Bias, dark, flat, illumination and gain on the assembled OTA frame (the detrending steps between the
+assembly and the masks; ``docs/architecture.md``, "Detrending one OTA").
 
-Steps 4 and 6-11 of ``collect_reduce_ota``:
-
-- master frames (bias, dark, flat, illumination) are found in the HDUList handed in by each image
-  extension's ``FPPOS`` card, never by EXTNAME or order (section 11.8), and checked against this frame
-  (binning through the frame size, filter, OTA); a mismatch raises :class:`CalibrationError` naming the file;
-- ``-cals`` folders hold QuickReduce names (section 5.1): ``bias_bin<B>.fits``, ``dark_yes_bin<B>.fits``,
+- A master frame (bias, dark, flat, illumination) is found in the HDUList handed in by each image extension's
+  ``FPPOS`` card, never by EXTNAME or order, and checked against this frame (binning through the frame size,
+  filter, OTA); a mismatch raises :class:`CalibrationError` naming the file.
+- ``-cals`` folders hold QuickReduce's names: ``bias_bin<B>.fits``, ``dark_yes_bin<B>.fits``,
   ``<tflat|dflat|flat>_<FILTER>_bin<B>.fits`` (searched in that order), ``illumination__<FILTER>_bin<B>.fits``,
-  ``techdata_<type>_<FILTER>_bin<B>.fits``;
-- the dark is scaled by ``EXPTIME_science / darktime`` with darktime = dark ``EXPMEAS`` -> ``EXPTIME`` -> 1.
-  QuickReduce uses the science ``EXPTIME`` (spec section 8.1 item 13); that stays the default and
-  ``exptime_key="EXPMEAS"`` selects the measured time;
-- gain (step 11): ``relative`` (non-linearity table RELATIVE_GAIN), ``header`` (cell GAIN card, to electrons),
-  ``techdata`` (TECHDATA GAIN, to electrons). Fixed defects: plain ``-gain`` works (section 8.1 item 3; see
-  :func:`choose_gain_method`), and a cell without a relative gain becomes undefined rather than zero
-  (item 4).
+  ``techdata_<type>_<FILTER>_bin<B>.fits`` (``docs/calibrations.md``).
+- The dark is scaled by ``EXPTIME_science / darktime`` with darktime = dark ``EXPMEAS`` -> ``EXPTIME`` -> 1.
+  QuickReduce uses the science ``EXPTIME``; that stays the default, and ``exptime_key="EXPMEAS"`` selects
+  the measured time.
+- Gain: ``relative`` (the non-linearity table's RELATIVE_GAIN), ``header`` (cell GAIN card, to electrons),
+  ``techdata`` (TECHDATA GAIN, to electrons). Unlike QuickReduce, a plain ``-gain`` works
+  (:func:`choose_gain_method`), and a cell without a relative gain becomes undefined rather than zero.
 """
 
 from __future__ import annotations
@@ -31,33 +29,11 @@ from .errors import PodiflowError
 from .instrument import CELL_IDS, CellGeometry, ota_position
 
 __all__ = [
-    "CalibrationError",
-    "FLAT_ORDER",
-    "KEEPCELLS_NAN_FILL",
-    "CellNoise",
-    "merge_cell_noise",
-    "bias_filename",
-    "dark_filename",
-    "flat_filename",
-    "illumination_filename",
-    "techdata_filename",
-    "find_in_folders",
-    "find_flat",
-    "find_fppos_extension",
-    "master_frame",
-    "subtract_bias",
-    "dark_scale",
-    "subtract_dark",
-    "divide_flat",
-    "divide_illumination",
-    "flat_gain",
-    "flat_pupilghost_cards",
-    "cell_noise_from_headers",
-    "read_techdata",
-    "choose_gain_method",
-    "gain_factors",
-    "apply_cell_factors",
-    "gain_summary",
+    "CalibrationError", "FLAT_ORDER", "KEEPCELLS_NAN_FILL", "CellNoise", "merge_cell_noise", "bias_filename",
+    "dark_filename", "flat_filename", "illumination_filename", "techdata_filename", "find_in_folders", "find_flat",
+    "find_fppos_extension", "master_frame", "subtract_bias", "dark_scale", "subtract_dark", "divide_flat",
+    "divide_illumination", "flat_gain", "flat_pupilghost_cards", "cell_noise_from_headers", "read_techdata",
+    "choose_gain_method", "gain_factors", "apply_cell_factors", "gain_summary",
 ]
 
 
@@ -68,13 +44,13 @@ class CalibrationError(PodiflowError, ValueError):
 #: Flat types in the order QuickReduce searches them (``sitesetup.flat_order``).
 FLAT_ORDER = ("tflat", "dflat", "flat")
 
-#: With ``-keepcells``, NaNs in these masters are replaced before use (spec section 1.4).
+#: With ``-keepcells``, NaNs in these masters are replaced before use.
 KEEPCELLS_NAN_FILL = {"bias": 0.0, "dark": 0.0, "flat": 1.0, "illumination": 1.0}
 
-#: Per-cell fallbacks (spec section 10): gain e-/ADU, read noise ADU, read noise e-.
+#: Per-cell fallbacks: gain e-/ADU, read noise ADU, read noise e-.
 BACKUP_GAIN, BACKUP_READNOISE, BACKUP_READNOISE_E = 1.3, 6.5, 9.0
 
-#: Header summary values written when no cell has a valid value (spec section 3 step 11).
+#: Header summary values written when no cell has a valid value.
 SUMMARY_DEFAULTS = {"GAINX": 1.3, "RDNOISE": 6.0, "RDNOISEE": 8.5}
 
 #: GAINMTHD card value per gain method.
@@ -166,7 +142,7 @@ def _fppos(value) -> str:
 def find_fppos_extension(hdul: fits.HDUList, fppos: str, *, source: str | None = None):
     """Return the image extension whose ``FPPOS`` card equals ``fppos``.
 
-    Only image HDUs with data count; EXTNAME and extension order play no part (spec section 11.8).
+    Only image HDUs with data count; EXTNAME and extension order play no part.
 
     Parameters
     ----------
@@ -577,7 +553,7 @@ def gain_summary(
     method: str | None = None,
     flat_gain_value: float | None = None,
 ) -> dict:
-    """Header summary of gain and read noise (spec section 3 step 11).
+    """Header summary of gain and read noise.
 
     Parameters
     ----------

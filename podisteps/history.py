@@ -1,12 +1,12 @@
 """QuickReduce ``.history`` files: which calibration file applies at a given MJD.
 
-Format (QUICKREDUCE_SPEC.md section 11.1): whitespace-separated lines ``MJD filename [url]``. Lines
+Format (QuickReduce's, see docs/calibrations.md): whitespace-separated lines ``MJD filename [url]``. Lines
 starting with ``#`` and lines with fewer than two tokens are skipped. Entries are walked in file order
 and the last one with ``MJD_frame >= MJD_entry`` wins. File names are relative to the folder holding the
 history file.
 
 The options ``-wcs``, ``-crosstalk`` and ``-nonlinearity`` take a file (used as is) or a folder holding
-that type's history file (section 11.2); :func:`resolve_calibration` implements both.
+that type's history file; :func:`resolve_calibration` implements both.
 """
 
 from __future__ import annotations

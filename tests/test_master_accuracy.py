@@ -16,7 +16,8 @@ import pytest
 from astropy.io import fits
 
 from podisteps.simulate import detector
-from workflows.masters import MasterOTA, frame_options
+from workflows.calibrations import frame_options
+from workflows.masters import MasterOTA
 from workflows.options import ReductionOptions
 
 from .test_detrend_accuracy import (Sim, _build, _detrend, _product, _signal_and_sigma, _spec,

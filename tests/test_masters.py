@@ -11,7 +11,8 @@ from astropy.io import fits
 
 from podisteps import instrument
 from workflows.detrend import DetrendOTA, detrend_options
-from workflows.masters import MasterCalibration, MasterOTA, frame_options
+from workflows.calibrations import frame_options
+from workflows.masters import MasterCalibration, MasterOTA
 from workflows.options import ReductionOptions
 from workflows.paths import night_index
 

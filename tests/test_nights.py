@@ -59,7 +59,8 @@ def _mtimes(folder):
 
 
 def test_status_and_invalidate_after_a_flat_replaced_in_place(small_night, podiflow_config, tmp_path, capsys):
-    from workflows.masters import MasterCalibration, frame_options
+    from workflows.calibrations import frame_options
+    from workflows.masters import MasterCalibration
     from workflows.detrend import detrend_options
     from workflows.options import ReductionOptions
 

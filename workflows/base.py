@@ -190,6 +190,10 @@ class PodiTask(luigi.Task):
     #: hashes only public parameters, so :meth:`to_str_params` adds ``variant`` to them.
     options = luigi.DictParameter(default={}, significant=True, visibility=ParameterVisibility.HIDDEN)
 
+    #: Task families whose reduction options shape this task's products (:meth:`options_for`); empty: the
+    #: task's own family.
+    option_families: tuple = ()
+
     #: Peak memory of one run of this task, GB (Luigi resource ``memory_gb``).
     memory_gb = 0
 
@@ -201,6 +205,16 @@ class PodiTask(luigi.Task):
         """
         pool = luigi.configuration.get_config().getint("resources", "memory_gb", 0)
         return {"memory_gb": min(self.memory_gb, pool)} if pool and self.memory_gb else {}
+
+    @classmethod
+    def options_for(cls, options: ReductionOptions) -> dict:
+        """This task's ``options`` value for a full set of reduction options (those of :attr:`option_families`)."""
+        return options_param(options, cls.option_families or (cls.get_task_family(),))
+
+    @classmethod
+    def with_options(cls, options: ReductionOptions, **params) -> "PodiTask":
+        """The task with ``params`` and the part of ``options`` that shapes it (:meth:`options_for`)."""
+        return cls(options=cls.options_for(options), **params)
 
     @property
     def reduction_options(self) -> ReductionOptions:
@@ -250,6 +264,19 @@ class PodiTask(luigi.Task):
         }
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:ID_LENGTH]
+
+    def add_provenance(self, header: fits.Header, inputs: dict) -> None:
+        """Write this task's provenance cards (:func:`provenance_cards`) into ``header`` (a product's primary).
+
+        Parameters
+        ----------
+        header : astropy.io.fits.Header
+            Changed in place.
+        inputs : dict
+            ``role -> path or list of paths`` of every file read.
+        """
+        for key, value, comment in provenance_cards(self, inputs):
+            header[key] = (value, comment)
 
     def progress(self, percent: float, message: str) -> None:
         """Report progress to the scheduler's web UI (no-op outside a worker, e.g. in unit tests)."""

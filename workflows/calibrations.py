@@ -10,25 +10,35 @@ Sources, by option (``workflows.options``):
 - ``-bpm``: a folder of ``bpm_xyNN.reg`` files, one file for every OTA, or ``auto`` = ``bpm/<layout>/``;
 - ``-photflat``: a file, a folder holding ``photflat_<FILTER>_bin<B>.fits``, or ``auto`` = the ``-cals``
   folders (where QuickReduce keeps it, spec section 5.1).
+
+and the night masters the pipeline builds (``-masters``): which night's frames a master is made of
+(:func:`select_night_master`), the options its frames are detrended with (:func:`frame_options`, from the
+step table :data:`podisteps.detrend.LAST_STAGE`), and the ``<name>.fits`` link that makes
+``<work>/<night>/cals/`` usable as ``-cals`` (:func:`link_latest`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from podisteps import calibrate, history, instrument
+from podisteps import calibrate, calselect, history, instrument
 from podisteps.calibrate import CalibrationError
+from podisteps.detrend import MASTER_STEPS, prerequisites, steps_after
 from podisteps.photflat import photflat_filename
 from podisteps.nightindex import ExposureRecord
 from podisteps.rawio import resolve_file_or_dir
 
-from .options import ReductionOptions
-from .paths import mastercals_root
+from .base import options_param
+from .options import OPTIONS_BY_NAME, ReductionOptions
+from .paths import mastercals_root, night_index, raw_root
 
-__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file", "FALLBACKS", "warn_once"]
+__all__ = ["CalibrationFiles", "resolve_calibrations", "bpm_file", "FALLBACKS", "warn_once", "KINDS",
+           "select_night_master", "frame_options", "master_options", "flat_free_options", "link_latest"]
 
 log = logging.getLogger("podiflow.calibrations")
 
@@ -221,3 +231,149 @@ def bpm_file(bpm: Path | None, ota: int) -> Path | None:
         candidate = bpm / f"bpm_xy{ota:02d}.reg"
         return candidate if candidate.is_file() else None
     return bpm
+
+
+# -- night masters (-masters) ---------------------------------------------------------------------------
+
+#: Master kinds and the OBSTYPEs they are built from.
+KINDS = {"bias": ("BIAS",), "dark": ("DARK",), "dflat": ("DFLAT",), "tflat": ("TFLAT",)}
+
+#: Nights beyond the validity window searched only to name the nearest rejected candidates in an error.
+ERROR_SEARCH_DAYS = 7
+
+#: Frame counts per night index object (the index is memoised while its folder is unchanged), holding the
+#: index so that its id is not reused: the master of every DetrendOTA is chosen from these counts.
+_COUNTS: dict = {}
+
+
+def _frame_counts(night: str) -> dict:
+    """``(kind, binning, filter) -> number of readable frames`` of the night's calibration exposures."""
+    index = night_index(night)
+    cached = _COUNTS.get(id(index))
+    if cached is not None and cached[0] is index:
+        return cached[1]
+    if len(_COUNTS) > 64:
+        _COUNTS.clear()
+    by_obstype = {obstype: kind for kind, obstypes in KINDS.items() for obstype in obstypes}
+    counts: dict = {}
+    _COUNTS[id(index)] = (index, counts)
+    for e in index.exposures:
+        kind = by_obstype.get(e.obstype)
+        if kind is not None and not e.error:
+            key = (kind, e.binning, e.filter if kind in ("dflat", "tflat") else "")
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _nights_near(night: str, days: int) -> list:
+    """Nights under the raw folder at most ``days`` nights from ``night`` (``night`` itself always)."""
+    return sorted({night, *(n for n in _raw_nights() if abs(calselect.night_distance(night, n)) <= days)})
+
+
+def _raw_nights() -> tuple:
+    """The night folders (``YYYYMMDD``) under the raw root, listed again when the root's mtime changes."""
+    root = raw_root()
+    try:
+        state = (str(root), root.stat().st_mtime_ns)
+    except OSError:
+        return ()
+    return _list_nights(state)
+
+
+@functools.lru_cache(maxsize=8)
+def _list_nights(state: tuple) -> tuple:
+    return tuple(p.name for p in Path(state[0]).iterdir() if p.is_dir() and re.fullmatch(r"\d{8}", p.name))
+
+
+def select_night_master(step: str, *, night: str, binning: int, filtername: str, validity_days: int,
+                        min_frames: int) -> calselect.MasterCandidate:
+    """The night and kind of the master an exposure of ``night`` uses for ``step`` (bias, dark or flat).
+
+    Candidates are the calibration frames of every night within ``validity_days`` (podisteps.calselect:
+    own night first, then the nearest; flats prefer twilight to dome flats within a night).
+
+    Raises
+    ------
+    podisteps.calselect.NoCalibrationError
+        Nothing qualifies; the message lists the criteria and the nearest candidates with reasons.
+    """
+    kinds = {"bias": ("bias",), "dark": ("dark",), "flat": ("tflat", "dflat")}[step]
+
+    def select(search_days: int) -> calselect.MasterCandidate:
+        candidates = [
+            calselect.MasterCandidate(night=n, kind=kind, binning=b, filter=f, ncombine=count)
+            for n in _nights_near(night, search_days) for (kind, b, f), count in _frame_counts(n).items()
+            if kind in kinds
+        ]
+        return calselect.select_master(candidates, night=night, kinds=kinds, binning=binning,
+                                       filtername=filtername if step == "flat" else "",
+                                       validity_days=validity_days, min_frames=min_frames)
+
+    try:
+        return select(validity_days)
+    except calselect.NoCalibrationError:
+        return select(validity_days + ERROR_SEARCH_DAYS)  # fails again, naming the nearest rejected masters
+
+
+#: Option that switches each step of :data:`podisteps.detrend.SIGNAL_CHAIN` off, and its off value
+#: (None: not given, so ``-masters`` or nothing applies).
+_STEP_OFF = {"bias": ("bias", None), "dark": ("dark", None), "flat": ("flat", None),
+             "illumcorr": ("illumcorr", None), "gain": ("gain", None), "cosmics": ("crj", 0),
+             "photflat": ("photflat", None)}
+
+
+def frame_options(options: dict, kind: str) -> dict:
+    """The DetrendOTA options of an input frame of a master of ``kind`` (bias, dark, dflat, tflat).
+
+    The reduction's options, with the master steps taken from the night's own masters up to the frame
+    kind's last stage (:data:`podisteps.detrend.LAST_STAGE`) and every later signal step switched off.
+    ``-flatghost`` shapes the master, not its frames.
+    """
+    out = dict(options)
+    out["masters"] = OPTIONS_BY_NAME["masters"].format(prerequisites(kind))
+    for step in (*MASTER_STEPS, *steps_after(kind)):
+        name, off = _STEP_OFF[step]
+        out[name] = OPTIONS_BY_NAME[name].format(off)
+    out["flatghost"] = OPTIONS_BY_NAME["flatghost"].format(None)
+    return out
+
+
+def master_options(options: dict, kind: str) -> dict:
+    """The options of the ``MasterOTA`` of ``kind`` that a DetrendOTA with ``options`` uses.
+
+    The frame options (:func:`frame_options`), except for a flat with ``-flatghost``: then the DetrendOTA
+    options without flat-type steps (the ghost is fitted on the flats detrended as the science is, without a
+    flat; :func:`flat_free_options`) plus ``flatghost``.
+    """
+    parsed = ReductionOptions.from_mapping(dict(options))
+    if kind not in ("dflat", "tflat") or not parsed.flatghost:
+        return frame_options(options, kind)
+    return {**flat_free_options(parsed.replace(flatghost=None)), "flatghost": options["flatghost"]}
+
+
+def flat_free_options(options: ReductionOptions) -> dict:
+    """DetrendOTA options of flats a pupil-ghost template or fit is made of: the science's, without flat-type
+    steps.
+
+    The gain normalisation is kept (cell gain steps would swamp a 2-3 % ring); bias and dark stay as the
+    science has them (night masters included).
+
+    Raises
+    ------
+    ValueError
+        With ``-cals``, which always implies a flat (the flats would be divided by themselves).
+    """
+    if options.cals:
+        raise ValueError("-pupilghost with -cals: give the template file (-pupilghost=FILE); podiflow builds "
+                         "ghost templates only from flats reduced with -bias/-dark or -masters")
+    flat_free = options.replace(flat=None, illumcorr=None, crj=0,
+                                masters=tuple(m for m in options.masters if m != "flat"))
+    return options_param(flat_free, ["DetrendOTA"])
+
+
+def link_latest(path: str, name: str) -> None:
+    """Point the symbolic link ``name`` beside ``path`` at it (atomically), so the folder works as ``-cals``."""
+    link = os.path.join(os.path.dirname(path), name)
+    tmp = f"{link}.tmp-{os.getpid()}"
+    os.symlink(os.path.basename(path), tmp)
+    os.replace(tmp, link)

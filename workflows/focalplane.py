@@ -170,6 +170,7 @@ class FocalPlaneCorrections(_FocalTask):
     """Global sky level, fringe scale and pupil-ghost scale of one exposure, from FocalPlaneSamples only."""
 
     stage = "focalplane"
+    option_families = tuple(FOCAL_FAMILIES)
 
     def requires(self):
         opts = self.reduction_options

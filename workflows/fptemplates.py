@@ -31,7 +31,8 @@ from astropy.io import fits
 from podisteps import fringe, history, instrument, pupilghost
 from podisteps.stats import block_median
 
-from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .base import FitsTarget, PodiTask
+from .calibrations import flat_free_options
 from .detrend import DetrendOTA
 from .saturation import exposure_record
 from .options import ReductionOptions
@@ -101,8 +102,9 @@ def fringe_source(record, options: ReductionOptions) -> TemplateSource | None:
                     default_dir=mastercals_root() / "fringe" / layout / record.filter, what="fringe")
     if path is not None:
         return TemplateSource(path=path)
-    return TemplateSource(task=FringeTemplate(nights=(night_of(record.obsid),), filter=record.filter,
-                                              binning=record.binning, options=_template_frame_options(options)))
+    # its frames are the reduction's own, without the fringe correction
+    return TemplateSource(task=FringeTemplate.with_options(options.replace(fringe=None), filter=record.filter,
+                                                           nights=(night_of(record.obsid),), binning=record.binning))
 
 
 def pupilghost_source(record, options: ReductionOptions) -> TemplateSource | None:
@@ -117,31 +119,7 @@ def pupilghost_source(record, options: ReductionOptions) -> TemplateSource | Non
     if path is not None:
         return TemplateSource(path=path)
     return TemplateSource(task=PupilGhostTemplate(night=night_of(record.obsid), filter=record.filter,
-                                                  binning=record.binning, options=_flat_options(options)))
-
-
-def _template_frame_options(options: ReductionOptions) -> dict:
-    """Options of the frames a fringe template is made of: the reduction's, without the fringe correction."""
-    return options_param(options.replace(fringe=None), ["DetrendOTA", "FocalPlaneCorrections"])
-
-
-def _flat_options(options: ReductionOptions) -> dict:
-    """DetrendOTA options of the flats a ghost template is made of: the science's, without flat-type steps.
-
-    The gain normalisation is kept (cell gain steps would swamp a 2-3 % ring); bias and dark stay as the
-    science has them (night masters included).
-
-    Raises
-    ------
-    ValueError
-        With ``-cals``, which always implies a flat (the flats would be divided by themselves).
-    """
-    if options.cals:
-        raise ValueError("-pupilghost with -cals: give the template file (-pupilghost=FILE); podiflow builds "
-                         "ghost templates only from flats reduced with -bias/-dark or -masters")
-    flat_free = options.replace(flat=None, illumcorr=None, crj=0,
-                                masters=tuple(m for m in options.masters if m != "flat"))
-    return options_param(flat_free, ["DetrendOTA"])
+                                                  binning=record.binning, options=flat_free_options(options)))
 
 
 class FringeTemplate(PodiTask):
@@ -164,6 +142,7 @@ class FringeTemplate(PodiTask):
                                   description="noise multiple below which a frequency is dropped (0: no filter)")
     stage = "cals"
     memory_gb = 2
+    option_families = ("DetrendOTA", "FocalPlaneCorrections")  # the options of its frames (image_task)
 
     def frames(self) -> list:
         """Night-index records of the science exposures used."""
@@ -171,6 +150,8 @@ class FringeTemplate(PodiTask):
                                                                         filter=self.filter)]
 
     def requires(self):
+        # deferred: the frames are focal-plane-corrected exposures, whose corrections need this template
+        # (FringeTemplate -> CorrectedOTA -> FocalPlaneCorrections -> FringeTemplate without the fringe step)
         from .focalplane import image_task
 
         opts = self.reduction_options
@@ -219,8 +200,7 @@ class FringeTemplate(PodiTask):
         primary.header["NCOMBINE"] = (used, "most frames combined in an OTA")
         primary.header["FRNGWNR"] = (self.wiener, "Wiener threshold, x noise power (0: none)")
         paths = [t.path for per_ota in inputs.values() for t in per_ota.values()]
-        for key, value, comment in provenance_cards(self, {"frame": paths}):
-            primary.header[key] = (value, comment)
+        self.add_provenance(primary.header, {"frame": paths})
         self.output().write_hdulist(fits.HDUList([primary, *hdus]))
 
 
@@ -294,8 +274,7 @@ class PupilGhostTemplate(PodiTask):
         primary.header["FILTER"] = self.filter
         primary.header["LEVEL"] = (level, "filter-arm level")
         primary.header["BINNING"] = self.binning
-        for key, value, comment in provenance_cards(self, {"flat": paths}):
-            primary.header[key] = (value, comment)
+        self.add_provenance(primary.header, {"flat": paths})
         comb = fits.ImageHDU(combined, name="COMBINED")
         comb.header["OTAORDER"] = ";".join(f"OTA{o:02d}.SCI" for o in otas)
         comb.header["ROTANGLE"] = (0.0, "rotator angle of the template, deg")

@@ -25,36 +25,29 @@ ghost centre is fitted).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import re
 from pathlib import Path
 
 import luigi
 import numpy as np
 from astropy.io import fits
 
-from podisteps import calibrate, calselect, combine, flatfield, instrument, mastermef, pupilghost, sanity
+from podisteps import calibrate, combine, flatfield, instrument, mastermef, pupilghost, sanity
 from podisteps.atomic import write_text_atomic
 from podisteps.outputname import safe_component
 
-from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .base import FitsTarget, PodiTask, provenance_cards
+from .calibrations import KINDS, frame_options, link_latest, master_options
+from .detrend import DetrendOTA
+from .focalplane import FocalPlaneCorrections
+from .fptemplates import frame_scale, pupilghost_source, read_pupilghost_template
 from .options import ReductionOptions
-from .paths import checkpoint_path, night_index, raw_root, work_root
+from .paths import checkpoint_path, night_index, work_root
 from .saturation import exposure_record
 from .settings import reduction_options
 
-__all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "KINDS", "master_name", "prerequisites", "link_latest",
-           "select_night_master", "master_options"]
-
-#: Master kinds and the OBSTYPEs they are built from.
-KINDS = {"bias": ("BIAS",), "dark": ("DARK",), "dflat": ("DFLAT",), "tflat": ("TFLAT",)}
-
-
-def prerequisites(kind: str) -> tuple[str, ...]:
-    """Night masters an input frame of ``kind`` is detrended with (bias: none; dark: bias; flats: both)."""
-    return {"bias": (), "dark": ("bias",)}.get(kind, ("bias", "dark"))
+__all__ = ["MasterOTA", "FlatLevel", "MasterCalibration", "master_name"]
 
 
 def master_name(kind: str, binning: int, filtername: str = "") -> str:
@@ -72,113 +65,6 @@ def _frames(night: str, kind: str, binning: int, filtername: str):
         for e in night_index(night).select(obstype=obstype, binning=binning,
                                            filter=filtername if kind in ("dflat", "tflat") else None)
     )
-
-
-#: Nights beyond the validity window searched only to name the nearest rejected candidates in an error.
-ERROR_SEARCH_DAYS = 7
-
-
-#: Frame counts per night index object (the index is memoised while its folder is unchanged), holding the
-#: index so that its id is not reused: the master of every DetrendOTA is chosen from these counts.
-_COUNTS: dict = {}
-
-
-def _frame_counts(night: str) -> dict:
-    """``(kind, binning, filter) -> number of readable frames`` of the night's calibration exposures."""
-    index = night_index(night)
-    cached = _COUNTS.get(id(index))
-    if cached is not None and cached[0] is index:
-        return cached[1]
-    if len(_COUNTS) > 64:
-        _COUNTS.clear()
-    by_obstype = {obstype: kind for kind, obstypes in KINDS.items() for obstype in obstypes}
-    counts: dict = {}
-    _COUNTS[id(index)] = (index, counts)
-    for e in index.exposures:
-        kind = by_obstype.get(e.obstype)
-        if kind is not None and not e.error:
-            key = (kind, e.binning, e.filter if kind in ("dflat", "tflat") else "")
-            counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def _nights_near(night: str, days: int) -> list:
-    """Nights under the raw folder at most ``days`` nights from ``night`` (``night`` itself always)."""
-    return sorted({night, *(n for n in _raw_nights() if abs(calselect.night_distance(night, n)) <= days)})
-
-
-def _raw_nights() -> tuple:
-    """The night folders (``YYYYMMDD``) under the raw root, listed again when the root's mtime changes."""
-    root = raw_root()
-    try:
-        state = (str(root), root.stat().st_mtime_ns)
-    except OSError:
-        return ()
-    return _list_nights(state)
-
-
-@functools.lru_cache(maxsize=8)
-def _list_nights(state: tuple) -> tuple:
-    return tuple(p.name for p in Path(state[0]).iterdir() if p.is_dir() and re.fullmatch(r"\d{8}", p.name))
-
-
-def select_night_master(step: str, *, night: str, binning: int, filtername: str, validity_days: int,
-                        min_frames: int) -> calselect.MasterCandidate:
-    """The night and kind of the master an exposure of ``night`` uses for ``step`` (bias, dark or flat).
-
-    Candidates are the calibration frames of every night within ``validity_days`` (podisteps.calselect:
-    own night first, then the nearest; flats prefer twilight to dome flats within a night).
-
-    Raises
-    ------
-    podisteps.calselect.NoCalibrationError
-        Nothing qualifies; the message lists the criteria and the nearest candidates with reasons.
-    """
-    kinds = {"bias": ("bias",), "dark": ("dark",), "flat": ("tflat", "dflat")}[step]
-
-    def select(search_days: int) -> calselect.MasterCandidate:
-        candidates = [
-            calselect.MasterCandidate(night=n, kind=kind, binning=b, filter=f, ncombine=count)
-            for n in _nights_near(night, search_days) for (kind, b, f), count in _frame_counts(n).items()
-            if kind in kinds
-        ]
-        return calselect.select_master(candidates, night=night, kinds=kinds, binning=binning,
-                                       filtername=filtername if step == "flat" else "",
-                                       validity_days=validity_days, min_frames=min_frames)
-
-    try:
-        return select(validity_days)
-    except calselect.NoCalibrationError:
-        return select(validity_days + ERROR_SEARCH_DAYS)  # fails again, naming the nearest rejected masters
-
-
-def frame_options(options: dict, kind: str) -> dict:
-    """The DetrendOTA options of an input frame of ``kind``, from the master's own options."""
-    from .options import OPTIONS_BY_NAME
-
-    out = dict(options)
-    out["masters"] = OPTIONS_BY_NAME["masters"].format(prerequisites(kind))
-    for step in ("bias", "dark", "flat", "illumcorr", "photflat"):
-        out[step] = OPTIONS_BY_NAME[step].format(None)  # not given: -masters' prerequisites apply
-    out["crj"] = "0"
-    out["gain"] = ""  # masters are in raw ADU: the gain step comes after bias, dark and flat
-    out["flatghost"] = OPTIONS_BY_NAME["flatghost"].format(None)  # shapes the master, not its frames
-    return out
-
-
-def master_options(options: dict, kind: str) -> dict:
-    """The options of the ``MasterOTA`` of ``kind`` that a DetrendOTA with ``options`` uses.
-
-    The frame options (:func:`frame_options`), except for a flat with ``-flatghost``: then the DetrendOTA
-    options without flat-type steps (the ghost is fitted on the flats detrended as the science is, without a
-    flat; :func:`workflows.fptemplates._flat_options`) plus ``flatghost``.
-    """
-    from .fptemplates import _flat_options
-
-    parsed = ReductionOptions.from_mapping(dict(options))
-    if kind not in ("dflat", "tflat") or not parsed.flatghost:
-        return frame_options(options, kind)
-    return {**_flat_options(parsed.replace(flatghost=None)), "flatghost": options["flatghost"]}
 
 
 class _MasterBase(PodiTask):
@@ -202,6 +88,7 @@ class FlatLevel(PodiTask):
 
     obsid = luigi.Parameter()
     stage = "flatlevel"
+    option_families = ("DetrendOTA",)  # the options of the detrended frames it measures
 
     def norm_otas(self) -> tuple:
         """Normalisation OTAs of this frame's filter that the frame has."""
@@ -210,8 +97,6 @@ class FlatLevel(PodiTask):
         return tuple(o for o in wanted if o in rec.otas)
 
     def requires(self):
-        from .detrend import DetrendOTA
-
         return {ota: DetrendOTA(obsid=self.obsid, ota=ota, options=self.options) for ota in self.norm_otas()}
 
     def output(self):
@@ -240,8 +125,6 @@ class MasterOTA(_MasterBase):
     memory_gb = 2
 
     def requires(self):
-        from .detrend import DetrendOTA
-
         frames = self.frames()
         opts = frame_options(self.options, self.kind)
         req = {"frames": [DetrendOTA(obsid=e.obsid, ota=self.ota, options=opts) for e in frames
@@ -250,13 +133,9 @@ class MasterOTA(_MasterBase):
             req["levels"] = [FlatLevel(obsid=e.obsid, options=opts) for e in frames if self.ota in e.otas]
         ghost = self._ghost_fit_options()
         if ghost is not None:
-            from .focalplane import FOCAL_FAMILIES, FocalPlaneCorrections
-
-            fit_options = options_param(ghost, FOCAL_FAMILIES)
-            detrended = options_param(ghost, ["DetrendOTA"])
-            req["ghost"] = [FocalPlaneCorrections(obsid=e.obsid, options=fit_options) for e in frames
+            req["ghost"] = [FocalPlaneCorrections.with_options(ghost, obsid=e.obsid) for e in frames
                             if self.ota in e.otas]
-            req["ghostlevels"] = [FlatLevel(obsid=e.obsid, options=detrended) for e in frames if self.ota in e.otas]
+            req["ghostlevels"] = [FlatLevel.with_options(ghost, obsid=e.obsid) for e in frames if self.ota in e.otas]
             source = self._ghost_source(ghost)
             if source.task is not None:
                 req["pupilghost"] = source.task
@@ -270,8 +149,6 @@ class MasterOTA(_MasterBase):
         return opts.replace(flatghost=None, pupilghost=opts.flatghost)
 
     def _ghost_source(self, ghost_options):
-        from .fptemplates import pupilghost_source
-
         return pupilghost_source(self.frames()[0], ghost_options)
 
     def external_inputs(self):
@@ -324,8 +201,7 @@ class MasterOTA(_MasterBase):
             hdul[0].header["PGREMOVD"] = (bool(cards["PGAFCTD"][0]), "pupil ghost removed from the flat frames")
             used |= {"ghostfit": [t.path for t in inputs["ghost"]],
                      "pupilghost": self._template_path(inputs)}
-        for key, value, comment in provenance_cards(self, used):
-            hdul[0].header[key] = (value, comment)
+        self.add_provenance(hdul[0].header, used)
         self.output().write_hdulist(hdul)
         if not reduction_options().keepcalframes:
             for path in paths:  # intermediates of calibration frames: the master is what is kept
@@ -344,8 +220,6 @@ class MasterOTA(_MasterBase):
         list of numpy.ndarray or None
             Shape ``shape`` (this OTA's frame), float32, one per input frame.
         """
-        from .fptemplates import frame_scale, read_pupilghost_template
-
         ghosts, factors = [], []
         with fits.open(self._template_path(inputs), memmap=True) as hdul:
             template = read_pupilghost_template(hdul, data_scale=frame_scale(shape))
@@ -448,16 +322,7 @@ class MasterCalibration(_MasterBase):
                                         "MJD-OBS") if k in primary}
         hdul = mastermef.master_hdulist(frames, filelist=filelist, primary=keep, ota_headers=headers,
                                         associations=[("master-ota", t.path) for t in parts.values()])
-        for key, value, comment in provenance_cards(self, {"otas": [t.path for t in parts.values()]}):
-            hdul[0].header[key] = (value, comment)
+        self.add_provenance(hdul[0].header, {"otas": [t.path for t in parts.values()]})
         target = self.output()
         target.write_hdulist(hdul)
         link_latest(target.path, f"{self.name}.fits")
-
-
-def link_latest(path: str, name: str) -> None:
-    """Point the symbolic link ``name`` beside ``path`` at it (atomically), so the folder works as ``-cals``."""
-    link = os.path.join(os.path.dirname(path), name)
-    tmp = f"{link}.tmp-{os.getpid()}"
-    os.symlink(os.path.basename(path), tmp)
-    os.replace(tmp, link)

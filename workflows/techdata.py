@@ -21,8 +21,8 @@ import numpy as np
 from podisteps import calibrate, instrument, overscan, rawio, techdata
 from podisteps.calibrate import CalibrationError, CellNoise
 
-from .base import FitsTarget, PodiTask, provenance_cards
-from .masters import link_latest
+from .base import FitsTarget, PodiTask
+from .calibrations import link_latest
 from .paths import exposure_dir, night_index, work_root
 
 __all__ = ["TechData"]
@@ -93,8 +93,7 @@ class TechData(PodiTask):
         hdul = techdata.techdata_hdulist(values, header=header)
         raw = {kind: [_raw(e.obsid, o, e.fz) for e in found for o in otas]
                for kind, found in (("bias", biases), ("flat", flats))}
-        for key, value, comment in provenance_cards(self, raw):
-            hdul[0].header[key] = (value, comment)
+        self.add_provenance(hdul[0].header, raw)
         target = self.output()
         target.write_hdulist(hdul)
         link_latest(target.path, calibrate.techdata_filename(self.flattype, self.filter, self.binning))
