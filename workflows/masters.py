@@ -42,6 +42,7 @@ from podisteps.outputname import safe_component
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .options import ReductionOptions
 from .paths import checkpoint_path, night_index, raw_root, work_root
+from .runlock import discard_intermediates
 from .saturation import exposure_record
 from .settings import reduction_options
 
@@ -327,9 +328,8 @@ class MasterOTA(_MasterBase):
         for key, value, comment in provenance_cards(self, used):
             hdul[0].header[key] = (value, comment)
         self.output().write_hdulist(hdul)
-        if not reduction_options().keepcalframes:
-            for path in paths:  # intermediates of calibration frames: the master is what is kept
-                Path(path).unlink(missing_ok=True)
+        if not reduction_options().keepcalframes:  # intermediates of calibration frames: the master is kept
+            discard_intermediates(paths, work=work_root())
 
     def _template_path(self, inputs) -> str:
         source = self._ghost_source(self._ghost_fit_options())
