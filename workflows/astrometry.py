@@ -7,7 +7,9 @@ pointing error searched) and moves them to the exposure epoch. ``FixWCS(obsid)``
 rotation over the focal plane, then refines each OTA (QUICKREDUCE_SPEC.md section 4.6). With
 ``-nonsidereal=dra,ddec,ref`` it then moves every OTA's ``CRVAL`` by the target's motion since the
 reference (an MJD, or a FITS file's ``MJD-OBS``) to the exposure's ``MJD-OBS`` (spec section 4.8), solved
-or not; the catalogue tables stay in the frame of the stars.
+or not; the catalogue tables stay in the frame of the stars. It states what the reference catalogue gave
+(stars in the field, matched: ``ASTRMCAT``, ``WCSNREF``, ``WCSNMTCH``, the log, and one console warning
+without a solution; docs/integrity.md).
 """
 
 from __future__ import annotations
@@ -245,8 +247,9 @@ class FixWCS(PodiTask):
             n_matched=sum(len(pair[0]) for pair in solution.matches.values()) if solution.valid else 0,
             solved=bool(solution.valid), n_total=n_total if n_total >= 0 else None)
         logger.info("%s: %s", self.obsid, outcome.summary())
-        if outcome.problem():
-            logger.warning("%s: %s", self.obsid, outcome.problem())
+        problem = outcome.problem()
+        if problem:
+            logger.warning("%s: %s", self.obsid, problem)
         return outcome
 
     def external_inputs(self):
