@@ -180,7 +180,8 @@ def test_reference_outcome_says_what_went_wrong():
     solved = ReferenceOutcome(catalogue="/cats/refcat.fits", center=(333.87, 15.5), n_cutout=900, n_field=204,
                               n_matched=150, solved=True, n_total=5000)
     assert solved.problem() is None
-    assert solved.summary() == "204 reference stars in the field (900 in the cut-out), 150 matched; catalogue /cats/refcat.fits"
+    assert solved.summary() == ("204 reference stars in the field (900 in the cut-out), 150 matched; "
+                                "catalogue /cats/refcat.fits")
     assert [c[:2] for c in solved.cards()] == [("ASTRMCAT", "refcat.fits"), ("WCSNREF", 204), ("WCSNMTCH", 150)]
     unsolved = ReferenceOutcome(catalogue="gaia", center=(333.87, 15.5), n_cutout=900, n_field=204, n_matched=0,
                                 solved=False)
