@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.table import Table, vstack
 
-from .astrometry import unit_vectors
+from .astrometry import unit_vectors, wcs2odi
 from .errors import PodiflowError
 
 __all__ = [
@@ -54,6 +55,8 @@ __all__ = [
     "cone",
     "propagate",
     "load_reference",
+    "stars_in_field",
+    "ReferenceOutcome",
 ]
 
 BANDS = ("u", "g", "r", "i", "z")
@@ -391,7 +394,8 @@ def load_reference(
     Returns
     -------
     astropy.table.Table
-        Contract columns, positions at ``epoch``; ``meta['REFCAT']`` names the source.
+        Contract columns, positions at ``epoch``; ``meta['REFCAT']`` names the source and, for a single
+        catalogue file, ``meta['NTOTAL']`` is its number of rows (all of the sky it covers).
     """
     if isinstance(source, str) and source.lower() in ONLINE_PROVIDERS and not os.path.exists(source):
         table = query_online(source.lower(), ra, dec, radius_deg, allow_network=allow_network,
@@ -399,7 +403,84 @@ def load_reference(
     elif Path(source).is_dir():
         table = read_skytable(source, ra, dec, radius_deg)
     else:
-        table = cone(read_table(source), ra, dec, radius_deg)
+        whole = read_table(source)
+        table = cone(whole, ra, dec, radius_deg)
+        table.meta["NTOTAL"] = len(whole)
     out = propagate(table, epoch)
     out.meta["REFCAT"] = str(source)
     return out
+
+
+def stars_in_field(ra, dec, headers_by_ota: dict) -> int:
+    """How many reference stars fall on an OTA of the focal plane where the headers place it.
+
+    Parameters
+    ----------
+    ra, dec : array-like
+        Reference positions, degrees, shape ``(n,)``.
+    headers_by_ota : dict
+        OTA number -> header with its (canned) WCS and ``NAXIS1/2``: the field as pointed.
+
+    Returns
+    -------
+    int
+        Stars on an OTA (gaps and the outside excluded).
+    """
+    if len(ra) == 0:
+        return 0
+    ota, _, _ = wcs2odi(headers_by_ota, ra, dec)
+    return int(np.count_nonzero(ota >= 0))
+
+
+@dataclass(frozen=True)
+class ReferenceOutcome:
+    """What the reference catalogue gave one exposure's astrometric calibration.
+
+    Attributes
+    ----------
+    catalogue : str
+        The catalogue as configured: a file, a ``SkyTable.fits`` folder or an online provider.
+    center : tuple of float
+        ``(ra, dec)`` of the pointing, degrees.
+    n_cutout : int
+        Stars within the cut-out radius of the pointing.
+    n_field : int
+        Stars on the focal plane as pointed (:func:`stars_in_field`).
+    n_matched : int
+        Stars matched by the accepted solution (0 without one).
+    solved : bool
+        An astrometric solution was accepted (``WCSCAL``).
+    n_total : int or None
+        Rows of the whole catalogue file, None when not known (folders, online services).
+    """
+
+    catalogue: str
+    center: tuple
+    n_cutout: int
+    n_field: int
+    n_matched: int
+    solved: bool
+    n_total: int | None = None
+
+    def summary(self) -> str:
+        """One line for the run log: stars in the field and matched, and the catalogue."""
+        return (f"{self.n_field} reference stars in the field ({self.n_cutout} in the cut-out), "
+                f"{self.n_matched} matched; catalogue {self.catalogue}")
+
+    def problem(self) -> str | None:
+        """What went wrong, in one line; None when a solution was accepted."""
+        if self.solved:
+            return None
+        where = f"RA {self.center[0]:.4f}, Dec {self.center[1]:+.4f}"
+        if self.n_field == 0:
+            held = "" if self.n_total is None else f"; the file holds {self.n_total} stars"
+            return (f"reference catalogue {self.catalogue} has 0 stars in the field at {where} "
+                    f"({self.n_cutout} in the cut-out{held}): no astrometric solution (WCSCAL = F)")
+        return (f"no astrometric solution (WCSCAL = F): {self.n_field} reference stars of {self.catalogue} in "
+                f"the field at {where}, none matched")
+
+    def cards(self) -> list:
+        """``(keyword, value, comment)`` header cards: ``ASTRMCAT``, ``WCSNREF``, ``WCSNMTCH``."""
+        return [("ASTRMCAT", Path(str(self.catalogue)).name[:68], "astrometric reference catalogue"),
+                ("WCSNREF", self.n_field, "reference stars in the field"),
+                ("WCSNMTCH", self.n_matched, "reference stars matched")]

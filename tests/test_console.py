@@ -282,8 +282,21 @@ def test_progress_on_a_terminal_rewrites_one_line(tmp_path):
     assert text.endswith(" s left\n") and text.count("\n") == 1
 
 
+def _started_mid_run(first, work: Path) -> None:
+    """Return once ``first`` has written a master, i.e. is mid-run (the issue's "25 s apart", scaled)."""
+    deadline = time.time() + 300
+    while not list((work / "work" / NIGHT / "cals" / "ota").glob("*.fits")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert first.poll() is None, "the first run ended before the second started"
+
+
+def _mef_state(path: Path) -> tuple:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
 @pytest.mark.fullsize  # two whole reductions of a night in subprocesses: the long suite
-def test_two_reduce_runs_on_one_night_wait_for_each_other(broken_night, tmp_path):
+@pytest.mark.parametrize("start", ["together", "mid-run"])
+def test_two_reduce_runs_on_one_night_wait_for_each_other(broken_night, tmp_path, start):
     import subprocess
     import sys
 
@@ -296,11 +309,20 @@ def test_two_reduce_runs_on_one_night_wait_for_each_other(broken_night, tmp_path
                "sys.exit(podiflow_main(sys.argv[1:]))", "reduce", NIGHT, "--workers", "1"]
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    if start == "together":
+        time.sleep(1.0)
+    else:
+        _started_mid_run(first, work)
     second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    (out1, err1), (out2, err2) = first.communicate(timeout=600), second.communicate(timeout=600)
+    out1, err1 = first.communicate(timeout=600)
+    mef = work / "out" / NIGHT / good / f"{good}.fits"
+    single = _mef_state(mef)  # the first run, undisturbed: a single run's MEF
+    out2, err2 = second.communicate(timeout=600)
     assert first.returncode == 0 and second.returncode == 0, (err1, err2)
     waited = [err for err in (err1, err2) if "a run is in progress" in err]
     assert len(waited) == 1 and len(waited[0].splitlines()) == 1 and "Traceback" not in err1 + err2
     assert all(f"night {NIGHT}: 1 reduced, 0 failed, 0 not run" in out for out in (out1, out2))
-    assert (work / "out" / NIGHT / good / f"{good}.fits").is_file()
+    assert _mef_state(mef) == single  # the second run found it made and rebuilt nothing
+    # the masters' detrended frames were deleted, and no lease or deferred list is left
+    assert not [p for p in (work / "work" / NIGHT).glob("*/detrend/*.fits") if p.parent.parent.name != good]
+    assert list((work / "work" / ".builds").iterdir()) == []

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.table import Table
 
 from podisteps.astrometry import sky_offsets
@@ -11,12 +12,14 @@ from podisteps.refcat import (
     BANDS,
     REFCAT_COLUMNS,
     NetworkDisabledError,
+    ReferenceOutcome,
     cone,
     load_reference,
     propagate,
     query_online,
     read_skytable,
     read_table,
+    stars_in_field,
     write_skytable_shards,
 )
 
@@ -154,3 +157,37 @@ def test_online_gaia():
     pytest.importorskip("astroquery")
     t = query_online("gaia", 10.68, 41.27, 0.05, allow_network=True, row_limit=200, timeout=30)
     assert tuple(t.colnames) == REFCAT_COLUMNS and len(t) > 10 and (t["epoch"] == 2016.0).all()
+
+
+def _ota_header(crpix1: float) -> fits.Header:
+    """A 100 x 100 px OTA, 1"/px, East = -x, with the optical axis (10, 20) deg at ``(crpix1, 50.5)``."""
+    return fits.Header({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 10.0, "CRVAL2": 20.0,
+                        "CRPIX1": crpix1, "CRPIX2": 50.5, "CD1_1": -1 / 3600, "CD1_2": 0.0, "CD2_1": 0.0,
+                        "CD2_2": 1 / 3600, "NAXIS1": 100, "NAXIS2": 100})
+
+
+def test_stars_in_field_counts_stars_on_the_otas_only():
+    # OTA 33 spans -50..+50" East of the axis, OTA 34 -170..-70": a 20" gap between them
+    headers = {33: _ota_header(50.5), 34: _ota_header(-69.5)}
+    east = np.array([1.0, 49.0, -49.0, -60.0, -100.0, -169.0, -200.0, 60.0])  # arcsec
+    ra, dec = 10.0 + east / 3600 / np.cos(np.radians(20.0)), np.full(east.size, 20.0)
+    assert stars_in_field(ra, dec, headers) == 5  # 3 on OTA 33, 2 on OTA 34; the gap and beyond: none
+    assert stars_in_field(ra[3:4], dec[3:4], headers) == 0
+    assert stars_in_field(np.zeros(0), np.zeros(0), headers) == 0
+
+
+def test_reference_outcome_says_what_went_wrong():
+    solved = ReferenceOutcome(catalogue="/cats/refcat.fits", center=(333.87, 15.5), n_cutout=900, n_field=204,
+                              n_matched=150, solved=True, n_total=5000)
+    assert solved.problem() is None
+    assert solved.summary() == ("204 reference stars in the field (900 in the cut-out), 150 matched; "
+                                "catalogue /cats/refcat.fits")
+    assert [c[:2] for c in solved.cards()] == [("ASTRMCAT", "refcat.fits"), ("WCSNREF", 204), ("WCSNMTCH", 150)]
+    unsolved = ReferenceOutcome(catalogue="gaia", center=(333.87, 15.5), n_cutout=900, n_field=204, n_matched=0,
+                                solved=False)
+    assert unsolved.problem() == ("no astrometric solution (WCSCAL = F): 204 reference stars of gaia in the field "
+                                  "at RA 333.8700, Dec +15.5000, none matched")
+    empty = ReferenceOutcome(catalogue="/cats/sky", center=(333.87, 15.5), n_cutout=3, n_field=0, n_matched=0,
+                             solved=False)
+    assert empty.problem() == ("reference catalogue /cats/sky has 0 stars in the field at RA 333.8700, Dec +15.5000 "
+                               "(3 in the cut-out): no astrometric solution (WCSCAL = F)")

@@ -6,6 +6,7 @@ Both run ``podiflow reduce`` in subprocesses on a tiny simulated night (test ins
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -104,23 +105,42 @@ def test_killed_worker_rerun_redoes_nothing_finished(tiny_night, tmp_path):
 
 
 def _free_port() -> int:
-    return 18082 + os.getpid() % 1000
+    """A loopback port nobody listens on, the kernel's pick (asked in a subprocess: sockets are off in tests)."""
+    pick = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+    return int(subprocess.check_output([sys.executable, "-c", pick], text=True))
 
 
-def test_two_workers_one_luigid_run_each_task_once(tiny_night, tmp_path):
-    db = tmp_path / "history.sqlite"
-    env = _site(tmp_path, tiny_night, extra=f"\n[task_history]\ndb_connection = sqlite:///{db}\n")
-    cfg = tmp_path / "luigi.cfg"
-    cfg.write_text(cfg.read_text().replace("record_task_history = false", "record_task_history = true"))
-    port = _free_port()
+def _mefs(tmp_path) -> dict:
+    """The night's final MEFs: name -> bytes."""
+    return {p.name: p.read_bytes() for p in sorted((tmp_path / "out" / NIGHT).glob("*/*.fits"))}
+
+
+def _start_luigid(env, tmp_path, port):
     (tmp_path / "logs").mkdir()
     luigid = subprocess.Popen([str(Path(sys.executable).parent / "luigid"), "--address", "127.0.0.1", "--port",
                                str(port), "--state-path", str(tmp_path / "state.pickle"), "--logdir",
                                str(tmp_path / "logs")], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(3)
+    assert luigid.poll() is None
+    return luigid
+
+
+def test_two_workers_one_luigid_run_each_task_once(tiny_night, tmp_path):
+    db = tmp_path / "history.sqlite"
+    env = _site(tmp_path, tiny_night, extra=f"\n[task_history]\ndb_connection = sqlite:///{db}\n")
+    local = _reduce(env, "--workers", "1")  # the reference: the same night with a local scheduler, same paths
+    out = local.communicate(timeout=900)[0]
+    assert local.returncode == 0, out[-3000:]
+    single = _mefs(tmp_path)
+    assert len(single) == 2
+    for folder in ("work", "out"):
+        shutil.rmtree(tmp_path / folder)
+    cfg = tmp_path / "luigi.cfg"
+    cfg.write_text(cfg.read_text().replace("record_task_history = false", "record_task_history = true"))
+    port = _free_port()
+    luigid = _start_luigid(env, tmp_path, port)
     try:
-        time.sleep(3)
-        assert luigid.poll() is None
         workers = [_reduce(env, "--workers", "1", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port))
                    for _ in range(2)]
         outputs = [w.communicate(timeout=900)[0] for w in workers]
@@ -135,5 +155,15 @@ def test_two_workers_one_luigid_run_each_task_once(tiny_night, tmp_path):
                            "WHERE e.event_name = 'DONE'").fetchone()[0]
     assert runs and all(n == 1 for _, _, n in runs), [r for r in runs if r[2] != 1]
     assert done >= len(runs) > 60  # masters, detrending and final products of the night
+    assert sum(name == "CollectCells" for name, _, _ in runs) == 2  # each MEF made once
+    assert _mefs(tmp_path) == single  # byte for byte what the local scheduler made
+    assert not list((tmp_path / "work" / NIGHT).glob("failures/*.json"))
     products = _products(tmp_path)
     assert all(_valid_fits(p) for p in products if p.endswith(".fits"))
+    # the masters' detrended frames were kept while the other worker's build ran, and went once both had ended;
+    # no lease or deferred list is left
+    logs = "".join(p.read_text() for p in (tmp_path / "work" / "logs").glob("reduce-*.log"))
+    assert "intermediates kept while 1 other build(s) run" in logs
+    science = {n.split(".fits")[0] for n in single}
+    assert not [p for p in (tmp_path / "work" / NIGHT).glob("*/detrend/*.fits") if p.parent.parent.name not in science]
+    assert list((tmp_path / "work" / ".builds").iterdir()) == []

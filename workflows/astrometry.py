@@ -7,7 +7,9 @@ pointing error searched) and moves them to the exposure epoch. ``FixWCS(obsid)``
 rotation over the focal plane, then refines each OTA (QUICKREDUCE_SPEC.md section 4.6). With
 ``-nonsidereal=dra,ddec,ref`` it then moves every OTA's ``CRVAL`` by the target's motion since the
 reference (an MJD, or a FITS file's ``MJD-OBS``) to the exposure's ``MJD-OBS`` (spec section 4.8), solved
-or not; the catalogue tables stay in the frame of the stars.
+or not; the catalogue tables stay in the frame of the stars. It states what the reference catalogue gave
+(stars in the field, matched: ``ASTRMCAT``, ``WCSNREF``, ``WCSNMTCH``, the log, and one console warning
+without a solution; docs/integrity.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from astropy.table import Table, vstack
 from astropy.time import Time
 
 from podisteps import astrometry, detect, refcat
+from podisteps.errors import logger
 from podisteps.wcs import WCS_CARD_RE
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
@@ -113,7 +116,8 @@ class ReferenceCatalog(PodiTask):
         table = refcat.load_reference(self.source(), rec.ra, rec.dec, SEARCH_RADIUS_DEG, epoch=epoch,
                                       allow_network=site().allow_network)
         cards = [("REFCAT", Path(self.source()).name, "reference catalogue"), ("EPOCH", epoch, "yr"),
-                 ("RADIUS", SEARCH_RADIUS_DEG, "cut-out radius, deg"), ("NREF", len(table), "stars")]
+                 ("RADIUS", SEARCH_RADIUS_DEG, "cut-out radius, deg"), ("NREF", len(table), "stars"),
+                 ("NCATROWS", table.meta.get("NTOTAL", -1), "stars in the whole catalogue file (-1: unknown)")]
         primary = fits.PrimaryHDU()
         for key, value, comment in provenance_cards(self, {"refcat": self.external_inputs()}):
             primary.header[key] = (value, comment)
@@ -221,12 +225,32 @@ class FixWCS(PodiTask):
             sources[ota] = _selected_sources(catalogs[ota])
         with fits.open(inputs["refcat"].path) as hdul:
             refs = Table(hdul["CAT.WCSREF"].data)
+            n_total = int(hdul["CAT.WCSREF"].header.get("NCATROWS", -1))
         self.progress(30, f"{self.obsid}: solving the WCS with {sum(len(s[0]) for s in sources.values())} "
                           f"sources and {len(refs)} reference stars")
         solution = astrometry.solve_focal_plane(sized, sources, (np.asarray(refs["ra"]), np.asarray(refs["dec"])),
                                                 mode="otashear")
         solution.headers = {ota: _wcs_header(h) for ota, h in solution.headers.items()}
-        self.output().write_hdulist(self._products(solution, headers, catalogs, refs))
+        outcome = self._reference_outcome(solution, sized, refs, n_total)
+        hdul = self._products(solution, headers, catalogs, refs)
+        hdul[0].header.update(outcome.cards())
+        self.output().write_hdulist(hdul)
+
+    def _reference_outcome(self, solution, sized: dict, refs: Table, n_total: int) -> refcat.ReferenceOutcome:
+        """What the reference catalogue gave this exposure, logged; a warning (one console line) when no
+        solution was accepted, saying whether the catalogue had any star in the field."""
+        first = sized[next(iter(sized))]
+        ra, dec = np.asarray(refs["ra"], float), np.asarray(refs["dec"], float)
+        outcome = refcat.ReferenceOutcome(
+            catalogue=self.requires()["refcat"].source(), center=(float(first["CRVAL1"]), float(first["CRVAL2"])),
+            n_cutout=len(refs), n_field=refcat.stars_in_field(ra, dec, sized),
+            n_matched=sum(len(pair[0]) for pair in solution.matches.values()) if solution.valid else 0,
+            solved=bool(solution.valid), n_total=n_total if n_total >= 0 else None)
+        logger.info("%s: %s", self.obsid, outcome.summary())
+        problem = outcome.problem()
+        if problem:
+            logger.warning("%s: %s", self.obsid, problem)
+        return outcome
 
     def external_inputs(self):
         value = self.reduction_options.nonsidereal

@@ -163,7 +163,7 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
     from .night import ReduceNight
     from .paths import night_index, work_root
     from .progress import live_progress
-    from .runlock import night_lock
+    from .runlock import build_lease, night_lock
 
     where = ({"scheduler_host": args.scheduler_host, "scheduler_port": args.scheduler_port}
              if args.scheduler_host else {"local_scheduler": True})
@@ -171,7 +171,7 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
     # with a central scheduler, luigid coordinates the workers of a night: no lock
     lock = contextlib.nullcontext() if args.scheduler_host else night_lock(work_root() / night,
                                                                           what=f"podiflow reduce {night}")
-    with lock, run_log(work_root(), f"reduce-{night}", level=args.log_level) as log:
+    with lock, build_lease(work_root()), run_log(work_root(), f"reduce-{night}", level=args.log_level) as log:
         clear_failures(night)  # this run reports what it produced, not what an earlier one left
         task = ReduceNight(night=night)
         with live_progress(log.with_suffix(".progress"), [task]):
@@ -442,7 +442,7 @@ def _cc_build(tasks: list, options, *, work: Path, obsid: str) -> bool:
     from .console import run_log
     from .paths import night_of
     from .progress import live_progress
-    from .runlock import night_lock
+    from .runlock import build_lease, night_lock
 
     where = {"local_scheduler": True}
     if options.scheduler:
@@ -452,7 +452,7 @@ def _cc_build(tasks: list, options, *, work: Path, obsid: str) -> bool:
     night = night_of(obsid)
     lock = contextlib.nullcontext() if options.scheduler else night_lock(
         work / night, what=f"podi_collectcells {obsid}", program="podi_collectcells")
-    with lock, run_log(work, "collectcells") as log:
+    with lock, build_lease(work), run_log(work, "collectcells") as log:
         with live_progress(log.with_suffix(".progress"), tasks):
             result = luigi.build(tasks, workers=max(1, options.ncpu), detailed_summary=True, **where)
         ok = result.status.name == "SUCCESS" and all(t.complete() for t in tasks)

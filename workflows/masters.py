@@ -44,6 +44,7 @@ from .focalplane import FocalPlaneCorrections
 from .fptemplates import frame_scale, pupilghost_source, read_pupilghost_template
 from .options import ReductionOptions
 from .paths import checkpoint_path, night_index, work_root
+from .runlock import discard_intermediates
 from .saturation import exposure_record
 from .settings import reduction_options
 
@@ -203,9 +204,8 @@ class MasterOTA(_MasterBase):
                      "pupilghost": self._template_path(inputs)}
         self.add_provenance(hdul[0].header, used)
         self.output().write_hdulist(hdul)
-        if not reduction_options().keepcalframes:
-            for path in paths:  # intermediates of calibration frames: the master is what is kept
-                Path(path).unlink(missing_ok=True)
+        if not reduction_options().keepcalframes:  # intermediates of calibration frames: the master is kept
+            discard_intermediates(paths, work=work_root())
 
     def _template_path(self, inputs) -> str:
         source = self._ghost_source(self._ghost_fit_options())

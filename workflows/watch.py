@@ -164,11 +164,14 @@ def _reduce(obsids: list[str], night: str, settings: WatchSettings, say) -> None
     from podisteps.nightsummary import progress_line
 
     from .night import ReduceExposure
+    from .paths import work_root
     from .qa import NightSummary, exposure_records
+    from .runlock import build_lease
 
     for obsid in obsids:
-        luigi.build([ReduceExposure(obsid=obsid)], workers=settings.workers, log_level="ERROR",
-                    **settings.scheduler)
+        with build_lease(work_root()):  # a reduce run meanwhile keeps the intermediates this build may need
+            luigi.build([ReduceExposure(obsid=obsid)], workers=settings.workers, log_level="ERROR",
+                        **settings.scheduler)
         for record in exposure_records(night, {obsid})[0]:
             say(progress_line(record))
     luigi.build([NightSummary(night=night, refresh_s=SUMMARY_REFRESH_S)], workers=1, log_level="ERROR",
