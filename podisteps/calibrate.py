@@ -31,7 +31,7 @@ from .instrument import CELL_IDS, CellGeometry, ota_position
 __all__ = [
     "CalibrationError", "FLAT_ORDER", "KEEPCELLS_NAN_FILL", "CellNoise", "merge_cell_noise", "bias_filename",
     "dark_filename", "flat_filename", "illumination_filename", "techdata_filename", "find_in_folders", "find_flat",
-    "find_fppos_extension", "master_frame", "subtract_bias", "dark_scale", "subtract_dark", "divide_flat",
+    "find_fppos_extension", "check_filter", "master_frame", "subtract_bias", "dark_scale", "subtract_dark", "divide_flat",
     "divide_illumination", "flat_gain", "flat_pupilghost_cards", "cell_noise_from_headers", "read_techdata",
     "choose_gain_method", "gain_factors", "apply_cell_factors", "gain_summary",
 ]
@@ -173,7 +173,15 @@ def find_fppos_extension(hdul: fits.HDUList, fppos: str, *, source: str | None =
     return matches[0][1]
 
 
-def _check_filter(hdul: fits.HDUList, header: fits.Header, filtername: str, source: str) -> None:
+def check_filter(hdul: fits.HDUList, header: fits.Header, filtername: str, source: str) -> None:
+    """Refuse a calibration (opened ``hdul``, extension ``header``, named ``source`` in the message) whose
+    ``FILTER`` (of the extension, else of the primary header) is not the frame's ``filtername``.
+
+    Raises
+    ------
+    CalibrationError
+        If the two differ (blanks around either ignored); a calibration without ``FILTER`` is accepted.
+    """
     found = header.get("FILTER", hdul[0].header.get("FILTER"))
     if found is not None and str(found).strip() != str(filtername).strip():
         raise CalibrationError(f"{source}: calibration is for FILTER = {found!r}, the frame has {filtername!r}")
@@ -237,7 +245,7 @@ def master_frame(
             f"(bin{geometry.binning}, {geometry.kind} OTAs): wrong binning?"
         )
     if filtername is not None:
-        _check_filter(hdul, hdu.header, filtername, name)
+        check_filter(hdul, hdu.header, filtername, name)
     if gain_method is not False:
         _check_gain_method(hdu.header, gain_method, name)
     frame = np.array(hdu.data, dtype=np.float32)

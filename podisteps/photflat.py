@@ -34,7 +34,7 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from .astrometry import header_wcs, tangent_plane
-from .calibrate import CalibrationError, _check_filter
+from .calibrate import CalibrationError, check_filter
 from .photometry import clipped_stars, usable_stars
 
 __all__ = ["flat_stars", "photometric_flat", "apply_photflat", "photflat_at", "correct_magnitudes", "photflat_filename",
@@ -123,7 +123,7 @@ def read_photflat(hdul: fits.HDUList, ota: int, *, filtername: str, binning: int
     named = _NAME_RE.match(Path(source).name)
     if named and named["filter"] != filtername:
         raise CalibrationError(f"{source}: photometric flat for filter {named['filter']!r}, the frame has {filtername!r}")
-    _check_filter(hdul, hdu.header, filtername, source)
+    check_filter(hdul, hdu.header, filtername, source)
     theirs = int(named["binning"]) if named else hdul[0].header.get("BINNING")
     if theirs is not None and int(theirs) != int(binning):
         raise CalibrationError(f"{source}: photometric flat for binning {theirs}, the frame has binning {binning}")

@@ -33,7 +33,7 @@ import luigi
 import numpy as np
 from astropy.io import fits
 
-from podisteps import calibrate, combine, flatfield, instrument, mastermef, pupilghost, sanity
+from podisteps import calibrate, combine, flatfield, flatghost, instrument, mastermef, sanity
 from podisteps.atomic import write_text_atomic
 from podisteps.outputname import safe_component
 
@@ -212,34 +212,20 @@ class MasterOTA(_MasterBase):
         return str(source.path) if source.path is not None else inputs["pupilghost"].path
 
     def _ghosts(self, inputs, headers, shape, cards) -> list:
-        """Per frame the ghost in flat units, ``template x PUPLGFAC / level`` placed at the frame's fitted
-        centre and rotator angle (None where no ghost was fitted on this OTA); sets ``PGAFCTD``, ``PGSCALNG``.
-
-        Returns
-        -------
-        list of numpy.ndarray or None
-            Shape ``shape`` (this OTA's frame), float32, one per input frame.
-        """
-        ghosts, factors = [], []
+        """Per frame the ghost in flat units (:func:`podisteps.flatghost.flat_ghosts`; None where no ghost
+        was fitted on this OTA); sets ``PGAFCTD``, ``PGSCALNG`` in ``cards``."""
+        fits_read = []
+        for header, fit_target, level_target in zip(headers, inputs["ghost"], inputs["ghostlevels"]):
+            level = json.loads(Path(level_target.path).read_text())["level"]
+            with fits.open(fit_target.path) as fit:
+                fits_read.append(flatghost.GhostFit.from_product(fit, level=level,
+                                                                 rotator=float(header.get("ROTSTART", 0.0))))
         with fits.open(self._template_path(inputs), memmap=True) as hdul:
             template = read_pupilghost_template(hdul, data_scale=frame_scale(shape))
-            for header, fit_target, level_target in zip(headers, inputs["ghost"], inputs["ghostlevels"]):
-                with fits.open(fit_target.path) as fit:
-                    factor = float(fit[0].header["PUPLGFAC"])
-                    centres = ({int(r["OTA"]): (float(r["PGCNTR_X"]), float(r["PGCNTR_Y"]))
-                                for r in fit["PGCENTRE"].data} if "PGCENTRE" in fit else {})
-                if factor <= 0 or self.ota not in centres:
-                    ghosts.append(None)
-                    continue
-                relative = factor / json.loads(Path(level_target.path).read_text())["level"]
-                placed = pupilghost.place_template(template.combined, shape, centres[self.ota],
-                                                   angle=float(header.get("ROTSTART", 0.0)) - template.rotangle)
-                ghosts.append(placed * np.float32(relative))
-                factors.append(relative)
-        cards["PGAFCTD"] = (bool(factors), "pupil ghost removed from this flat")
-        cards["PGSCALNG"] = (float(np.mean(factors)) if factors else 0.0,
-                             "mean ghost scale removed, flat units")
-        return ghosts
+            result = flatghost.flat_ghosts(template.combined, fits_read, ota=self.ota, shape=shape,
+                                           template_angle=template.rotangle)
+        cards |= result.cards
+        return result.ghosts
 
     def _scales(self, headers, levels) -> list:
         if self.kind == "dark":
