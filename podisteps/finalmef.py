@@ -130,7 +130,7 @@ class ExposureProducts:
         return bool(self.fixwcs is not None and self.fixwcs[0].header.get("WCSCAL", False))
 
 
-def final_mef(otas, products: ExposureProducts, *, options: MefOptions, log_keys: dict, lost=(),
+def final_mef(otas, products: ExposureProducts, *, options: MefOptions, log_keys: dict, masks=None, lost=(),
               name: str = "final MEF") -> fits.HDUList:
     """The final MEF of one exposure.
 
@@ -146,6 +146,9 @@ def final_mef(otas, products: ExposureProducts, *, options: MefOptions, log_keys
         Options that shape the MEF.
     log_keys : dict
         Reduction-log step -> keyword of the per-OTA log (``{"bias": "_BIAS", ...}``), in writing order.
+    masks : sequence of numpy.ndarray, optional
+        The OTAs' MASK planes (uint16, in the order of ``otas``) for ``-maskext``; default: read from ``otas``
+        (a scaled uint16 extension cannot be read from a memory-mapped file: the caller reads it then).
     lost : iterable of (int, str)
         OTAs already left out (bad raw files) and why.
     name : str, optional
@@ -161,7 +164,8 @@ def final_mef(otas, products: ExposureProducts, *, options: MefOptions, log_keys
     podisteps.sanity.SanityError
         More than half the OTAs unpublishable, or an exposure-wide key value not finite.
     """
-    parts = [_ota_extensions(h, products, options) for h in otas]
+    parts = [_ota_extensions(h, products, options, mask)
+             for h, mask in zip(otas, [None] * len(otas) if masks is None else masks)]
     problems = {int(p["header"]["OTA"]): _ota_problem(p, options) for p in parts}
     bad = {ota: why for ota, why in problems.items() if why}
     if len(bad) * 2 > len(parts):  # more than half of them: not one OTA's fault
@@ -187,7 +191,7 @@ def _ota_problem(part: dict, options: MefOptions) -> str:
     return sanity.ota_problem(data, {k: hdr[k] for k in OTA_KEY_VALUES if k in hdr}, fill=options.fill)
 
 
-def _ota_extensions(h: fits.HDUList, products: ExposureProducts, options: MefOptions) -> dict:
+def _ota_extensions(h: fits.HDUList, products: ExposureProducts, options: MefOptions, mask=None) -> dict:
     """One OTA's ``sci`` (and ``mask``) extension, its output ``header`` and its sky ``boxes``."""
     hdr = _ota_header(h[1].header, products.fixwcs if products.valid_wcs else None, products.photcal)
     boxes = Table(h["SKYBOXES"].data)
@@ -198,7 +202,7 @@ def _ota_extensions(h: fits.HDUList, products: ExposureProducts, options: MefOpt
                               float(products.photcal[0].header.get("SKYLEVEL", 0.0)))
     part = {"source": h[1].header, "header": hdr, "boxes": boxes, "sci": _image(data, hdr, options.binning, options.fill)}
     if options.maskext:
-        mask = np.asarray(h[2].data)
+        mask = np.asarray(h[2].data if mask is None else mask)
         part["mask"] = fits.ImageHDU(mask if options.binning == 1 else mef.softbin_mask(mask, options.binning),
                                      header=fits.Header({"EXTNAME": h[2].header["EXTNAME"]}))
     return part

@@ -122,9 +122,10 @@ class CollectCells(PodiTask):
 
     def build_hdulist(self, opened, products: finalmef.ExposureProducts) -> fits.HDUList:
         """The final MEF (uncompressed, data possibly memory-mapped from ``opened``) with provenance cards."""
-        hdul = finalmef.final_mef(opened, products, options=finalmef.MefOptions.of(self.reduction_options),
-                                  log_keys=REDUCTION_LOG_KEYS, lost=exposure_record(self.obsid).bad_otas,
-                                  name=self.output().path)
+        options = finalmef.MefOptions.of(self.reduction_options)
+        masks = [fits.getdata(h.filename(), ext=2, memmap=False) for h in opened] if options.maskext else None
+        hdul = finalmef.final_mef(opened, products, options=options, log_keys=REDUCTION_LOG_KEYS, masks=masks,
+                                  lost=exposure_record(self.obsid).bad_otas, name=self.output().path)
         for ota, reason in _lost_here(hdul, exposure_record(self.obsid).bad_otas):
             logger.warning("%s: OTA%02d left out of the final MEF: %s", self.obsid, ota, reason)
         used = {"otas": [h.filename() for h in opened]}
