@@ -227,7 +227,7 @@ def _assemble(parts: list, products: ExposureProducts, options: MefOptions, log_
 def _merge_ota_cards(ph: fits.Header, headers: list, log_keys: dict) -> None:
     """The merged reduction log and the NGAIN-weighted GAIN of the OTA headers, into ``ph``."""
     for key in log_keys.values():
-        ph[key] = (merge_log([str(h.get(key, "not selected")) for h in headers]), "reduction log")
+        ph[key] = (_merge_log([str(h.get(key, "not selected")) for h in headers]), "reduction log")
     gains = [(float(h.get("GAIN", 1.3)), int(h.get("NGAIN", 1))) for h in headers]
     weight = sum(n for _, n in gains)
     ph["GAIN"] = (sum(g * n for g, n in gains) / weight if weight else -1.0, "NGAIN-weighted gain, e-/ADU")
@@ -249,7 +249,7 @@ def _exposure_tables(ph: fits.Header, products: ExposureProducts) -> list:
     return tables
 
 
-def merge_log(values: list) -> str:
+def _merge_log(values: list) -> str:
     """QuickReduce's combination of per-OTA log values: a mix of success and failure is partial."""
     unique = set(values)
     if len(unique) == 1:
