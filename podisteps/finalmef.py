@@ -164,23 +164,18 @@ def final_mef(otas, products: ExposureProducts, *, options: MefOptions, log_keys
     podisteps.sanity.SanityError
         More than half the OTAs unpublishable, or an exposure-wide key value not finite.
     """
-    parts = [_ota_extensions(h, products, options, mask)
-             for h, mask in zip(otas, [None] * len(otas) if masks is None else masks)]
+    masks = [None] * len(otas) if masks is None else masks
+    rows = products.provenance.get("otas") or [[] for _ in otas]
+    parts = [_ota_extensions(h, products, options, m) | {"provenance": r} for h, m, r in zip(otas, masks, rows)]
     problems = {int(p["header"]["OTA"]): _ota_problem(p, options) for p in parts}
     bad = {ota: why for ota, why in problems.items() if why}
     if len(bad) * 2 > len(parts):  # more than half of them: not one OTA's fault
         raise sanity.SanityError(f"{name}: {len(bad)} of {len(parts)} OTAs cannot be published ("
                                  + "; ".join(f"{o:02d}: {why}" for o, why in sorted(bad.items())) + "): not published")
-    kept = [(p, rows) for p, rows in zip(parts, products.provenance.get("otas", [[]] * len(parts)))
-            if not problems[int(p["header"]["OTA"])]]
-    hdul = _assemble([p for p, _ in kept], products, options, log_keys, [r for _, r in kept])
+    hdul = _assemble([p for p in parts if int(p["header"]["OTA"]) not in bad], products, options, log_keys)
     hdul[0].header.extend(mef.integrity_cards(hdul, [*lost, *sorted(bad.items())]))
     sanity.check_product(name, *mef.product_check_inputs(hdul))
     return hdul
-
-
-def _scis(parts) -> list:
-    return [p["sci"] for p in parts]
 
 
 def _ota_problem(part: dict, options: MefOptions) -> str:
@@ -200,7 +195,8 @@ def _ota_extensions(h: fits.HDUList, products: ExposureProducts, options: MefOpt
     if products.photflat is not None:  # -autophotflat: 1 everywhere without a zero point, whatever the sky
         data = apply_photflat(data, products.photflat[hdr["EXTNAME"]].data,
                               float(products.photcal[0].header.get("SKYLEVEL", 0.0)))
-    part = {"source": h[1].header, "header": hdr, "boxes": boxes, "sci": _image(data, hdr, options.binning, options.fill)}
+    part = {"source": h[1].header, "header": hdr, "boxes": boxes,
+            "sci": _image(data, hdr, options.binning, options.fill)}
     if options.maskext:
         mask = np.asarray(h[2].data if mask is None else mask)
         part["mask"] = fits.ImageHDU(mask if options.binning == 1 else mef.softbin_mask(mask, options.binning),
@@ -208,20 +204,19 @@ def _ota_extensions(h: fits.HDUList, products: ExposureProducts, options: MefOpt
     return part
 
 
-def _assemble(parts: list, products: ExposureProducts, options: MefOptions, log_keys: dict,
-              ota_provenance: list) -> fits.HDUList:
-    """The MEF of the publishable OTAs (``parts`` of :func:`_ota_extensions`)."""
+def _assemble(parts: list, products: ExposureProducts, options: MefOptions, log_keys: dict) -> fits.HDUList:
+    """The MEF of the publishable OTAs (``parts`` of :func:`_ota_extensions`, with their ``provenance``)."""
     ph = _primary_header(parts[0]["source"] if parts else fits.Header(), options)
     _merge_ota_cards(ph, [p["header"] for p in parts], log_keys)
     tables = [_table(t, options.binning) for t in _exposure_tables(ph, products)]
-    sky = _skylevel(ph, [p["boxes"] for p in parts], products.focalplane, {int(p["header"]["OTA"]): p["header"]
-                                                                            for p in parts})
+    headers = {int(p["header"]["OTA"]): p["header"] for p in parts}
+    sky = _skylevel(ph, [p["boxes"] for p in parts], products.focalplane, headers)
     _exposure_log(ph, options, products)
     ph["SKYNOISE"] = (math.sqrt(8.0 ** 2 + max(ph["SKYLEVEL"], 0.0) * ph["GAIN"]) if ph["GAIN"] > 0 else -1.0,
                       "sky noise sqrt(8^2 + SKYLEVEL*GAIN), e-")
     masks = [p["mask"] for p in parts if "mask" in p]
-    return fits.HDUList([fits.PrimaryHDU(header=ph), *_scis(parts), *masks, *tables, sky,
-                         _associations(parts, ota_provenance, products, ph, log_keys)])
+    return fits.HDUList([fits.PrimaryHDU(header=ph), *[p["sci"] for p in parts], *masks, *tables, sky,
+                         _associations(parts, products, ph, log_keys)])
 
 
 def _merge_ota_cards(ph: fits.Header, headers: list, log_keys: dict) -> None:
@@ -395,12 +390,11 @@ def _exposure_log(ph: fits.Header, options: MefOptions, products: ExposureProduc
         ph[key] = (value, "reduction log")
 
 
-def _associations(parts: list, ota_provenance: list, products: ExposureProducts, ph: fits.Header,
-                  log_keys: dict) -> fits.BinTableHDU:
+def _associations(parts: list, products: ExposureProducts, ph: fits.Header, log_keys: dict) -> fits.BinTableHDU:
     """Every file read, per step, with whether its step was applied (the reduction log says)."""
     rows = []
-    for part, provenance in zip(parts, ota_provenance):
-        for role, path in provenance:
+    for part in parts:
+        for role, path in part["provenance"]:
             key = log_keys.get(role)
             rows.append((role, path, key is None or str(part["source"].get(key, "")) in _APPLIED))
     applied = {"fixwcs": products.valid_wcs, "photcal": ph.get("_PHOTCAL") == "successful", "focalplane": True}

@@ -116,7 +116,8 @@ def ota_samples(data: np.ndarray, header: fits.Header, boxes: Table, *, ota: int
     return fits.HDUList(hdus)
 
 
-def fit_focal_plane(samples: dict, *, ghost_template=None, layout: str, sky_otas, centre_subsample: int) -> fits.HDUList:
+def fit_focal_plane(samples: dict, *, ghost_template=None, layout: str, sky_otas,
+                    centre_subsample: int) -> fits.HDUList:
     """The exposure-wide fringe scale, pupil-ghost fit and global sky.
 
     Parameters

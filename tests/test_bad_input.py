@@ -4,7 +4,8 @@ OTA, not the exposure; tolerated defects give a complete MEF whose headers say w
 
 One small simulated night (test instrument, two good odi_r exposures A and B 61 s apart) gets a clone of A
 per defect between them (OTAs 33 and 34 only; every clone is inside B's persistency window), plus a clone
-losing two OTA files, a clone with tolerated defects and a clone (OTAs 33, 34, 44) whose OTA 34 reads out NaN. The night is reduced once (module fixture).
+losing two OTA files, a clone with tolerated defects and a clone (OTAs 33, 34, 44) whose OTA 34 reads out
+NaN. The night is reduced once (module fixture).
 """
 
 import shutil
