@@ -15,7 +15,7 @@ from .photometry import _filter_entry
 
 __all__ = ["PREP4SEX_VALUE", "undefined_value", "softbin_image", "softbin_mask", "softbin_header",
            "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table",
-           "integrity_cards", "product_check_inputs", "CHECK_STRIDE"]
+           "integrity_cards", "lost_otas", "product_check_inputs", "CHECK_STRIDE"]
 
 #: Value of undefined pixels with -prep4sex (SExtractor's "no data").
 PREP4SEX_VALUE = -1e31
@@ -155,8 +155,8 @@ def association_table(rows: list) -> fits.BinTableHDU:
 
 
 def integrity_cards(hdulist: fits.HDUList, bad_otas) -> list:
-    """Primary cards saying what an exposure's MEF lacks: ``NLOSTOTA`` and ``LOSTnn`` (OTAs lost to bad raw
-    files, with the reason) and ``PERSKIP`` (unreadable earlier OTA files whose persistence was not masked,
+    """Primary cards saying what an exposure's MEF lacks: ``NLOSTOTA`` and ``LOSTnn`` (OTAs left out for bad
+    raw files or unpublishable pixels, with the reason) and ``PERSKIP`` (unreadable earlier OTA files whose persistence was not masked,
     summed over the ``OTAxy.SCI`` extensions' own ``PERSKIP``).
 
     Parameters
@@ -164,7 +164,8 @@ def integrity_cards(hdulist: fits.HDUList, bad_otas) -> list:
     hdulist : astropy.io.fits.HDUList
         The assembled MEF.
     bad_otas : iterable of (int, str)
-        OTA number and why its raw file could not be reduced (the night index's ``bad_otas``).
+        OTA number and why it was left out (the night index's ``bad_otas``, then those the final MEF
+        could not publish).
 
     Returns
     -------
@@ -172,11 +173,17 @@ def integrity_cards(hdulist: fits.HDUList, bad_otas) -> list:
         ``(keyword, value, comment)`` cards.
     """
     bad_otas = tuple(bad_otas)
-    cards = [("NLOSTOTA", len(bad_otas), "OTAs left out: their raw files are bad")]
+    cards = [("NLOSTOTA", len(bad_otas), "OTAs left out: bad raw files or pixels")]
     cards += [(f"LOST{ota:02d}", reason, "") for ota, reason in bad_otas]  # long values: no comment
     skipped = sum(int(h.header.get("PERSKIP", 0)) for h in hdulist[1:] if h.name.endswith(".SCI"))
     cards.append(("PERSKIP", skipped, "unreadable persistency sources skipped"))
     return cards
+
+
+def lost_otas(header: fits.Header) -> list:
+    """``(OTA, reason)`` of every ``LOSTnn`` card of a final MEF's primary header, in card order."""
+    return [(int(key[4:]), str(header[key])) for key in header
+            if key.startswith("LOST") and key[4:].isdigit() and len(key) == 6]
 
 
 #: Every n-th row and column a product sanity check looks at (enough to tell a mostly-NaN OTA).

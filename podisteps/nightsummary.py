@@ -39,6 +39,7 @@ from astropy.table import MaskedColumn, Table
 from PIL import Image
 
 from .atomic import write_text_atomic
+from .mef import lost_otas
 
 __all__ = ["COLUMNS", "depth_5sigma", "header_quality", "exposure_record", "summary_table", "progress_line",
            "render_html", "write_summary", "THUMBNAILS", "failure_text"]
@@ -147,7 +148,8 @@ def exposure_record(entry, *, header=None, mef: str = "", mef_mtime: float = mat
     if entry.error:
         status, error = "failed", f"raw files: {entry.error}"
     elif header is not None and not current:  # an OTA lost to a bad raw file is named, the exposure is reduced
-        notes = [f"OTA{o:02d} left out: {why}" for o, why in getattr(entry, "bad_otas", ())]
+        lost = lost_otas(header) if "NLOSTOTA" in header else getattr(entry, "bad_otas", ())  # raw or pixels
+        notes = [f"OTA{o:02d} left out: {why}" for o, why in lost]
         skipped = header.get("PERSKIP", 0)
         notes += [f"persistence of {skipped} unreadable earlier OTA file(s) not masked"] if skipped else []
         status, error = "reduced", "; ".join(notes)

@@ -33,6 +33,7 @@ __all__ = [
     "check_known_filter",
     "check_calibration",
     "check_product",
+    "ota_problem",
     "bad_cells",
 ]
 
@@ -155,6 +156,12 @@ def check_calibration(name: str, kind: str, data: np.ndarray) -> float:
     return median
 
 
+def _not_finite(values: dict) -> list:
+    """``"KEY = value"`` of each value that is not a finite number."""
+    return [f"{k} = {v!r}" for k, v in values.items()
+            if not isinstance(v, (int, float, np.number)) or not np.isfinite(v)]
+
+
 def check_product(name: str, otas: dict, values: dict) -> None:
     """Check a final product before it is published.
 
@@ -177,10 +184,35 @@ def check_product(name: str, otas: dict, values: dict) -> None:
     if otas and len(empty) * 2 > len(otas):
         raise SanityError(f"{name}: {len(empty)} of {len(otas)} OTAs are mostly NaN "
                           f"({', '.join(f'{o:02d}' for o in empty)}): not published")
-    bad = [f"{k} = {v!r}" for k, v in values.items()
-           if not isinstance(v, (int, float, np.number)) or not np.isfinite(v)]
+    bad = _not_finite(values)
     if bad:
         raise SanityError(f"{name}: {', '.join(bad)} not finite: not published")
+
+
+def ota_problem(pixels: np.ndarray, values: dict, *, fill: float = math.nan) -> str:
+    """Why one OTA of a final product cannot be published, or ``''``.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        The OTA's science pixels as written (any shape, e.g. subsampled), undefined ones NaN or ``fill``.
+    values : dict
+        ``keyword -> value`` of the OTA's key header numbers, which must be finite.
+    fill : float, optional
+        The value written for undefined pixels (``-indefval``, ``-prep4sex``); NaN: none.
+
+    Returns
+    -------
+    str
+        Fewer than :data:`MIN_FINITE_FRACTION` defined pixels, or the keys that are not finite numbers.
+    """
+    pixels = np.asarray(pixels)
+    defined = _finite_fraction(pixels) if math.isnan(fill) else \
+        (float((np.isfinite(pixels) & (pixels != np.float32(fill))).mean()) if pixels.size else 0.0)
+    if defined < MIN_FINITE_FRACTION:
+        return f"only {defined:.0%} of its pixels are defined (at least {MIN_FINITE_FRACTION:.0%} needed)"
+    bad = _not_finite(values)
+    return f"{', '.join(bad)} not finite" if bad else ""
 
 
 def bad_cells(cells: dict) -> dict:

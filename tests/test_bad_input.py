@@ -4,7 +4,8 @@ OTA, not the exposure; tolerated defects give a complete MEF whose headers say w
 
 One small simulated night (test instrument, two good odi_r exposures A and B 61 s apart) gets a clone of A
 per defect between them (OTAs 33 and 34 only; every clone is inside B's persistency window), plus a clone
-losing two OTA files and a clone with tolerated defects. The night is reduced once (module fixture).
+losing two OTA files, a clone with tolerated defects and a clone (OTAs 33, 34, 44) whose OTA 34 reads out
+NaN. The night is reduced once (module fixture).
 """
 
 import shutil
@@ -126,11 +127,23 @@ def _tolerated(ota, hdul):
         hdul["xy07"].header.remove(key)
     if ota == 33:
         for cell, value in (("xy52", np.nan), ("xy53", 70000.0)):
-            i = hdul.index_of(cell)
-            header = hdul[i].header.copy()
-            for key in ("BZERO", "BSCALE"):
-                header.remove(key)
-            hdul[i] = fits.ImageHDU(np.full(hdul[i].data.shape, value, np.float32), header=header)
+            _fill_cell(hdul, cell, value)
+
+
+def _fill_cell(hdul, cell, value):
+    """Replace a raw cell by float32 ``value`` everywhere."""
+    i = hdul.index_of(cell)
+    header = hdul[i].header.copy()
+    for key in ("BZERO", "BSCALE"):
+        header.remove(key)
+    hdul[i] = fits.ImageHDU(np.full(hdul[i].data.shape, value, np.float32), header=header)
+
+
+def _pixels_lost(ota, hdul):
+    """OTA 34 reads out NaN in every cell: a readable file whose detrended pixels are all undefined."""
+    if ota == 34:
+        for hdu in list(hdul[1:]):
+            _fill_cell(hdul, hdu.name, np.nan)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +169,8 @@ def bad_night(tmp_path_factory):
     shutil.copyfile(night / B / f"{B}.44.fits", folder / f"{partial}.44.fits")  # another exposure's OTA file
     tolerated, mjd = _clone_name(len(DEFECTS) + 1)
     clone_exposure(night / A, night, tolerated, mjd=mjd, edit=_tolerated)
+    pixels_lost, mjd = _clone_name(len(DEFECTS) + 2)
+    clone_exposure(night / A, night, pixels_lost, mjd=mjd, edit=_pixels_lost, otas=(33, 34, 44))
     (night / "pointing.fits").write_bytes((night / A / f"{A}.33.fits").read_bytes())  # a loose FITS file
     cfg = luigi.configuration.get_config()
     saved = dict(cfg.items("podiflow"))
@@ -168,6 +183,7 @@ def bad_night(tmp_path_factory):
                          detailed_summary=True, log_level="WARNING", workers=1)
     luigi.build([NightSummary(night=NIGHT)], local_scheduler=True, log_level="WARNING")
     yield SimpleNamespace(root=root, night=night, clones=clones, partial=partial, tolerated=tolerated,
+                          pixels_lost=pixels_lost,
                           result=result, index=night_index(NIGHT), out=out_root() / NIGHT, work=work_root())
     for key, value in saved.items():
         cfg.set("podiflow", key, value)
@@ -199,7 +215,7 @@ def test_bad_exposure_is_one_line_naming_file_and_key(bad_night, defect, tmp_pat
 
 def test_the_rest_of_the_night_is_reduced(bad_night):
     assert bad_night.result.status.name == "SUCCESS", bad_night.result.summary_text
-    good = [A, B, bad_night.partial, bad_night.tolerated]
+    good = [A, B, bad_night.partial, bad_night.tolerated, bad_night.pixels_lost]
     assert [e.obsid for e in bad_night.index.select(obstype="OBJECT")] == sorted(good)
     for obsid in good:
         with fits.open(_mef(bad_night, obsid)) as hdul:
@@ -231,6 +247,27 @@ def test_a_bad_ota_file_costs_its_ota_not_the_exposure(bad_night):
     row = summary[summary["obsid"] == obsid][0]
     assert row["status"] == "reduced" and f"OTA34 left out: {reasons[34]}" in row["error"]
     assert f"OTA44 left out: {reasons[44]}" in row["error"]
+
+
+def test_an_ota_of_undefined_pixels_costs_its_ota_not_the_exposure(bad_night, tmp_path):
+    obsid = bad_night.pixels_lost
+    assert not bad_night.index.by_obsid()[obsid].bad_otas  # its raw files are readable
+    reason = "only 0% of its pixels are defined (at least 50% needed)"
+    with fits.open(_mef(bad_night, obsid)) as hdul:
+        ph = hdul[0].header
+        assert ph["NLOSTOTA"] == 1 and ph["LOST34"] == reason and ph["OBSID"] == obsid[1:]
+        assert [h.name for h in hdul if h.name.endswith(".SCI")] == ["OTA33.SCI", "OTA44.SCI"]
+        assert np.isfinite(ph["SKYLEVEL"])
+    summary = Table.read(bad_night.out / "summary.ecsv")
+    row = summary[summary["obsid"] == obsid][0]
+    assert row["status"] == "reduced" and row["error"] == f"OTA34 left out: {reason}"
+    # -prep4sex fills the undefined pixels with -1e31 before the check, which still counts them undefined
+    out = tmp_path / "out.fits"
+    assert cli.collectcells_main([str(bad_night.night / obsid), str(out), "-prep4sex", "-noqaplots",
+                                  "-persistency=no"]) == 0
+    with fits.open(out) as hdul:
+        assert hdul[0].header["LOST34"] == reason and "OTA34.SCI" not in hdul
+        assert (hdul["OTA33.SCI"].data == np.float32(-1e31)).any()
 
 
 def test_tolerated_defects_give_a_complete_mef_saying_what_was_done(bad_night):
@@ -279,7 +316,7 @@ def test_master_flat_of_zeros_or_nan_fails_with_the_reason(bad_night, tmp_path, 
 def test_podiflow_index_lists_every_problem_in_one_line_each(bad_night, capsys):
     assert cli.podiflow_main(["index", str(bad_night.night)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"night {NIGHT}: {4 + len(DEFECTS)} exposures, {len(DEFECTS)} unreadable"
+    assert lines[0] == f"night {NIGHT}: {5 + len(DEFECTS)} exposures, {len(DEFECTS)} unreadable"
     for obsid in bad_night.clones.values():
         (line,) = [ln for ln in lines if obsid in ln]
         assert " ERROR " in line and bad_night.index.by_obsid()[obsid].error in line

@@ -16,6 +16,9 @@ measurements, never images::
     CorrectedOTA          <work>/<night>/<obsid>/corrected/<obsid>.<OTA>.corrected.<id>.fits
         the DetrendOTA layout (PRIMARY, OTAxy.SCI, OTAxy.MASK, SKYBOXES) minus template x scale
 
+The tasks open their inputs and write their products; the measurements, the fit and the correction are the
+pure composites of :mod:`podisteps.focalfit` (``ota_samples``, ``fit_focal_plane``, ``correct_ota``).
+
 Departures from QuickReduce, on purpose:
 
 - the global sky uses the filter's photometry OTAs of the layout (QuickReduce's [bug] always took the
@@ -29,16 +32,14 @@ Departures from QuickReduce, on purpose:
 
 from __future__ import annotations
 
-import math
+from contextlib import ExitStack
 
 import luigi
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table, vstack
+from astropy.table import Table
 
-from podisteps import fringe, instrument, pupilghost
-from podisteps.stats import block_median
-from podisteps.background import sky_statistics
+from podisteps import focalfit, fringe, instrument
 
 from .base import FitsTarget, PodiTask, options_param, provenance_cards
 from .detrend import DetrendOTA
@@ -52,10 +53,6 @@ __all__ = ["FocalPlaneSamples", "FocalPlaneCorrections", "CorrectedOTA", "image_
 
 #: Task families whose options shape the focal-plane products.
 FOCAL_FAMILIES = ["DetrendOTA", "FocalPlaneCorrections"]
-#: Block side of the binned sky for the ghost fit, full-size bin1 px.
-PG_BLOCK_PX = 64
-#: Written for a scale that was not fitted (QuickReduce's convention).
-NOT_DONE = -1.0
 
 
 def image_task(obsid: str, ota: int, options: ReductionOptions) -> PodiTask:
@@ -124,46 +121,25 @@ class FocalPlaneSamples(_FocalTask):
             data, header = hdul[1].data.astype(np.float32), hdul[1].header
             boxes = Table(hdul["SKYBOXES"].data)
         scale = frame_scale(data.shape)
-        primary = fits.PrimaryHDU()
-        ph = primary.header
-        ph["OTA"] = self.ota
-        ph["SCALE"] = (scale, "full-size bin1 px per px")
-        ph["AXIS_X"] = (float(header.get("CRPIX1", math.nan)) - 1.0, "optical axis x, 0-based px")
-        ph["AXIS_Y"] = (float(header.get("CRPIX2", math.nan)) - 1.0, "optical axis y, 0-based px")
-        ph["ROTSTART"] = float(header.get("ROTSTART", 0.0))
-        ph["GUIDEOTA"] = (instrument.is_guide_ota(str(header.get("CELLMODE", ""))), "OTA has video cells")
-        for key in ("PGCNTR_X", "PGCNTR_Y"):
-            if key in header:
-                ph[key] = (float(header[key]), "ghost centre from the flat, px")
-        hdus, used = [primary], {"detrended": path}
+        used, fringe_rows = {"detrended": path}, None
         template_path = _template_path(self, "fringe")
         vectors_path = fringe_vector_file(self.record, opts, self.ota)
         if template_path is not None:
-            rows, boxes["FRNG_T"] = self._fringe(data, scale, boxes, template_path, vectors_path)
-            hdus.append(fits.BinTableHDU(Table(rows, names=fringe.FRINGE_COLUMNS), name="FRINGE"))
+            fringe_rows = focalfit.fringe_samples(data, self._fringe_template(template_path), vectors_path and
+                                                  fringe.fringe_vectors_from_regions(vectors_path, scale=scale),
+                                                  boxes, scale=scale)
             used |= {"fringe": template_path} | ({"fringevectors": vectors_path} if vectors_path else {})
-        if opts.pupilghost:
-            values, x, y = block_median(data, max(1, PG_BLOCK_PX // scale))
-            hdus.append(fits.BinTableHDU(Table([x, y, values], names=("X", "Y", "SKY")), name="PGBINS"))
-        hdus.append(fits.BinTableHDU(boxes, name="SKYBOXES"))
+        hdul = focalfit.ota_samples(data, header, boxes, ota=self.ota, scale=scale, fringe_rows=fringe_rows,
+                                    pupilghost_bins=bool(opts.pupilghost))
         for key, value, comment in provenance_cards(self, used):
-            ph[key] = (value, comment)
-        self.output().write_hdulist(fits.HDUList(hdus))
+            hdul[0].header[key] = (value, comment)
+        self.output().write_hdulist(hdul)
 
-    def _fringe(self, data, scale, boxes, template_path, vectors_path) -> tuple[np.ndarray, np.ndarray]:
-        """Per-vector amplitudes and the template's box medians at the sky boxes (zeros: no template)."""
+    def _fringe_template(self, template_path) -> np.ndarray | None:
+        """This OTA of the fringe template, float32 (None if the template lacks it)."""
         with fits.open(template_path) as hdul:
             name = f"OTA{self.ota:02d}.SCI"
-            template = hdul[name].data.astype(np.float32) if name in hdul else None
-        if template is None or template.shape != data.shape:
-            return np.empty((0, len(fringe.FRINGE_COLUMNS))), np.zeros(len(boxes))
-        rows = np.empty((0, len(fringe.FRINGE_COLUMNS)))
-        if vectors_path is not None:
-            vectors = fringe.fringe_vectors_from_regions(vectors_path, scale=scale)
-            rows = fringe.fringe_amplitudes(data, template, vectors, scale=scale)
-        half = max(4, 60 // scale) // 2  # the DetrendOTA sky box
-        at_boxes = fringe.box_medians(template, np.asarray(boxes["X"], float), np.asarray(boxes["Y"], float), half)
-        return rows, np.nan_to_num(at_boxes)
+            return hdul[name].data.astype(np.float32) if name in hdul else None
 
 
 class FocalPlaneCorrections(_FocalTask):
@@ -188,110 +164,22 @@ class FocalPlaneCorrections(_FocalTask):
             with fits.open(target.path) as hdul:
                 samples[ota] = {hdu.name: (Table(hdu.data) if hdu.name != "PRIMARY" else hdu.header.copy())
                                 for hdu in hdul}
-        primary = fits.PrimaryHDU()
-        ph = primary.header
-        frng_scl, frng_std, nvec = self._fringe_scale(samples)
-        ph["FRNG_SCL"] = (frng_scl, "fringe scale, ADU (-1: not done)")
-        ph["FRNG_STD"] = (frng_std, "std of the clipped vector scales")
-        ph["FRNG_NV"] = (nvec, "fringe vectors measured")
         used = {"samples": [t.path for t in self.input()["samples"].values()]}
         ghost_path = _template_path(self, "pupilghost")
-        centres, ghost_at_boxes = {}, {}
-        if ghost_path is not None:
-            with fits.open(ghost_path, memmap=True) as hdul:
+        layout = instrument.layout_for_mjd(self.record.mjd)
+        with ExitStack() as stack:
+            template = None
+            if ghost_path is not None:
                 scale = int(next(iter(samples.values()))["PRIMARY"]["SCALE"])
-                template = read_pupilghost_template(hdul, data_scale=scale)
-                factor, background, offset, centres, ghost_at_boxes = self._ghost(samples, template)
-            ph["PUPLGFAC"] = (factor, "pupil-ghost scale, ADU (-1: not done)")
-            ph["PGBGRND"] = (background, "background of the ghost fit, ADU")
-            ph["PGOFFS_X"] = (offset[0], "ghost centre - optical axis, x px")
-            ph["PGOFFS_Y"] = (offset[1], "ghost centre - optical axis, y px")
-            used["pupilghost"] = ghost_path
-        else:
-            ph["PUPLGFAC"] = (NOT_DONE, "pupil-ghost scale (-1: not done)")
-        sky_hdu = self._sky(ph, samples, ghost_at_boxes)
+                template = read_pupilghost_template(stack.enter_context(fits.open(ghost_path, memmap=True)),
+                                                    data_scale=scale)
+                used["pupilghost"] = ghost_path
+            hdul = focalfit.fit_focal_plane(samples, ghost_template=template, layout=layout.name,
+                                            sky_otas=layout.photometry_otas(self.record.filter),
+                                            centre_subsample=CENTRE_SUBSAMPLE)
         for key, value, comment in provenance_cards(self, used):
-            ph[key] = (value, comment)
-        hdus = [primary, sky_hdu]
-        if centres:
-            hdus.append(fits.BinTableHDU(Table(rows=[(o, c[0], c[1]) for o, c in sorted(centres.items())],
-                                               names=("OTA", "PGCNTR_X", "PGCNTR_Y"), dtype=("i2", "f8", "f8")),
-                                         name="PGCENTRE"))
-        self.output().write_hdulist(fits.HDUList(hdus))
-
-    @staticmethod
-    def _fringe_scale(samples) -> tuple[float, float, int]:
-        rows = [np.asarray(s["FRINGE"].as_array().tolist(), float).reshape(-1, len(fringe.FRINGE_COLUMNS))
-                for s in samples.values() if "FRINGE" in s and not s["PRIMARY"]["GUIDEOTA"]]
-        if not rows:
-            return NOT_DONE, NOT_DONE, 0
-        scale, std = fringe.fringe_scale(rows)
-        n = sum(len(r) for r in rows)
-        return (scale, std, n) if math.isfinite(scale) else (NOT_DONE, NOT_DONE, n)
-
-    def _ghost(self, samples, template):
-        """Centre (fitted unless every ghost OTA has the flat's PGCNTR), scale, and the template at the sky boxes."""
-        ghost = {o: s for o, s in samples.items() if o in template.otas and "PGBINS" in s}
-        if not ghost:
-            return NOT_DONE, NOT_DONE, (math.nan, math.nan), {}, {}
-        first = next(iter(ghost.values()))["PRIMARY"]
-        rot, scale = float(first["ROTSTART"]), int(first["SCALE"])
-        axes = {o: (s["PRIMARY"]["AXIS_X"], s["PRIMARY"]["AXIS_Y"]) for o, s in ghost.items()}
-        if all("PGCNTR_X" in s["PRIMARY"] for s in ghost.values()):
-            centres = {o: (s["PRIMARY"]["PGCNTR_X"], s["PRIMARY"]["PGCNTR_Y"]) for o, s in ghost.items()}
-            offset = (math.nan, math.nan)
-        else:
-            pooled = [(np.asarray(s["PGBINS"]["SKY"]), np.asarray(s["PGBINS"]["X"]) - axes[o][0],
-                       np.asarray(s["PGBINS"]["Y"]) - axes[o][1]) for o, s in ghost.items()]
-            values, x, y = (np.concatenate(a) for a in zip(*pooled))
-            layout = instrument.layout_for_mjd(self.record.mjd).name
-            sub = slice(None, None, CENTRE_SUBSAMPLE)
-            offset = pupilghost.fit_ghost_centre(values[sub], x[sub], y[sub], template.profile_r, template.profile_v,
-                                                 guess=pupilghost.centre_guess(layout, rot, scale=scale),
-                                                 search_px=pupilghost.CENTRE_SEARCH / scale)
-            centres = {o: (axes[o][0] + offset[0], axes[o][1] + offset[1]) for o in ghost}
-        angle = rot - template.rotangle
-
-        def at(ota, x, y):
-            return pupilghost.template_values(template.combined, np.asarray(x, float), np.asarray(y, float),
-                                              centres[ota], angle=angle)
-
-        rows = [np.column_stack([np.asarray(s["PGBINS"]["X"]) - axes[o][0], np.asarray(s["PGBINS"]["Y"]) - axes[o][1],
-                                 np.asarray(s["PGBINS"]["SKY"]), at(o, s["PGBINS"]["X"], s["PGBINS"]["Y"])])
-                for o, s in ghost.items()]
-        factor, background = pupilghost.fit_pupilghost_scale(rows)
-        if not math.isfinite(factor):
-            factor = background = NOT_DONE
-        at_boxes = {o: at(o, s["SKYBOXES"]["X"], s["SKYBOXES"]["Y"]) for o, s in ghost.items()}
-        return factor, background, offset, centres, at_boxes
-
-    def _sky(self, ph, samples, ghost_at_boxes) -> fits.BinTableHDU:
-        """Global sky over the filter's photometry OTAs (guide OTAs left out), boxes corrected (spec §4.2)."""
-        wanted = instrument.layout_for_mjd(self.record.mjd).photometry_otas(self.record.filter)
-        frng = max(ph["FRNG_SCL"], 0.0)
-        ghost = max(ph["PUPLGFAC"], 0.0)
-        tables = []
-        for ota in wanted:
-            s = samples.get(ota)
-            if s is None or s["PRIMARY"]["GUIDEOTA"] or not len(s["SKYBOXES"]):
-                continue
-            boxes = s["SKYBOXES"]
-            corrected = np.asarray(boxes["INTENSITY"], float)
-            if "FRNG_T" in boxes.colnames:
-                corrected = corrected - frng * np.asarray(boxes["FRNG_T"], float)
-            if ota in ghost_at_boxes:
-                corrected = corrected - ghost * ghost_at_boxes[ota]
-            tables.append(Table({"OTA": np.full(len(boxes), ota, np.int16), "X": boxes["X"], "Y": boxes["Y"],
-                                 "INTENSITY": boxes["INTENSITY"], "CORRECTED": corrected.astype(np.float32)}))
-        table = vstack(tables) if tables else Table(names=("OTA", "X", "Y", "INTENSITY", "CORRECTED"))
-        stats = sky_statistics(np.asarray(table["CORRECTED"], float))
-        for key, value in stats.items():
-            ph[key] = (value, "global sky after fringe and ghost, ADU")
-        hdu = fits.table_to_hdu(table)
-        hdu.name = "SKYLEVEL"
-        for key, value in stats.items():
-            hdu.header[key] = (value, "sky statistics, ADU")
-        return hdu
+            hdul[0].header[key] = (value, comment)
+        self.output().write_hdulist(hdul)
 
 
 class CorrectedOTA(_FocalTask):
@@ -321,30 +209,27 @@ class CorrectedOTA(_FocalTask):
             sci = hdul[1].data.astype(np.float32)
             header, mask = hdul[1].header.copy(), hdul[2].data
             mask_header, boxes = hdul[2].header.copy(), hdul["SKYBOXES"].copy()
-        name = f"OTA{self.ota:02d}.SCI"
-        fringe_path = _template_path(self, "fringe")
-        if fringe_path is not None and fit["FRNG_SCL"] > 0:
-            with fits.open(fringe_path) as hdul:
-                if name in hdul:
-                    sci -= np.nan_to_num(hdul[name].data.astype(np.float32)) * np.float32(fit["FRNG_SCL"])
-                    used["fringe"] = fringe_path
-        header["FRNG_SCL"] = (fit["FRNG_SCL"], "fringe scale subtracted (-1: none)")
-        ghost_path = _template_path(self, "pupilghost")
-        header["PGAFCTD"] = (False, "pupil ghost subtracted")
-        if ghost_path is not None and fit["PUPLGFAC"] > 0 and self.ota in centres:
-            with fits.open(ghost_path, memmap=True) as hdul:
-                template = read_pupilghost_template(hdul, data_scale=frame_scale(sci.shape))
-                placed = pupilghost.place_template(template.combined, sci.shape, centres[self.ota],
-                                                   angle=float(header.get("ROTSTART", 0.0)) - template.rotangle)
-            sci -= placed * np.float32(fit["PUPLGFAC"])
-            header["PGAFCTD"] = True
-            header["PGCNTR_X"], header["PGCNTR_Y"] = (centres[self.ota][0], "ghost centre x, px"), (
-                centres[self.ota][1], "ghost centre y, px")
-            used["pupilghost"] = ghost_path
-        header["PUPLGFAC"] = (fit["PUPLGFAC"], "pupil-ghost scale subtracted (-1: none)")
+        paths = {"fringe": _template_path(self, "fringe"), "pupilghost": _template_path(self, "pupilghost")}
+        with ExitStack() as stack:
+            templates = self._templates(stack, paths, sci.shape, fit, centres)
+            sci, header, applied = focalfit.correct_ota(sci, header, fit, centres, ota=self.ota, **templates)
+        used |= {k: paths[k] for k in applied}
         primary = fits.PrimaryHDU()
         for key, value, comment in provenance_cards(self, used):
             primary.header[key] = (value, comment)
         self.output().write_hdulist(fits.HDUList([
             primary, fits.ImageHDU(sci, header=header),
             fits.CompImageHDU(mask, header=mask_header, compression_type="RICE_1"), boxes]))
+
+    def _templates(self, stack: ExitStack, paths: dict, shape: tuple, fit: fits.Header, centres: dict) -> dict:
+        """``fringe_template`` / ``ghost_template`` keywords of :func:`podisteps.focalfit.correct_ota`: the
+        templates that apply to this OTA, read from ``paths`` (files kept open by ``stack``)."""
+        out = {}
+        name = f"OTA{self.ota:02d}.SCI"
+        if paths["fringe"] is not None and fit["FRNG_SCL"] > 0:
+            hdul = stack.enter_context(fits.open(paths["fringe"]))
+            out["fringe_template"] = hdul[name].data if name in hdul else None
+        if paths["pupilghost"] is not None and focalfit.ghost_applies(fit, centres, self.ota):
+            hdul = stack.enter_context(fits.open(paths["pupilghost"], memmap=True))
+            out["ghost_template"] = read_pupilghost_template(hdul, data_scale=frame_scale(shape))
+        return out

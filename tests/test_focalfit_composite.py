@@ -1,0 +1,76 @@
+"""The focal-plane composites (podisteps.focalfit) without Luigi: samples, exposure-wide fit, correction.
+
+Synthetic test-instrument-sized OTAs (512 x 512 px, scale 8) of a flat sky plus a known multiple of a fringe
+template plus Gaussian noise: the fit must recover the fringe scale and the sky, and the correction must
+leave only the noise.
+"""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from podisteps import focalfit
+
+SHAPE = (512, 512)
+SCALE = 8
+SKY_ADU, FRINGE_ADU, NOISE_ADU = 1000.0, 40.0, 5.0
+OTAS = (33, 34, 44)
+
+
+def _template() -> np.ndarray:
+    y, x = np.mgrid[:SHAPE[0], :SHAPE[1]]
+    return np.sin(2 * np.pi * x / 128.0).astype(np.float32)
+
+
+def _vectors() -> np.ndarray:
+    """Dark (sin = -1) to bright (sin = +1) ends, frame px: x_dark, y_dark, x_bright, y_bright."""
+    return np.array([[96.0 + 128 * i, 64.0 + 96 * j, 32.0 + 128 * i, 64.0 + 96 * j]
+                     for i in range(3) for j in range(4)])
+
+
+def _samples(seed: int = 1) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    template = _template()
+    samples, frames = {}, {}
+    for ota in OTAS:
+        data = (SKY_ADU + FRINGE_ADU * template + rng.normal(0, NOISE_ADU, SHAPE)).astype(np.float32)
+        header = fits.Header({"CRPIX1": 600.0, "CRPIX2": -50.0, "ROTSTART": 0.0, "CELLMODE": "S" * 64})
+        x, y = np.meshgrid(np.arange(20, 512, 40.0), np.arange(20, 512, 40.0))
+        boxes = Table({"X": x.ravel(), "Y": y.ravel(), "INTENSITY": data[y.ravel().astype(int), x.ravel().astype(int)]})
+        rows = focalfit.fringe_samples(data, template, _vectors(), boxes, scale=SCALE)
+        hdul = focalfit.ota_samples(data, header, boxes, ota=ota, scale=SCALE, fringe_rows=rows, pupilghost_bins=True)
+        samples[ota] = {h.name: (Table(h.data) if h.name != "PRIMARY" else h.header) for h in hdul}
+        frames[ota] = data
+    return samples, frames
+
+
+def test_samples_layout():
+    samples, _ = _samples()
+    s = samples[33]
+    assert s["PRIMARY"]["OTA"] == 33 and s["PRIMARY"]["SCALE"] == SCALE and not s["PRIMARY"]["GUIDEOTA"]
+    assert s["PRIMARY"]["AXIS_X"] == 599.0 and s["PRIMARY"]["AXIS_Y"] == -51.0
+    assert len(s["FRINGE"]) == 12 and np.allclose(s["FRINGE"]["scale"], FRINGE_ADU, rtol=0.1)  # 3x3-px boxes
+    assert len(s["PGBINS"]) == (512 // 8) ** 2 and "FRNG_T" in s["SKYBOXES"].colnames
+
+
+def test_fit_recovers_fringe_scale_and_sky():
+    samples, _ = _samples()
+    fit = focalfit.fit_focal_plane(samples, layout="podi", sky_otas=(33, 44), centre_subsample=4)
+    ph = fit[0].header
+    assert ph["FRNG_SCL"] == pytest.approx(FRINGE_ADU, rel=0.02) and ph["FRNG_NV"] == 36
+    assert ph["PUPLGFAC"] == focalfit.NOT_DONE
+    sky = Table(fit["SKYLEVEL"].data)
+    assert set(sky["OTA"]) == {33, 44}  # the sky OTAs only
+    assert ph["SKYLEVEL"] == pytest.approx(SKY_ADU, abs=2.0)  # the fringe removed at each box
+    assert np.std(sky["CORRECTED"]) < 0.3 * np.std(sky["INTENSITY"])
+
+
+def test_correction_leaves_the_noise():
+    samples, frames = _samples()
+    fit = focalfit.fit_focal_plane(samples, layout="podi", sky_otas=OTAS, centre_subsample=4)[0].header
+    sci, header, applied = focalfit.correct_ota(frames[34].copy(), fits.Header(), fit, {}, ota=34,
+                                                fringe_template=_template())
+    assert applied == ["fringe"] and header["FRNG_SCL"] == fit["FRNG_SCL"] and header["PGAFCTD"] is False
+    assert np.std(sci - SKY_ADU) == pytest.approx(NOISE_ADU, rel=0.02)
+    assert focalfit.correct_ota(frames[34].copy(), fits.Header(), fit, {}, ota=34)[2] == []
