@@ -25,10 +25,18 @@ def test_intermediates_wait_for_the_last_build_to_end(tmp_path):
             assert all(f.exists() for f in frames)
         assert os.environ[LEASE_ENV] == str(first) and not second.exists()
         assert all(f.exists() for f in frames)  # the second ended, the first still runs
-        assert discard_intermediates(frames[2:], work=work)  # no other build now: at once
-        assert frames[0].exists() and not frames[2].exists()
+        assert not discard_intermediates(frames[2:], work=work)  # a later task of this build may need them
+        assert all(f.exists() for f in frames)
     assert LEASE_ENV not in os.environ
     assert not any(f.exists() for f in frames) and list((work / BUILDS_DIR).iterdir()) == []
+
+
+def test_outside_a_build_they_go_at_once(tmp_path):
+    work = tmp_path / "work"
+    frames = _frames(tmp_path, 2)
+    assert LEASE_ENV not in os.environ
+    assert discard_intermediates(frames, work=work)  # the plain luigi command: no lease, no other build
+    assert not any(f.exists() for f in frames)
 
 
 def _hold_lease(work, held, release):

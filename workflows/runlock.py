@@ -7,10 +7,10 @@
   holder.
 - Build leases: every build started by a podiflow command (``reduce``, ``watch``, ``podi_collectcells``,
   with a local or a central scheduler) holds a locked file ``<work>/.builds/<host>-<pid>-<random>.lease``
-  while it runs. Intermediates (the detrended calibration frames once their master is written) are deleted
-  at once only when no other build holds a lease on the work folder: another build, on this night or on
-  one that borrows its masters, may have scheduled a task that reads them. Otherwise their paths are listed
-  in ``<work>/.builds/pending-*.txt``, and the last build to end deletes them.
+  while it runs. Intermediates (the detrended calibration frames once their master is written) are listed
+  in ``<work>/.builds/pending-*.txt`` and deleted when the last build on the work folder ends: a later task
+  of the same build (the pupil-ghost and fringe templates read the detrended flat frames) or another build,
+  on this night or on one that borrows its masters, may have scheduled a task that reads them.
 """
 
 from __future__ import annotations
@@ -150,12 +150,17 @@ def build_lease(work: str | os.PathLike):
 
 
 def discard_intermediates(paths, *, work: str | os.PathLike) -> bool:
-    """Delete intermediates now if no other build runs on ``work``, else leave them to the last build to end.
+    """Delete intermediates when no build can still need them.
+
+    Inside a build that holds a lease (every podiflow command's), they are listed for the end of the build:
+    another task of the same build may need them after this one (the pupil-ghost and fringe templates read
+    the detrended flat frames a master flat is made of), and the last build to end on ``work`` deletes them.
+    Outside a lease (the plain ``luigi`` command) they are deleted at once unless another build runs.
 
     Parameters
     ----------
     paths : iterable of path-like
-        The files no product of this build needs any more.
+        The files no product of this task needs any more.
     work : path-like
         The work root.
 
@@ -166,11 +171,12 @@ def discard_intermediates(paths, *, work: str | os.PathLike) -> bool:
     """
     paths = [str(p) for p in paths]
     others = other_builds(work)
-    if not others:
+    if not others and not os.environ.get(LEASE_ENV):
         for path in paths:
             Path(path).unlink(missing_ok=True)
         return True
     listing = Path(work) / BUILDS_DIR / f"pending-{os.getpid()}-{secrets.token_hex(4)}.txt"
     write_text_atomic("".join(f"{p}\n" for p in paths), listing)
-    logger.info("%d intermediates kept while %d other build(s) run; listed in %s", len(paths), len(others), listing)
+    logger.info("%d intermediates kept until the end of the build (%d other build(s) running); listed in %s",
+                len(paths), len(others), listing)
     return False
