@@ -163,7 +163,7 @@ def test_two_workers_one_luigid_run_each_task_once(tiny_night, tmp_path):
     # the masters' detrended frames were kept while the other worker's build ran, and went once both had ended;
     # no lease or deferred list is left
     logs = "".join(p.read_text() for p in (tmp_path / "work" / "logs").glob("reduce-*.log"))
-    assert "intermediates kept while 1 other build(s) run" in logs
+    assert "intermediates kept until the end of the build (1 other build(s) running)" in logs
     science = {n.split(".fits")[0] for n in single}
     assert not [p for p in (tmp_path / "work" / NIGHT).glob("*/detrend/*.fits") if p.parent.parent.name not in science]
     assert list((tmp_path / "work" / ".builds").iterdir()) == []
