@@ -170,6 +170,7 @@ def refine_ota(
     f_scale: float = 0.3,
     prior_arcsec: float | None = None,
     star_sigma: float = 0.1,
+    pair_sigma=None,
 ) -> tuple[fits.Header, np.ndarray, bool]:
     """Per-OTA least squares of ``CRVAL`` (``otashift``) or ``CRVAL`` and ``CD`` (``otashear``).
 
@@ -202,6 +203,10 @@ def refine_ota(
         Error per axis of the input WCS, arcsec; None: no prior.
     star_sigma : float, optional
         Error per axis of one source-reference pair, arcsec (only used with a prior).
+    pair_sigma : array-like, optional
+        Error per axis of each pair, arcsec, shape ``(n,)`` (e.g. the reference catalogue's stated error
+        and the centroid error added in quadrature): pair ``i`` is weighted ``star_sigma / pair_sigma[i]``
+        (so ``f_scale`` keeps its meaning for a pair of error ``star_sigma``). None: equal weights.
 
     Returns
     -------
@@ -222,7 +227,7 @@ def refine_ota(
         wcs = header_wcs(header)
         crval0 = tuple(float(v) for v in wcs.wcs.crval)
         cd0 = wcs.wcs.cd.copy() if wcs.wcs.has_cd() else wcs.pixel_scale_matrix
-        weight = np.ones(x.size)
+        weight = np.ones(x.size) if pair_sigma is None else star_sigma / np.asarray(pair_sigma, float)
         target_ra, target_dec, px, py = ref_ra, ref_dec, x, y
         if prior_arcsec:
             cx, cy = _control_points(header, x, y)

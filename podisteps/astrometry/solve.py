@@ -52,6 +52,9 @@ def nonsidereal_offsets(dra: float, ddec: float, ref_mjd: float, mjd: float, dec
             "NSIDDMJD": dt_mjd, "NSID_DHR": dt_h}
 
 
+#: Smallest error per axis of a source-reference pair beyond the reference's stated error, arcsec (centroid).
+MIN_SOURCE_SIGMA_ARCSEC = 0.01
+
 #: Modes of :func:`solve_focal_plane`, in the order of the steps they include (QuickReduce ``fixwcs_mode``).
 MODES = ("shift", "rotation", "otashift", "otashear")
 
@@ -108,7 +111,18 @@ def _star_sigma(residuals) -> float:
     return float(1.4826 * np.median(np.abs(r - np.median(r)))) if r.size >= 10 else 0.1
 
 
-def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, prior: bool):
+def _pair_sigma(ref_sigma, i2, star_sigma: float):
+    """Error per axis of each pair, arcsec: the reference star's stated error (``ref_sigma[i2]``, NaN where
+    unknown: their median) and, in quadrature, the scatter the stated errors do not explain (``star_sigma``
+    less their median, at least :data:`MIN_SOURCE_SIGMA_ARCSEC`); None without stated errors."""
+    if ref_sigma is None or not np.isfinite(ref_sigma).any():
+        return None
+    median = float(np.nanmedian(ref_sigma))
+    rest2 = max(star_sigma**2 - median**2, MIN_SOURCE_SIGMA_ARCSEC**2)
+    return np.sqrt(np.square(np.where(np.isfinite(ref_sigma[i2]), ref_sigma[i2], median)) + rest2)
+
+
+def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, prior: bool, pair_sigma=None):
     """:func:`refine_ota` of one OTA; ``otashear`` only where its 4 extra parameters pay off.
 
     ``CRVAL`` alone is fitted first; ``CD`` too (with at least ``MIN_MATCHES['otashear']`` pairs, or
@@ -118,7 +132,7 @@ def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, 
     """
     def fit(fit_mode):
         return refine_ota(header, x, y, ref_ra, ref_dec, mode=fit_mode, star_sigma=star_sigma,
-                          prior_arcsec=prior_error(header) if prior else None)
+                          prior_arcsec=prior_error(header) if prior else None, pair_sigma=pair_sigma)
 
     shift = fit("otashift")
     if mode != "otashear" or x.size < (MIN_PRIOR_SHEAR_MATCHES if prior else MIN_MATCHES["otashear"]):
@@ -129,14 +143,15 @@ def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, 
     return shear if m * math.log(max(rss_shear, 1e-30) / max(rss_shift, 1e-30)) + 4 * math.log(m) < 0 else shift
 
 
-def _refine_otas(headers, sources, refs, tree, *, mode: str, star_sigma: float, prior: bool):
-    """:func:`_refine_one` on every OTA with its unique matches within 3"; returns headers and flags."""
+def _refine_otas(headers, sources, refs, tree, *, mode: str, star_sigma: float, prior: bool, ref_sigma=None):
+    """:func:`_refine_one` on every OTA with its unique matches within 3", each pair weighted by its error
+    (:func:`_pair_sigma`); returns headers and flags."""
     out, refined = dict(headers), {}
     for ota, pairs in _match_by_ota(_radec(headers, sources), tree, 3.0).items():
         i1, i2 = thin_pairs(*pairs)
         out[ota], _, refined[ota] = _refine_one(headers[ota], sources[ota][0][i1], sources[ota][1][i1],
                                                 refs[0][i2], refs[1][i2], mode=mode, star_sigma=star_sigma,
-                                                prior=prior)
+                                                prior=prior, pair_sigma=_pair_sigma(ref_sigma, i2, star_sigma))
     return out, refined
 
 
@@ -152,6 +167,7 @@ def solve_focal_plane(
     min_contrast: float = 3.0,
     max_sources: int = 250,
     prior: bool = True,
+    ref_sigma_arcsec=None,
 ) -> FocalPlaneSolution:
     """Astrometric calibration of an exposure (ccmatch): search, focal-plane fit, per-OTA refinement.
 
@@ -179,6 +195,9 @@ def solve_focal_plane(
         :func:`prior_error` of each header and the pair error measured after the focal-plane fit), so
         that OTAs with few matches are refined as far as their stars outweigh the model's own error.
         False: QuickReduce's unregularised fit (5 pairs for ``CRVAL``, 10 for ``CD``).
+    ref_sigma_arcsec : array-like, optional
+        The reference stars' stated position errors per axis, arcsec, shape like ``refs[0]`` (NaN where
+        unknown): the per-OTA fits weight each pair by its error (:func:`_pair_sigma`). None: equal weights.
 
     Returns
     -------
@@ -214,8 +233,9 @@ def solve_focal_plane(
                    for ota, hdr in headers_by_ota.items()}
         if mode in ("otashift", "otashear"):
             sigma = _star_sigma(rotation_fit["residuals"] if rotation_fit else [])
+            ref_sigma = None if ref_sigma_arcsec is None else np.asarray(ref_sigma_arcsec, float)
             headers, done = _refine_otas(headers, sources, (ref_ra, ref_dec), tree, mode=mode, star_sigma=sigma,
-                                         prior=prior)
+                                         prior=prior, ref_sigma=ref_sigma)
             refined.update(done)
         radec = _radec(headers, sources)
         matches = _match_by_ota(radec, tree, 2.0)
