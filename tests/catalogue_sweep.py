@@ -7,7 +7,8 @@ Not a test (it takes about ten minutes per exposure on two cores): the measureme
     For each ``SEED:INDEX`` (the demo night's seed and the index of its odi_r exposure), simulate that
     exposure at full size, reduce it with Luigi to ``FixWCS`` (``-fixwcs``), and write
     ``<tag>/summary.json``: per OTA the SExtractor comparison at S/N > 50 (:func:`sextractor_stats`) and the
-    point sources' median FWHM. The detrended OTAs are deleted unless ``--keep`` names the tag.
+    point sources' median FWHM. The detrended OTAs are deleted unless ``--keep`` names the tag. With
+    ``--masters`` the night's biases and darks are simulated too and subtracted as night masters.
 ``astrometry``
     Re-solve every simulated exposure from its cached catalogues and reference catalogue as ``FixWCS``
     does (pairs weighted by the reference catalogue's stated errors), and print per OTA the p90 error over
@@ -19,6 +20,7 @@ Not a test (it takes about ten minutes per exposure on two cores): the measureme
 Usage::
 
     .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/sweep 42:0 42:1 1:1 2:1
+    .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/dark 42:1 --masters
     .venv/bin/python -m tests.catalogue_sweep astrometry --root /tmp/sweep
 """
 
