@@ -14,8 +14,8 @@ Not a test (it takes about ten minutes per exposure on two cores): the measureme
     does (pairs weighted by the reference catalogue's stated errors), and print per OTA the p90 error over
     a 15 x 15 grid of its pixels against the true WCS, with the canned model's (after the focal-plane fit)
     and the equal-weight fit's beside it; the summary judges the OTAs with at least 8 matches. Also the
-    exposure's seeing as the psf/seeing QA plots and the MEF's ``SEEING`` measure it
-    (:func:`exposure_seeing`).
+    exposure's seeing as the psf/seeing QA plots and the MEF's ``SEEING`` measure it, and its duplicate
+    rate (:func:`exposure_seeing`).
 
 Usage::
 
@@ -151,13 +151,17 @@ def _inputs(tag: Path, obsid: str):
     return sized, sources, refs
 
 
-def exposure_seeing(tag: Path, obsid: str, true: dict) -> tuple[float, float]:
+def exposure_seeing(tag: Path, obsid: str, true: dict) -> tuple[float, float, float]:
     """The psf/seeing QA plots' median FWHM (point sources of all OTAs) and the MEF's ``SEEING``
-    (:func:`podisteps.photometry.photcalib`), arcsec, with positions through the true WCS."""
-    cats = []
+    (:func:`podisteps.photometry.photcalib`), arcsec, with positions through the true WCS; and the fraction
+    of ``CAT.ODI`` rows with another row of their OTA within 1.5 px."""
+    cats, twins = [], 0
     for path in sorted((tag / "work").rglob(f"{obsid}.*.catalog.*.fits")):
         cat = Table.read(path, hdu="CAT.ODI")
         ota = int(path.name[len(obsid) + 1:].split(".")[0])
+        if len(cat) > 1:
+            xy = np.column_stack([cat["X"], cat["Y"]])
+            twins += int((cKDTree(xy).query(xy, k=2)[0][:, 1] < 1.5).sum())
         cat["RA"], cat["DEC"] = header_wcs(true[ota]).all_pix2world(cat["X"], cat["Y"], 1)
         cats.append(cat)
     cat = vstack(cats, metadata_conflicts="silent")
@@ -165,7 +169,7 @@ def exposure_seeing(tag: Path, obsid: str, true: dict) -> tuple[float, float]:
     ref = refcat.load_reference(tag / "sim" / "refcat" / "refcat.fits", float(np.median(cat["RA"])),
                                 float(np.median(cat["DEC"])), 0.6, epoch=truth["epoch"])
     result = photcalib(cat, ref, filtername=truth["filter"], exptime=truth["exptime"], airmass=truth["airmass"])
-    return float(np.median(cat["FWHM_WORLD"][point_sources(cat)])), result.seeing
+    return float(np.median(cat["FWHM_WORLD"][point_sources(cat)])), result.seeing, twins / max(len(cat), 1)
 
 
 def _p90(true: dict, headers: dict) -> dict:
@@ -194,8 +198,8 @@ def astrometry(root: Path) -> list:
         sol = solve_focal_plane(sized, sources, radec, mode="otashear", ref_sigma_arcsec=sigma)
         p90 = _p90(true, sol.headers)
         summary = json.loads(summary_path.read_text())
-        print(f"{tag.name}: seeing truth {summary['seeing_true']}, QA plots %.3f, SEEING %.3f"
-              % exposure_seeing(tag, obsid, true))
+        print(f"{tag.name}: seeing truth {summary['seeing_true']}, QA plots %.3f, SEEING %.3f; rows with "
+              "another within 1.5 px %.4f" % exposure_seeing(tag, obsid, true))
         for ota in sorted(p90):
             rows.append((tag.name, ota, len(sol.matches[ota][0]), canned[ota], p90[ota], equal[ota]))
     judged = [r for r in rows if r[2] >= MIN_MATCHED]
