@@ -12,6 +12,7 @@ from podisteps.astrometry import (
     find_pointing,
     fit_shift_rotation,
     from_tangent_plane,
+    header_wcs,
     match_nearest,
     nonsidereal_offsets,
     odi2wcs,
@@ -154,6 +155,30 @@ def test_steps_one_by_one():
         # too few pairs: the header is kept
         kept, _, refined = refine_ota(solved[o], x[i1[:9]], y[i1[:9]], refs[0][i2[:9]], refs[1][i2[:9]])
         assert not refined and kept == solved[o]
+
+
+def test_refine_ota_weights_pairs_by_their_stated_errors():
+    """12 pairs on an OTA off by (40, -30) mas: 8 with 20 mas reference errors, 4 with 300 mas errors and
+    biased by 400 mas. Weighted by the stated errors the shift is recovered within 15 mas; with equal
+    weights the biased pairs pull it by more than 50 mas."""
+    rng = np.random.default_rng(11)
+    true = ota_header(CENTRES[33], (150.0, 45.0))
+    start = true.copy()
+    start["CRVAL1"], start["CRVAL2"] = from_tangent_plane(-0.040, 0.030, 150.0, 45.0)
+    x, y = rng.uniform(100, SIZE - 100, (2, 12))
+    ra, dec = header_wcs(true).all_pix2world(x, y, 1)
+    sigma = np.r_[np.full(8, 0.02), np.full(4, 0.3)]
+    xi, eta = tangent_plane(ra, dec, ra, dec)
+    xi = xi + rng.normal(0, 1, 12) * sigma + np.r_[np.zeros(8), np.full(4, 0.4)]
+    eta = eta + rng.normal(0, 1, 12) * sigma
+    ref_ra, ref_dec = from_tangent_plane(xi, eta, ra, dec)
+    errors = {}
+    for label, pair_sigma in (("weighted", sigma), ("equal", None)):
+        header, _, refined = refine_ota(start, x, y, ref_ra, ref_dec, mode="otashift", pair_sigma=pair_sigma,
+                                        star_sigma=0.1, f_scale=10.0)
+        assert refined
+        errors[label] = position_rms({33: true}, {33: header}, 33)
+    assert errors["weighted"] < 0.015 and errors["equal"] > 0.05, errors
 
 
 def test_hopeless_case_has_low_contrast():

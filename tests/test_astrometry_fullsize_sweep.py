@@ -44,7 +44,7 @@ def test_sparse_otas_within_005_arcsec(full_size):
                               float(rng.uniform(-0.3, 0.3)))
         exp = full_size.make_exposure(case)
         canned = _p90_arcsec(exp.true, solve_focal_plane(exp.start, exp.sources, exp.refs, mode="rotation").headers)
-        sol = solve_focal_plane(exp.start, exp.sources, exp.refs, mode="otashear")
+        sol = solve_focal_plane(exp.start, exp.sources, exp.refs, mode="otashear", ref_sigma_arcsec=exp.refs[3])
         assert sol.valid, case
         p90 = _p90_arcsec(exp.true, sol.headers)
         matched = {ota: len(m[0]) for ota, m in sol.matches.items()}

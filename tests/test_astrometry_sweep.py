@@ -209,11 +209,13 @@ def _detect(rng, x, y, mag, depth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                                                                                 n_fake)])
 
 
-def _refs(case: Case, pop, ra: float, dec: float, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The reference catalogue as ReferenceCatalog cuts it, made wrong as the case asks."""
+def _refs(case: Case, pop, ra: float, dec: float, rng) -> tuple[np.ndarray, ...]:
+    """The reference catalogue as ReferenceCatalog cuts it, made wrong as the case asks: ``(ra, dec, mag,
+    stated position error per axis in arcsec)``."""
     table = refcat.propagate(refcat.cone(refcat.normalize(refcat_table(pop, seed=case.seed)), ra, dec,
                                          SEARCH_RADIUS_DEG), EPOCH)
     r_ra, r_dec, r_mag = (np.asarray(table[c], float) for c in ("ra", "dec", "mag_r"))
+    r_err = np.hypot(table["ra_error"], table["dec_error"]) / math.sqrt(2.0) / 1000.0
     if case.kind == "shuffled":
         r_dec = rng.permutation(r_dec)
     elif case.kind == "random-refs":
@@ -221,11 +223,12 @@ def _refs(case: Case, pop, ra: float, dec: float, rng) -> tuple[np.ndarray, np.n
         inside = np.hypot(xi, eta) < SEARCH_RADIUS_DEG * 3600.0
         r_ra, r_dec = from_tangent_plane(xi[inside], eta[inside], ra, dec)
         r_mag = rng.permutation(np.resize(r_mag, r_ra.size))
+        r_err = rng.permutation(np.resize(r_err, r_ra.size))
     elif case.kind == "other-field":
         other = draw_population(seed=case.seed + 1, label="other-field", ra=ra, dec=dec, radius=SEARCH_RADIUS_DEG,
                                 density=len(pop) / (math.pi * SEARCH_RADIUS_DEG**2))
         return _refs(Case(case.seed + 1, 0, 0, 0), other, ra, dec, rng)
-    return r_ra, r_dec, r_mag
+    return r_ra, r_dec, r_mag, np.asarray(r_err, float)
 
 
 def make_exposure(case: Case) -> Exposure:
@@ -279,7 +282,7 @@ def run_case(case: Case) -> dict:
     """Solve one case; return the solution summary, the per-OTA errors (px) and matches."""
     exp = make_exposure(case)
     t0 = time.process_time()
-    sol = solve_focal_plane(exp.start, exp.sources, exp.refs, mode="otashear")
+    sol = solve_focal_plane(exp.start, exp.sources, exp.refs, mode="otashear", ref_sigma_arcsec=exp.refs[3])
     seconds = time.process_time() - t0
     errors = median_errors_px(exp.true, sol.headers)
     matched = {ota: len(m[0]) for ota, m in sol.matches.items()}

@@ -2,7 +2,9 @@
 
 Against the simulator's truth: rows with another row within 1.5 px <= 0.5 %; no true star with S/N > 20
 found twice; true stars with S/N > 50 found >= 99 % and with a valid (possibly partial) 3" magnitude
->= 99 %; the point sources' median ``FWHM_WORLD`` (the seeing of the QA plots) within 5 % of the truth.
+>= 99 %; the point sources' median ``FWHM_WORLD`` (the seeing of the psf and seeing QA plots) and the
+``SEEING`` of the photometric calibration (the final MEF's keyword: :func:`podisteps.photometry.photcalib`
+against the simulated reference catalogue, positions through the true WCS) within 5 % of the truth.
 
 Golden test (as sep does against SExtractor): the same pixels through Debian's ``source-extractor`` 2.25
 with the configuration of :mod:`tests.sextractor_golden` (podiflow's detection settings, the MASK plane
@@ -25,8 +27,11 @@ from astropy.io import fits
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
+from podisteps import refcat
+from podisteps.astrometry import header_wcs
 from podisteps.detect import point_sources, source_catalog
 from podisteps.packagedata import configs_dir
+from podisteps.photometry import photcalib
 from podisteps.simulate import load_night, simulate_night
 from workflows.detrend import DetrendOTA, detrend_options
 from workflows.options import ReductionOptions
@@ -42,7 +47,7 @@ OTA, STAR_DENSITY = 33, 40000.0
 
 @pytest.fixture(scope="module")
 def detrended(tmp_path_factory):
-    """The detrended OTA: ``(header, data, mask, truth stars on it, truth exposure)``."""
+    """The detrended OTA: ``(header, data, mask, truth stars on it, truth exposure, simulation folder)``."""
     root = tmp_path_factory.mktemp("fidelity")
     spec = tomllib.loads((configs_dir() / "nights" / "demo.toml").read_text())
     spec["night"]["star_density"] = STAR_DENSITY
@@ -63,7 +68,8 @@ def detrended(tmp_path_factory):
         header, data, mask = hdul[1].header, hdul[1].data.astype(np.float32), hdul[2].data
     truth_dir = root / "sim" / "truth" / night_of(exposure.dirname) / exposure.dirname
     stars = Table.read(truth_dir / "stars.fits")
-    return header, data, mask, stars[stars["ota"] == OTA], json.loads((truth_dir / "exposure.json").read_text())
+    return (header, data, mask, stars[stars["ota"] == OTA], json.loads((truth_dir / "exposure.json").read_text()),
+            root / "sim")
 
 
 def _duplicate_fraction(x, y) -> float:
@@ -79,8 +85,20 @@ def _true_snr(stars: Table, *, sky_adu: float, gain: float, scale: float) -> np.
     return signal / np.sqrt(signal + npix * sky_adu * gain)
 
 
+def _mef_seeing(cat: Table, truth: dict, sim) -> float:
+    """``SEEING`` as the photometric calibration writes it, with RA/DEC from the OTA's true WCS."""
+    cat = cat.copy()
+    with fits.open(sim / "truth" / night_of(truth["dirname"]) / truth["dirname"] / "wcs.fits") as hdul:
+        cat["RA"], cat["DEC"] = header_wcs(hdul[f"OTA{OTA:02d}.SCI"].header).all_pix2world(cat["X"], cat["Y"], 1)
+    ref = refcat.load_reference(sim / "refcat" / "refcat.fits", float(np.median(cat["RA"])),
+                                float(np.median(cat["DEC"])), 0.2, epoch=truth["epoch"])
+    result = photcalib(cat, ref, filtername=truth["filter"], exptime=truth["exptime"], airmass=truth["airmass"])
+    assert result.seeing_n >= 20
+    return result.seeing
+
+
 def test_catalogue_against_the_truth(detrended):
-    header, data, mask, stars, truth = detrended
+    header, data, mask, stars, truth, sim = detrended
     cat = source_catalog(data, header, ota=OTA, mask=mask, gain=float(header["GAIN"]))
     ny, nx = data.shape
     x, y = np.asarray(stars["x"], float), np.asarray(stars["y"], float)
@@ -94,9 +112,9 @@ def test_catalogue_against_the_truth(detrended):
     dist, row = tree.query(np.column_stack([x, y]))
     bright = usable & (snr > 50)
     valid = bright & (dist < 1.0) & (np.asarray(cat["MAG_D30"])[row] < 90)
-    seeing = float(np.median(cat["FWHM_WORLD"][point_sources(cat)]))
+    seeing, mef_seeing = float(np.median(cat["FWHM_WORLD"][point_sources(cat)])), _mef_seeing(cat, truth, sim)
     print(f"rows {len(cat)}, duplicates {_duplicate_fraction(cat['X'], cat['Y']):.4f}; S/N>50: {bright.sum()}, "
-          f"found {(bright & (dist < 1.0)).sum()}, valid 3\" {valid.sum()}; seeing {seeing:.3f} "
+          f"found {(bright & (dist < 1.0)).sum()}, valid 3\" {valid.sum()}; seeing {seeing:.3f}, SEEING {mef_seeing:.3f} "
           f"(truth {truth['psf']['fwhm_arcsec']})")
     assert bright.sum() >= 50
     assert _duplicate_fraction(cat["X"], cat["Y"]) <= 0.005
@@ -105,12 +123,13 @@ def test_catalogue_against_the_truth(detrended):
     partial = valid & (np.asarray(cat["MASKFRAC_D30"])[row] > 0)
     assert (np.asarray(cat["FLAGS"])[row][partial] & 32).all()
     assert abs(seeing / truth["psf"]["fwhm_arcsec"] - 1.0) <= 0.05
+    assert abs(mef_seeing / truth["psf"]["fwhm_arcsec"] - 1.0) <= 0.05
 
 
 @pytest.mark.skipif(sextractor_binary() is None,
                     reason="source-extractor is not installed (apt-get install source-extractor)")
 def test_catalogue_against_sextractor(detrended, tmp_path):
-    header, data, mask, _, _ = detrended
+    header, data, mask, _, _, _ = detrended
     gain = float(header["GAIN"])
     ours = source_catalog(data, header, ota=OTA, mask=mask, gain=gain)
     theirs = run_sextractor(data, mask, gain=gain, aperture_px=3.0 / ours.meta["APERSCL"], folder=tmp_path / "sex")

@@ -229,7 +229,8 @@ class FixWCS(PodiTask):
         self.progress(30, f"{self.obsid}: solving the WCS with {sum(len(s[0]) for s in sources.values())} "
                           f"sources and {len(refs)} reference stars")
         solution = astrometry.solve_focal_plane(sized, sources, (np.asarray(refs["ra"]), np.asarray(refs["dec"])),
-                                                mode="otashear")
+                                                mode="otashear", ref_sigma_arcsec=np.hypot(
+                                                    refs["ra_error"], refs["dec_error"]) / math.sqrt(2.0) / 1000.0)
         solution.headers = {ota: _wcs_header(h) for ota, h in solution.headers.items()}
         outcome = self._reference_outcome(solution, sized, refs, n_total)
         hdul = self._products(solution, headers, catalogs, refs)

@@ -1,0 +1,233 @@
+"""Catalogue and astrometry fidelity over several full-size simulated pODI exposures (issue 20), run by hand.
+
+Not a test (it takes about ten minutes per exposure on two cores): the measurement behind the tables of
+``docs/catalogue.md``. Two stages, each writing into ``--root``:
+
+``simulate``
+    For each ``SEED:INDEX`` (the demo night's seed and the index of its odi_r exposure), simulate that
+    exposure at full size, reduce it with Luigi to ``FixWCS`` (``-fixwcs``), and write
+    ``<tag>/summary.json``: per OTA the SExtractor comparison at S/N > 50 (:func:`sextractor_stats`) and the
+    point sources' median FWHM. The detrended OTAs are deleted unless ``--keep`` names the tag. With
+    ``--masters`` the night's biases and darks are simulated too and subtracted as night masters.
+``astrometry``
+    Re-solve every simulated exposure from its cached catalogues and reference catalogue as ``FixWCS``
+    does (pairs weighted by the reference catalogue's stated errors), and print per OTA the p90 error over
+    a 15 x 15 grid of its pixels against the true WCS, with the canned model's (after the focal-plane fit)
+    and the equal-weight fit's beside it; the summary judges the OTAs with at least 8 matches. Also the
+    exposure's seeing as the psf/seeing QA plots and the MEF's ``SEEING`` measure it, and its duplicate
+    rate (:func:`exposure_seeing`).
+
+Usage::
+
+    .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/sweep 42:0 42:1 1:1 2:1
+    .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/dark 42:1 --masters
+    .venv/bin/python -m tests.catalogue_sweep astrometry --root /tmp/sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import tomllib
+from pathlib import Path
+
+os.environ.setdefault("LUIGI_CONFIG_PATH", str(Path(__file__).resolve().parent.parent / "luigi.cfg"))
+
+import luigi  # noqa: E402  (after LUIGI_CONFIG_PATH is set)
+import numpy as np  # noqa: E402
+from astropy.io import fits  # noqa: E402
+from astropy.table import Table, vstack  # noqa: E402
+from scipy.spatial import cKDTree  # noqa: E402
+
+from podisteps import refcat  # noqa: E402
+from podisteps.astrometry import header_wcs, sky_offsets, solve_focal_plane  # noqa: E402
+from podisteps.detect import point_sources, source_catalog  # noqa: E402
+from podisteps.packagedata import configs_dir  # noqa: E402
+from podisteps.photometry import photcalib  # noqa: E402
+from podisteps.simulate import load_night, simulate_night  # noqa: E402
+from workflows.astrometry import FixWCS, _selected_sources, _wcs_header  # noqa: E402
+from workflows.base import options_param  # noqa: E402
+from workflows.options import ReductionOptions  # noqa: E402
+from workflows.paths import night_of  # noqa: E402
+
+from tests.sextractor_golden import run_sextractor  # noqa: E402
+
+#: OTAs judged for the astrometry: at least this many final matches.
+MIN_MATCHED = 8
+
+
+def _exposure(seed: int, index: int):
+    spec = tomllib.loads((configs_dir() / "nights" / "demo.toml").read_text())
+    spec["night"]["seed"] = seed
+    return spec, [e for e in load_night(spec).exposures if e.obstype == "OBJECT" and e.filter == "odi_r"][index]
+
+
+def _configure(root: Path) -> None:
+    cfg = luigi.configuration.get_config()
+    for key, folder in (("raw_dir", "sim/raw"), ("mastercals_dir", "sim/mastercals"), ("work_dir", "work"),
+                        ("out_dir", "out")):
+        cfg.set("podiflow", key, str(root / folder))
+    cfg.set("podiflow", "refcat", str(root / "sim" / "refcat" / "refcat.fits"))
+    luigi.task_register.Register.clear_instance_cache()
+
+
+def sextractor_stats(data, mask, header, *, ota: int, folder: Path) -> dict:
+    """podiflow's catalogue of one OTA against SExtractor's clean S/N > 50 sources (as the golden test).
+
+    Returns counts (``n``, ``found``), the unmatched SExtractor rows (``missed``: x, y, S/N, flux radius,
+    masked pixels within 10 px) and the point sources' median ``FWHM_WORLD`` (``seeing``, arcsec).
+    """
+    gain = float(header["GAIN"])
+    ours = source_catalog(data, header, ota=ota, mask=mask, gain=gain)
+    theirs = run_sextractor(data, mask, gain=gain, aperture_px=3.0 / ours.meta["APERSCL"], folder=folder)
+    snr = 1.0857 / np.asarray(theirs["MAGERR_APER"], float)
+    ny, nx = mask.shape
+    ix = np.rint(theirs["XWIN_IMAGE"] - 1.0).astype(int).clip(0, nx - 1)
+    iy = np.rint(theirs["YWIN_IMAGE"] - 1.0).astype(int).clip(0, ny - 1)
+    ref = theirs[(snr > 50) & (theirs["FLAGS"] == 0) & (mask[iy, ix] == 0)]
+    dist = cKDTree(np.column_stack([ours["X"], ours["Y"]])).query(
+        np.column_stack([ref["XWIN_IMAGE"], ref["YWIN_IMAGE"]]))[0] if len(ours) else np.full(len(ref), np.inf)
+    missed = []
+    for row in ref[dist >= 1.0]:
+        x, y = int(round(row["XWIN_IMAGE"] - 1)), int(round(row["YWIN_IMAGE"] - 1))
+        near = mask[max(y - 10, 0):y + 11, max(x - 10, 0):x + 11]
+        missed.append({"x": float(row["XWIN_IMAGE"]), "y": float(row["YWIN_IMAGE"]),
+                       "snr": float(1.0857 / row["MAGERR_APER"]), "flux_radius": float(row["FLUX_RADIUS"]),
+                       "masked_near": int((near != 0).sum())})
+    shutil.rmtree(folder)
+    return {"n": len(ref), "found": int((dist < 1.0).sum()), "missed": missed,
+            "seeing": float(np.median(ours["FWHM_WORLD"][point_sources(ours)]))}
+
+
+def simulate(root: Path, seed: int, index: int, *, keep: bool, masters: bool = False) -> None:
+    """Simulate and reduce one exposure; write ``summary.json`` (see the module docstring).
+
+    ``masters``: also simulate the night's biases and darks and subtract the night's master bias and dark
+    (``-masters=bias,dark``), as a real reduction would; otherwise neither is subtracted.
+    """
+    tag = root / f"s{seed}e{index}"
+    spec, exposure = _exposure(seed, index)
+    cals = [e.dirname for e in load_night(spec).exposures if masters and e.obstype in ("BIAS", "DARK")]
+    simulate_night(spec, tag / "sim", only=[exposure.dirname] + cals)
+    _configure(tag)
+    options = ReductionOptions().replace(fixwcs=True, masters=("bias", "dark") if masters else ())
+    task = FixWCS(obsid=exposure.dirname, options=options_param(options, ["FixWCS", "OTACatalog", "DetrendOTA"]))
+    assert luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
+    truth = json.loads((tag / "sim" / "truth" / night_of(exposure.dirname) / exposure.dirname
+                        / "exposure.json").read_text())
+    summary = {"obsid": exposure.dirname, "seeing_true": truth["psf"]["fwhm_arcsec"], "otas": {}}
+    for path in sorted((tag / "work").rglob(f"{exposure.dirname}.*.detrend.*.fits")):
+        with fits.open(path) as hdul:
+            header, data, mask = hdul[1].header, hdul[1].data.astype(np.float32), hdul[2].data
+        ota = int(path.name[len(exposure.dirname) + 1:].split(".")[0])
+        summary["otas"][ota] = sextractor_stats(data, mask, header, ota=ota, folder=tag / f"sex{ota}")
+        if not keep:
+            path.unlink()
+    if not keep:
+        shutil.rmtree(tag / "sim" / "raw")
+    (tag / "summary.json").write_text(json.dumps(summary, indent=1))
+    n = sum(s["n"] for s in summary["otas"].values())
+    found = sum(s["found"] for s in summary["otas"].values())
+    print(f"{tag.name}: SExtractor S/N>50 {found}/{n} = {found / max(n, 1):.4f}; seeing "
+          f"{np.median([s['seeing'] for s in summary['otas'].values()]):.3f} (truth {summary['seeing_true']})",
+          flush=True)
+
+
+def _inputs(tag: Path, obsid: str):
+    """The headers, sources and reference stars ``FixWCS`` solved, from its cached inputs."""
+    sized, sources = {}, {}
+    for path in sorted((tag / "work").rglob(f"{obsid}.*.catalog.*.fits")):
+        with fits.open(path) as hdul:
+            hdr = hdul["CAT.ODI"].header
+            ota = int(path.name[len(obsid) + 1:].split(".")[0])
+            sized[ota] = _wcs_header(hdr)
+            sized[ota]["NAXIS1"], sized[ota]["NAXIS2"] = int(hdr["IMWIDTH"]), int(hdr["IMHEIGHT"])
+            sources[ota] = _selected_sources(Table(hdul["CAT.ODI"].data))
+    refpath = next((tag / "work").rglob("*.refcat.*.fits"))
+    refs = Table.read(refpath, hdu="CAT.WCSREF")
+    return sized, sources, refs
+
+
+def exposure_seeing(tag: Path, obsid: str, true: dict) -> tuple[float, float, float]:
+    """The psf/seeing QA plots' median FWHM (point sources of all OTAs) and the MEF's ``SEEING``
+    (:func:`podisteps.photometry.photcalib`), arcsec, with positions through the true WCS; and the fraction
+    of ``CAT.ODI`` rows with another row of their OTA within 1.5 px."""
+    cats, twins = [], 0
+    for path in sorted((tag / "work").rglob(f"{obsid}.*.catalog.*.fits")):
+        cat = Table.read(path, hdu="CAT.ODI")
+        ota = int(path.name[len(obsid) + 1:].split(".")[0])
+        if len(cat) > 1:
+            xy = np.column_stack([cat["X"], cat["Y"]])
+            twins += int((cKDTree(xy).query(xy, k=2)[0][:, 1] < 1.5).sum())
+        cat["RA"], cat["DEC"] = header_wcs(true[ota]).all_pix2world(cat["X"], cat["Y"], 1)
+        cats.append(cat)
+    cat = vstack(cats, metadata_conflicts="silent")
+    truth = json.loads((tag / "sim" / "truth" / night_of(obsid) / obsid / "exposure.json").read_text())
+    ref = refcat.load_reference(tag / "sim" / "refcat" / "refcat.fits", float(np.median(cat["RA"])),
+                                float(np.median(cat["DEC"])), 0.6, epoch=truth["epoch"])
+    result = photcalib(cat, ref, filtername=truth["filter"], exptime=truth["exptime"], airmass=truth["airmass"])
+    return float(np.median(cat["FWHM_WORLD"][point_sources(cat)])), result.seeing, twins / max(len(cat), 1)
+
+
+def _p90(true: dict, headers: dict) -> dict:
+    g = np.linspace(1.0, 4096.0, 15)
+    xx, yy = (v.ravel() for v in np.meshgrid(g, g))
+    out = {}
+    for ota, hdr in headers.items():
+        ra_t, dec_t = header_wcs(true[ota]).all_pix2world(xx, yy, 1)
+        ra_s, dec_s = header_wcs(hdr).all_pix2world(xx, yy, 1)
+        out[ota] = float(np.percentile(np.hypot(*sky_offsets(ra_s, dec_s, ra_t, dec_t)), 90))
+    return out
+
+
+def astrometry(root: Path) -> list:
+    """Per-OTA p90 errors of the canned model and of the solution for every exposure under ``root``."""
+    rows = []
+    for summary_path in sorted(root.glob("*/summary.json")):
+        tag, obsid = summary_path.parent, json.loads(summary_path.read_text())["obsid"]
+        sized, sources, refs = _inputs(tag, obsid)
+        with fits.open(tag / "sim" / "truth" / night_of(obsid) / obsid / "wcs.fits") as hdul:
+            true = {int(h.name[3:5]): h.header for h in hdul[1:]}
+        radec = (np.asarray(refs["ra"]), np.asarray(refs["dec"]))
+        sigma = np.hypot(refs["ra_error"], refs["dec_error"]) / math.sqrt(2.0) / 1000.0
+        canned = _p90(true, solve_focal_plane(sized, sources, radec, mode="rotation").headers)
+        equal = _p90(true, solve_focal_plane(sized, sources, radec, mode="otashear").headers)
+        sol = solve_focal_plane(sized, sources, radec, mode="otashear", ref_sigma_arcsec=sigma)
+        p90 = _p90(true, sol.headers)
+        summary = json.loads(summary_path.read_text())
+        print(f"{tag.name}: seeing truth {summary['seeing_true']}, QA plots %.3f, SEEING %.3f; rows with "
+              "another within 1.5 px %.4f" % exposure_seeing(tag, obsid, true))
+        for ota in sorted(p90):
+            rows.append((tag.name, ota, len(sol.matches[ota][0]), canned[ota], p90[ota], equal[ota]))
+    judged = [r for r in rows if r[2] >= MIN_MATCHED]
+    for r in rows:
+        print(f"{r[0]} OTA{r[1]:02d} matched {r[2]:3d} canned {r[3]:.3f} equal weights {r[5]:.3f} solved {r[4]:.3f}"
+              + ("  WORSE" if r[4] > 1.05 * r[3] + 0.002 else "") + ("  OVER" if r[2] >= MIN_MATCHED
+                                                                      and r[4] > 0.05 else ""))
+    print(f"OTAs with >= {MIN_MATCHED} matches: {len(judged)}, p90 > 0.05\": "
+          f"{sum(r[4] > 0.05 for r in judged)}, worst {max((r[4] for r in judged), default=float('nan')):.3f}; "
+          f"worse than canned (all OTAs): {sum(r[4] > 1.05 * r[3] + 0.002 for r in rows)}")
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=("simulate", "astrometry"))
+    parser.add_argument("exposures", nargs="*", help="SEED:INDEX of the demo night's odi_r exposures")
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--keep", nargs="*", default=[], help="tags (s42e0) whose detrended OTAs are kept")
+    parser.add_argument("--masters", action="store_true", help="subtract the night's master bias and dark")
+    args = parser.parse_intermixed_args(argv)
+    if args.stage == "astrometry":
+        astrometry(args.root)
+        return
+    for item in args.exposures:
+        seed, index = (int(v) for v in item.split(":"))
+        simulate(args.root, seed, index, keep=f"s{seed}e{index}" in args.keep, masters=args.masters)
+
+
+if __name__ == "__main__":
+    main()
