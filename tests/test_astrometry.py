@@ -209,12 +209,12 @@ def test_find_pointing_speed_5000_sources_20000_refs():
     sx = np.r_[sx + rng.normal(0, 0.05, sx.size), rng.uniform(-1800, 1800, 1500)]
     sy = np.r_[sy + rng.normal(0, 0.05, sy.size), rng.uniform(-1800, 1800, 1500)]
     ra, dec = from_tangent_plane(sx, sy, *center)
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a guard against a slower algorithm that other load does not move
     sol = find_pointing((ra, dec, rng.uniform(14, 22, ra.size)), refs, center=center)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     assert sol.success and sol.n_matches == pytest.approx(3500, abs=20)
     assert sol.shift == pytest.approx((900.0, -700.0), abs=0.05)
-    assert elapsed < 3.0  # about 1.2 s on a 2-core machine
+    assert elapsed < 4.0  # about 1.2 CPU-s
 
 
 def test_wcs_quality_keywords():
