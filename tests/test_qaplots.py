@@ -212,6 +212,15 @@ def test_shape_binning_averages_orientation_as_spin_two():
     assert min(pa[0], 180 - pa[0]) < 1e-6 and f[0] == pytest.approx(1.1)
 
 
+
+def test_too_few_stars_per_box_is_said_not_raised(tmp_path):
+    # one clean star per OTA: no focal-plane box holds the two a whisker needs (an IndexError before)
+    primary, sci, tables, headers = mef_contents(otas=OTAS, stars_per_ota=1)
+    qa = exposure_qa("oX", primary, sci, tables, headers)
+    result = draw(qa, qaplots.PlannedPlot("psfshape", None, (tmp_path / "psfshape.png",)))
+    assert result.counts["whiskers"] == 0 and 0 < result.counts["stars"] <= len(OTAS)
+    assert (tmp_path / "psfshape.png").stat().st_size > 0
+
 # ---- night summary -------------------------------------------------------------------------------------------
 
 

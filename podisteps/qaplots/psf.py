@@ -141,10 +141,10 @@ def psf_shape(paths, ident: ExposureId, *, xi, eta, ell, pa, fwhm, outlines: dic
     y0, y1 = ax.get_ylim()
     n_stars = len(xi)
     bins = SHAPE_BINS_FOCAL if ota is None else SHAPE_BINS_OTA
-    if n_stars:
-        bx, by, be, bpa, bf = binned_shape(np.asarray(xi), np.asarray(eta), np.asarray(ell), np.asarray(pa),
-                                           np.asarray(fwhm), extent=(x0, x1, y0, y1),
-                                           bins=bins, min_stars=2 if ota is None else 1)
+    binned = binned_shape(np.asarray(xi), np.asarray(eta), np.asarray(ell), np.asarray(pa), np.asarray(fwhm),
+                          extent=(x0, x1, y0, y1), bins=bins, min_stars=2 if ota is None else 1) if n_stars else None
+    if binned is not None and len(binned[2]):
+        bx, by, be, bpa, bf = binned
         reference = next((r for r in WHISKER_REFERENCES if r >= np.percentile(be, 90)), WHISKER_REFERENCES[-1])
         key = abs(x1 - x0) / bins * WHISKER_BOX
         length = key * be / reference
@@ -158,8 +158,8 @@ def psf_shape(paths, ident: ExposureId, *, xi, eta, ell, pa, fwhm, outlines: dic
         ax.plot([kx - key / 2, kx + key / 2], [ky, ky], color="k", lw=2)
         ax.text(kx - 0.6 * key, ky, f"e = {reference:g}", ha="left", va="center", fontsize=8)
         n_whiskers = len(segments)
-    else:
-        no_data(ax, "no clean stars")
+    else:  # no star, or no box with enough of them (few stars spread over the focal plane)
+        no_data(ax, "no clean stars" if not n_stars else f"too few clean stars per box ({n_stars} in all)")
         n_whiskers = 0
     scope = "focal plane" if ota is None else f"OTA {ota:02d}"
     return finish(fig, paths, ident, f"psfshape: ellipticity and orientation of clean stars, {scope}",
