@@ -72,12 +72,14 @@ class _Attempts:
         return got
 
 
-def _measure(attempt: _Attempts, root: Path, wanted: set, size: dict, data: Path) -> Path | None:
-    """Run the wanted items; return the night's masters folder (None if item c failed or was not run)."""
-    cals = None
-    if wanted & {"c", "a", "b", "L"}:
+def _measure(attempt: _Attempts, root: Path, wanted: set, size: dict, data: Path, cals: Path | None) -> Path | None:
+    """Run the wanted items; return the night's masters folder (None if item c failed or was not run).
+
+    With ``cals`` (masters of an earlier run) item c runs only when asked for.
+    """
+    if "c" in wanted or (cals is None and wanted & {"a", "b", "L"}):
         got = attempt("c: the pODI night end to end", items.full_night, root)
-        cals = got[1] if got else None
+        cals = got[1] if got else cals
     if cals is not None and wanted & {"a", "b", "L"}:
         attempt("floor, a (cold), b (warm): the last science exposure", items.exposure_runs, root, cals,
                 repeat=size["repeat"])
@@ -99,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", default="c,a,b,L")
     parser.add_argument("--keep", action="store_true", help="keep the run folder (products and logs)")
     parser.add_argument("--profile", action="store_true", help="always add the cProfile run")
+    parser.add_argument("--cals", type=Path, default=None,
+                        help="the night's masters (bias_bin1.fits, dflat_odi_r_bin1.fits) from an earlier run "
+                             "(--keep: <run>/work-night/<night>/cals), so items a, b and L need no item c")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]
@@ -111,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = None
     t_measure = time.perf_counter()
     try:
-        cals = _measure(attempt, root, set(args.items.split(",")), size, args.data)
+        cals = _measure(attempt, root, set(args.items.split(",")), size, args.data,
+                        args.cals.resolve() if args.cals else None)
         missed = [t for t in check_targets(attempt.rows) if t["met"] is False]
         if cals is not None and (args.profile or missed):
             log("bench: profile (cProfile, 1 worker)")
