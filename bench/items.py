@@ -66,7 +66,7 @@ def full_night(runner: Runner, root: Path, *, workers: int = 2) -> tuple[list[di
     n_sci = len(exposures(root, "OBJECT"))
     n_cal = len(exposures(root, "BIAS")) + len(exposures(root, "DFLAT"))
     night = _night_name(root)
-    cfg = _config(runner, "night", root, root / "raw", REDUCTION)
+    cfg = _config(runner, "night", root, root / "raw", {**REDUCTION, "masters": "bias,flat"})  # no darks taken
     run = runner.luigi("night", ["night", night, "--workers", str(workers)], cfg)
     row = _row("c", f"pODI night: {n_cal} calibration + {n_sci} science exposures, ReduceNight, {workers} workers",
                [run], exposures=n_sci, cpu_per_science_s=run["cpu_s"] / n_sci)
