@@ -33,6 +33,10 @@ SCIENCE_FLAGS = ["-fixwcs", "-photcalib", "-noqaplots"]
 #: The same options as ``[reduction]`` values (``ReduceNight`` and ``podiflow watch`` read them there).
 REDUCTION = {"fixwcs": "true", "photcalib": "true", "noqaplots": "true"}
 
+#: The night's masters built by the DAG (the night takes no darks; ``ReduceNight`` and ``podiflow watch`` would
+#: otherwise ask for a dark master too).
+NIGHT_MASTERS = "bias,flat"
+
 #: Seconds ``podiflow watch`` waits for an exposure's files to stay unchanged, and between two looks.
 WATCH_SETTLE_S, WATCH_POLL_S = 2.0, 0.5
 
@@ -66,7 +70,7 @@ def full_night(runner: Runner, root: Path, *, workers: int = 2) -> tuple[list[di
     n_sci = len(exposures(root, "OBJECT"))
     n_cal = len(exposures(root, "BIAS")) + len(exposures(root, "DFLAT"))
     night = _night_name(root)
-    cfg = _config(runner, "night", root, root / "raw", {**REDUCTION, "masters": "bias,flat"})  # no darks taken
+    cfg = _config(runner, "night", root, root / "raw", {**REDUCTION, "masters": NIGHT_MASTERS})
     run = runner.luigi("night", ["night", night, "--workers", str(workers)], cfg)
     row = _row("c", f"pODI night: {n_cal} calibration + {n_sci} science exposures, ReduceNight, {workers} workers",
                [run], exposures=n_sci, cpu_per_science_s=run["cpu_s"] / n_sci)
@@ -110,12 +114,17 @@ def exposure_runs(runner: Runner, root: Path, cals: Path, *, repeat: int = 3, wo
     return rows
 
 
-def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 900.0) -> float:
-    """Poll ``predicate`` every 0.1 s until true; return the time it became true (``time.time()``)."""
+def _wait_for(predicate, proc: subprocess.Popen, log: Path, what: str, timeout: float = 900.0) -> float:
+    """Poll ``predicate`` every 0.1 s until true; return the time it became true (``time.time()``).
+
+    Raises ``RuntimeError`` if the watcher exits, reports a failed exposure in ``log``, or ``timeout`` passes.
+    """
     end = time.time() + timeout
     while not predicate():
         if proc.poll() is not None:
             raise RuntimeError(f"bench: podiflow watch exited ({proc.returncode}) before {what}")
+        if "FAILED" in log.read_text(errors="replace"):
+            raise RuntimeError(f"bench: podiflow watch failed an exposure before {what}; see {log}")
         if time.time() > end:
             raise RuntimeError(f"bench: no {what} after {timeout:g} s")
         time.sleep(0.1)
@@ -138,13 +147,13 @@ def _latency_trial(runner: Runner, root: Path, cfg: Path, i: int, *, workers: in
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, env=python_env(cfg), cwd=runner.run_dir, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        _wait_for((out / "summary.html").exists, proc, "summary of the earlier exposures")
+        _wait_for((out / "summary.html").exists, proc, log, "summary of the earlier exposures")
         folder = replay / last.obsid
         folder.mkdir()
         for path in sorted(Path(last.path).glob("*.fits*")):
             shutil.copyfile(path, folder / path.name)
         landed = time.time()
-        ready = _wait_for((out / last.obsid / f"{last.obsid}.fits").exists, proc, "final MEF")
+        ready = _wait_for((out / last.obsid / f"{last.obsid}.fits").exists, proc, log, "final MEF")
     finally:
         (runner.run_dir / "work-watch" / night / "STOP").parent.mkdir(parents=True, exist_ok=True)
         (runner.run_dir / "work-watch" / night / "STOP").touch()
@@ -165,7 +174,8 @@ def watch_latency(runner: Runner, root: Path, cals: Path, warm_s: float | None, 
     """
     sci = exposures(root, "OBJECT")
     raw = raw_view(sci[-3:-1], runner.run_dir / "raw-replay")
-    cfg = _config(runner, "watch", root, raw, {**REDUCTION, "bias": str(cals), "flat": str(cals)})
+    cfg = _config(runner, "watch", root, raw,
+                  {**REDUCTION, "masters": NIGHT_MASTERS, "bias": str(cals), "flat": str(cals)})
     latencies = [_latency_trial(runner, root, cfg, i, workers=workers) for i in range(repeat)]
     latencies.sort()
     row = {"item": "L", "name": f"watch latency: last OTA file landed -> final MEF (settle {WATCH_SETTLE_S:g} s, "

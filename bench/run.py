@@ -80,7 +80,7 @@ def _measure(attempt: _Attempts, root: Path, wanted: set, size: dict, data: Path
     if "c" in wanted or (cals is None and wanted & {"a", "b", "L"}):
         got = attempt("c: the pODI night end to end", items.full_night, root)
         cals = got[1] if got else cals
-    if cals is not None and wanted & {"a", "b", "L"}:
+    if cals is not None and wanted & {"a", "b"}:
         attempt("floor, a (cold), b (warm): the last science exposure", items.exposure_runs, root, cals,
                 repeat=size["repeat"])
     warm = next((r["wall_s"] for r in attempt.rows if r["item"] == "b"), None)
