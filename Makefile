@@ -18,8 +18,8 @@ help:
 	@echo "make docs       build the documentation (user guide and API reference) into docs/_build/html"
 	@echo "make demo       simulate the demo night into ./$(DEMO)/ and reduce it (local scheduler, 2 workers)"
 	@echo "make scheduler  run luigid on $(SCHEDULER_ADDRESS):8082 (web UI), state, logs, task history in ./$(SCHEDULER)/"
-	@echo "make bench      speed, memory, scaling vs a floor -> bench/results/bench.{md,json}; 2 shared cores: ~2 h full,"
-	@echo "                BENCH_ARGS=--quick ~60 min (+~30 min simulation once, cached in \$$TMPDIR/podiflow-bench-data)"
+	@echo "make bench      speed and memory vs a floor -> bench/results/bench.{md,json}; 2 idle cores: ~30 min,"
+	@echo "                BENCH_ARGS=--quick ~20 min (+~20 min simulation once, cached in \$$TMPDIR/podiflow-bench-data)"
 
 venv: $(STAMP)
 

@@ -15,20 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from astropy.io import fits
-
 from podisteps import __version__
 from podisteps.nightindex import scan_night
 
 from .nights import night_spec
 
-__all__ = ["REPO", "python_env", "simulate", "exposures", "raw_view", "fz_copy", "write_config"]
+__all__ = ["REPO", "PODIFLOW", "python_env", "simulate", "exposures", "raw_view", "write_config"]
 
 #: The repository root (the folder holding bench/).
 REPO = Path(__file__).resolve().parent.parent
 
-_PODIFLOW = "import sys; from workflows.cli import podiflow_main; sys.exit(podiflow_main(sys.argv[1:]))"
+#: ``python -c`` code running the ``podiflow`` command with the arguments after it.
+PODIFLOW = "import sys; from workflows.cli import podiflow_main; sys.exit(podiflow_main(sys.argv[1:]))"
 
 
 def python_env(config: Path | None = None) -> dict:
@@ -63,7 +61,7 @@ def simulate(name: str, n_science: int, data_dir: Path, *, log=print) -> tuple[P
     (root / "spec.toml").write_text(spec)
     log(f"bench: simulating {name} ({n_science} science exposures) into {root}")
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", _PODIFLOW, "simulate", str(root / "spec.toml"), str(root)],
+    subprocess.run([sys.executable, "-c", PODIFLOW, "simulate", str(root / "spec.toml"), str(root)],
                    env=python_env(), check=True, stdout=subprocess.DEVNULL)
     (root / ".complete").write_text("")
     return root, time.perf_counter() - t0
@@ -88,27 +86,6 @@ def raw_view(records, dest: Path) -> Path:
         if not link.exists():
             link.symlink_to(folder.resolve(), target_is_directory=True)
     return Path(dest)
-
-
-def fz_copy(exposure: Path, dest: Path) -> Path:
-    """Rice-compress every raw OTA file of ``exposure`` into ``dest/<night>/<obsid>/`` (cached); return it.
-
-    Each cell extension becomes a ``CompImageHDU`` (RICE_1, lossless for the integer raw pixels) with the
-    same header, as fpack writes them.
-    """
-    exposure = Path(exposure)
-    out = Path(dest) / exposure.parent.name / exposure.name
-    if (out / ".complete").exists():
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(exposure.glob("*.fits")):
-        with fits.open(path, memmap=False) as hdul:
-            hdus = [fits.PrimaryHDU(header=hdul[0].header)]
-            for h in hdul[1:]:
-                hdus.append(fits.CompImageHDU(np.asarray(h.data), header=h.header, compression_type="RICE_1"))
-            fits.HDUList(hdus).writeto(out / (path.name + ".fz"), overwrite=True)
-    (out / ".complete").write_text("")
-    return out
 
 
 def write_config(path: Path, *, raw: Path, work: Path, out: Path, root: Path, reduction: dict | None = None,

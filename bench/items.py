@@ -1,190 +1,203 @@
-"""The measurements of ``make bench`` (issue 13), one function per item.
+"""The measurements of ``make bench`` (issues 24 and 23), one function per item.
 
-Every function takes a :class:`bench.runner.Runner`, the simulated night folder(s) and the number of
-repeats, and returns a list of result rows (dicts with ``item``, ``name`` and the fields of
-:func:`bench.runner.summarise`). Products of each configuration are removed before the next one.
+Every function takes a :class:`bench.runner.Runner` and the simulated night folder and returns a list of
+result rows (dicts with ``item``, ``name`` and the fields of :func:`bench.runner.summarise`).
+
+``c``      the full-size pODI night end to end (``ReduceNight``: masters, persistency, ``-fixwcs -photcalib``),
+           and ``d``, its CPU seconds per science exposure; its masters serve the other items;
+``floor``  :mod:`bench.floor` on the last science exposure, 2 processes;
+``a``      that exposure cold: a fresh work folder, persistency on, the night's masters given as files;
+``b``      that exposure warm: the exposures before it already reduced in the same work folder;
+``L``      watch latency: the exposure's files land in a folder ``podiflow watch`` follows; seconds from the
+           last file landing to its final MEF;
+``sched``  (optional) a test-instrument night and its no-op rerun: Luigi's scheduling cost.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from .datasets import exposures, fz_copy, raw_view, write_config
+from .datasets import PODIFLOW, exposures, python_env, raw_view, write_config
 from .runner import Runner, summarise
 
-__all__ = ["SCIENCE_FLAGS", "build_masters", "detrend_ota", "single_exposure", "scaling", "night"]
+__all__ = ["SCIENCE_FLAGS", "REDUCTION", "full_night", "exposure_runs", "watch_latency", "scheduling"]
 
 #: podiflow's options for the science exposures: the default steps (overscan, crosstalk, persistency,
-#: canned WCS) plus the floor's bias and flat, -fixwcs and -photcalib, no QA plots.
+#: canned WCS) plus -fixwcs and -photcalib, no QA plots.
 SCIENCE_FLAGS = ["-fixwcs", "-photcalib", "-noqaplots"]
 
-#: Name of the master-calibration night's work folder inside the run folder.
-_CALS_WORK = "cals-work"
+#: The same options as ``[reduction]`` values (``ReduceNight`` and ``podiflow watch`` read them there).
+REDUCTION = {"fixwcs": "true", "photcalib": "true", "noqaplots": "true"}
+
+#: The night's masters built by the DAG (the night takes no darks; ``ReduceNight`` and ``podiflow watch`` would
+#: otherwise ask for a dark master too).
+NIGHT_MASTERS = "bias,flat"
+
+#: Seconds ``podiflow watch`` waits for an exposure's files to stay unchanged, and between two looks.
+WATCH_SETTLE_S, WATCH_POLL_S = 2.0, 0.5
 
 
 def _row(item: str, name: str, runs: list[dict], **extra) -> dict:
     return {"item": item, "name": name, **summarise(runs), **extra}
 
 
-def _science_config(runner: Runner, tag: str, root: Path, raw: Path, reduction: dict | None = None) -> Path:
-    work = runner.run_dir / f"work-{tag}"
-    shutil.rmtree(work, ignore_errors=True)
-    return write_config(runner.run_dir / "cfg" / f"{tag}.cfg", raw=raw, work=work,
+def _config(runner: Runner, tag: str, root: Path, raw: Path, reduction: dict | None = None) -> Path:
+    for prefix in ("work", "out"):
+        shutil.rmtree(runner.run_dir / f"{prefix}-{tag}", ignore_errors=True)
+    return write_config(runner.run_dir / "cfg" / f"{tag}.cfg", raw=raw, work=runner.run_dir / f"work-{tag}",
                         out=runner.run_dir / f"out-{tag}", root=root, reduction=reduction)
 
 
-def _clean(runner: Runner, tag: str) -> None:
+def _night_name(root: Path) -> str:
+    return Path(exposures(root, "OBJECT")[0].path).parent.name
+
+
+def full_night(runner: Runner, root: Path, *, workers: int = 2) -> tuple[list[dict], Path]:
+    """Items (c) and (d): ``ReduceNight`` of the whole pODI night from a fresh work folder.
+
+    Returns
+    -------
+    rows : list of dict
+        One row; ``cpu_per_science_s`` is the CPU of the whole run (masters included) divided by the number
+        of science exposures.
+    cals : Path
+        ``<work>/<night>/cals``: the night's master bias and flat (``bias_bin1.fits``, ``dflat_odi_r_bin1.fits``).
+    """
+    n_sci = len(exposures(root, "OBJECT"))
+    n_cal = len(exposures(root, "BIAS")) + len(exposures(root, "DFLAT"))
+    night = _night_name(root)
+    cfg = _config(runner, "night", root, root / "raw", {**REDUCTION, "masters": NIGHT_MASTERS})
+    run = runner.luigi("night", ["night", night, "--workers", str(workers)], cfg)
+    row = _row("c", f"pODI night: {n_cal} calibration + {n_sci} science exposures, ReduceNight, {workers} workers",
+               [run], exposures=n_sci, cpu_per_science_s=run["cpu_s"] / n_sci)
+    return [row], runner.run_dir / "work-night" / night / "cals"
+
+
+def _forget(runner: Runner, tag: str, night: str, obsid: str) -> None:
+    """Remove every product of ``obsid`` in the work and out folders of ``tag``."""
     for prefix in ("work", "out"):
-        shutil.rmtree(runner.run_dir / f"{prefix}-{tag}", ignore_errors=True)
+        shutil.rmtree(runner.run_dir / f"{prefix}-{tag}" / night / obsid, ignore_errors=True)
 
 
-def build_masters(runner: Runner, root: Path, workers: int = 2) -> tuple[list[dict], Path]:
-    """Item (b): master bias, dark and dome flat (odi_r) of the pODI night, each timed on its own.
+def exposure_runs(runner: Runner, root: Path, cals: Path, *, repeat: int = 3, workers: int = 2) -> list[dict]:
+    """The floor and items (a) cold and (b) warm on the night's last science exposure, interleaved.
 
-    Returns the rows and the ``cals`` folder (``bias_bin1.fits``, ``dflat_odi_r_bin1.fits`` links) that the
-    floor and the science runs use. Each ``MasterCalibration`` gets the options its own input frames give
-    the masters they need (``workflows.calibrations.frame_options``); with the default empty options the dark
-    and the flat would not find the bias and dark masters built before and would build them again.
+    Each repeat runs the floor, then (a) in a fresh work folder (the saturation catalogues of the exposures in
+    its persistency window made on the way), then (b): ``CollectCells`` of the exposure in a work folder
+    where the exposures before it were reduced once beforehand (not timed), its own products removed before
+    each run. All use ``SCIENCE_FLAGS`` and the night's masters (``-bias``, ``-flat``).
     """
-    import json
-
-    from workflows.calibrations import frame_options
-
-    night = Path(exposures(root, "BIAS")[0].path).parent.name
-    cfg = write_config(runner.run_dir / "cfg" / "cals.cfg", raw=root / "raw", work=runner.run_dir / _CALS_WORK,
-                       out=runner.run_dir / "out-cals", root=root)
-    rows = []
-    for kind, filt in (("bias", ""), ("dark", ""), ("dflat", "odi_r")):
-        n = len(exposures(root, kind.upper()))
-        params = ["--param", f"night={night}", "--param", f"kind={kind}", "--param", f"filter={filt}",
-                  "--param", f"options={json.dumps(frame_options({}, kind))}"]
-        result = runner.luigi(f"master-{kind}", ["task", "MasterCalibration", *params, "--workers", str(workers)],
-                              cfg)
-        rows.append(_row("b", f"master {kind} ({n} frames, {workers} workers)", [result]))
-    return rows, runner.run_dir / _CALS_WORK / night / "cals"
-
-
-def _cal_flags(cals: Path) -> list[str]:
-    return [f"-bias={cals}", f"-flat={cals}"]
-
-
-def detrend_ota(runner: Runner, root: Path, cals: Path, repeat: int = 5, ota: int = 33) -> list[dict]:
-    """Item (a): one full-size ``DetrendOTA`` in a fresh process, its output deleted before each run.
-
-    A first run (not counted) also makes the OTA's ``SaturationCatalog``, which then stays complete.
-    """
-    first = exposures(root, "OBJECT")[0]
-    cfg = _science_config(runner, "detrend", root, raw_view([first], runner.run_dir / "raw-detrend"))
-    args = ["detrend", f"{first.obsid}:{ota}", "--workers", "1", *SCIENCE_FLAGS, *_cal_flags(cals)]
-    runner.luigi("detrend-warmup", args, cfg)
-    work = runner.run_dir / "work-detrend"
-    runs = []
+    sci = exposures(root, "OBJECT")
+    last, before = sci[-1].obsid, [e.obsid for e in sci[:-1]]
+    night = _night_name(root)
+    flags = [*SCIENCE_FLAGS, f"-bias={cals}", f"-flat={cals}", "--workers", str(workers)]
+    raw = raw_view(sci, runner.run_dir / "raw-science")
+    warm_cfg = _config(runner, "warm", root, raw)
+    runner.luigi("warm-predecessors", ["collect", ",".join(before[-2:]), *flags], warm_cfg)
+    runs: dict = {"floor": [], "a": [], "b": []}
     for i in range(repeat):
-        for path in work.glob(f"*/{first.obsid}/detrend/{first.obsid}.{ota:02d}.detrend.*"):
-            path.unlink()
-        runs.append(runner.luigi(f"detrend-{i}", args, cfg))
-    _clean(runner, "detrend")
-    row = _row("a", f"DetrendOTA OTA{ota} (full size, fresh process)", runs)
-    row["task_s"] = row["families"].get("DetrendOTA", {}).get("run_s")
+        runs["floor"].append(runner.floor(f"floor-{i}", Path(sci[-1].path), cals, workers))
+        runs["a"].append(runner.luigi(f"cold-{i}", ["collect", last, *flags], _config(runner, "cold", root, raw)))
+        _forget(runner, "warm", night, last)
+        runs["b"].append(runner.luigi(f"warm-{i}", ["collect", last, *flags], warm_cfg))
+    floor = _row("floor", f"floor (bench.floor), 1 pODI exposure, {workers} processes", runs["floor"])
+    rows = [floor,
+            _row("a", f"1 pODI exposure cold (fresh work folder), {workers} workers", runs["a"]),
+            _row("b", f"1 pODI exposure warm (predecessors reduced), {workers} workers", runs["b"])]
+    for row in rows[1:]:
+        row["ratio_floor"] = row["wall_s"] / floor["wall_s"]
+        row["ratio_floor_cpu"] = row["cpu_s"] / floor["cpu_s"]
+    return rows
+
+
+def _wait_for(predicate, proc: subprocess.Popen, log: Path, what: str, timeout: float = 900.0) -> float:
+    """Poll ``predicate`` every 0.1 s until true; return the time it became true (``time.time()``).
+
+    Raises ``RuntimeError`` if the watcher exits, reports a failed exposure in ``log``, or ``timeout`` passes.
+    """
+    end = time.time() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise RuntimeError(f"bench: podiflow watch exited ({proc.returncode}) before {what}")
+        if "FAILED" in log.read_text(errors="replace"):
+            raise RuntimeError(f"bench: podiflow watch failed an exposure before {what}; see {log}")
+        if time.time() > end:
+            raise RuntimeError(f"bench: no {what} after {timeout:g} s")
+        time.sleep(0.1)
+    return time.time()
+
+
+def _latency_trial(runner: Runner, root: Path, cfg: Path, i: int, *, workers: int) -> float:
+    """One watch session: wait until the earlier exposures are done, land the last one, time its MEF."""
+    sci = exposures(root, "OBJECT")
+    night, last = _night_name(root), sci[-1]
+    replay = runner.run_dir / "raw-replay" / night
+    out = runner.run_dir / "out-watch" / night
+    _forget(runner, "watch", night, last.obsid)
+    shutil.rmtree(replay / last.obsid, ignore_errors=True)
+    (out / "summary.html").unlink(missing_ok=True)
+    log = runner.run_dir / "logs" / f"watch-{i}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-c", PODIFLOW, "watch", night, "--workers", str(workers),
+           "--settle", str(WATCH_SETTLE_S), "--poll", str(WATCH_POLL_S)]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, env=python_env(cfg), cwd=runner.run_dir, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        _wait_for((out / "summary.html").exists, proc, log, "summary of the earlier exposures")
+        folder = replay / last.obsid
+        folder.mkdir()
+        for path in sorted(Path(last.path).glob("*.fits*")):
+            shutil.copyfile(path, folder / path.name)
+        landed = time.time()
+        ready = _wait_for((out / last.obsid / f"{last.obsid}.fits").exists, proc, log, "final MEF")
+    finally:
+        (runner.run_dir / "work-watch" / night / "STOP").parent.mkdir(parents=True, exist_ok=True)
+        (runner.run_dir / "work-watch" / night / "STOP").touch()
+        proc.wait(timeout=600)
+        (runner.run_dir / "work-watch" / night / "STOP").unlink()
+    runner.log(f"  watch-{i}: MEF ready {ready - landed:.1f} s after the last OTA file landed")
+    return ready - landed
+
+
+def watch_latency(runner: Runner, root: Path, cals: Path, warm_s: float | None, *, repeat: int = 3,
+                  workers: int = 2) -> list[dict]:
+    """Item L (issue 23): seconds from the last OTA file of an exposure landing to its final MEF.
+
+    The two science exposures before it (its persistency window) are in the watched folder from the start
+    and reduced first; then the exposure's files are copied in one after the other. ``podiflow watch`` runs
+    with ``--settle WATCH_SETTLE_S --poll WATCH_POLL_S``, the options of ``SCIENCE_FLAGS`` and the night's
+    masters. ``ratio_warm`` compares the median with item (b)'s wall time.
+    """
+    sci = exposures(root, "OBJECT")
+    raw = raw_view(sci[-3:-1], runner.run_dir / "raw-replay")
+    cfg = _config(runner, "watch", root, raw,
+                  {**REDUCTION, "masters": NIGHT_MASTERS, "bias": str(cals), "flat": str(cals)})
+    latencies = [_latency_trial(runner, root, cfg, i, workers=workers) for i in range(repeat)]
+    latencies.sort()
+    row = {"item": "L", "name": f"watch latency: last OTA file landed -> final MEF (settle {WATCH_SETTLE_S:g} s, "
+                               f"poll {WATCH_POLL_S:g} s), {workers} workers",
+           "n": repeat, "wall_s": latencies[len(latencies) // 2], "wall_min_s": latencies[0]}
+    if warm_s:
+        row["ratio_warm"] = row["wall_s"] / warm_s
     return [row]
 
 
-def single_exposure(runner: Runner, root: Path, cals: Path, repeat: int = 3,
-                    workers: tuple = (1, 2)) -> list[dict]:
-    """Items 1 and 2: the floor and podiflow on the first science exposure, plain and ``.fz`` input.
+def scheduling(runner: Runner, root: Path, *, workers: int = 2, noop_repeat: int = 3) -> list[dict]:
+    """Optional item ``sched``: a whole test-instrument night and its no-op rerun (Luigi's scheduling cost).
 
-    Each repeat runs every configuration once (interleaved, so a slow spell of the machine hits them all).
-    podiflow builds ``CollectCells`` (what ``podi_collectcells`` builds) from scratch in a fresh work folder
-    with ``SCIENCE_FLAGS`` and the masters of :func:`build_masters`.
+    Reports exposures per hour and the scheduling phase (``luigi.build`` call to the first task's ``run``).
     """
-    first = exposures(root, "OBJECT")[0]
-    plain = raw_view([first], runner.run_dir / "raw-single")
-    fz_raw = runner.run_dir / "raw-single-fz"
-    fz_dir = fz_copy(Path(first.path), fz_raw)
-    inputs = {"fits": (plain, Path(first.path)), "fz": (fz_raw, fz_dir)}
-    runs: dict = {}
-    for i in range(repeat):
-        for fmt, (raw, folder) in inputs.items():
-            for n in workers:
-                runs.setdefault(("floor", fmt, n), []).append(
-                    runner.floor(f"floor-{fmt}-{n}p-{i}", folder, cals, n))
-                tag = f"single-{fmt}-{n}w"
-                cfg = _science_config(runner, tag, root, raw)
-                args = ["collect", first.obsid, "--workers", str(n), *SCIENCE_FLAGS, *_cal_flags(cals)]
-                runs.setdefault(("podiflow", fmt, n), []).append(runner.luigi(f"{tag}-{i}", args, cfg))
-                _clean(runner, tag)
-    rows = []
-    for (who, fmt, n), results in runs.items():
-        unit = "process" if who == "floor" else "worker"
-        name = f"{who}, 1 pODI exposure, .{fmt}, {n} {unit}{'es' if unit == 'process' and n > 1 else 's' if n > 1 else ''}"
-        rows.append(_row("1" if who == "floor" else "2", name, results, who=who, format=fmt, procs=n))
-    for row in rows:
-        if row["who"] == "podiflow":
-            floor = next(r for r in rows if r["who"] == "floor" and r["format"] == "fits" and r["procs"] == row["procs"])
-            row["ratio_floor"] = row["wall_s"] / floor["wall_s"]
-            row["ratio_floor_cpu"] = row["cpu_s"] / floor["cpu_s"]
-    return rows
-
-
-def scaling(runner: Runner, root: Path, sizes: tuple, label: str, cals: Path | None = None,
-            workers: int = 2, repeat: int = 1, single_item: str = "6") -> list[dict]:
-    """Item 6: podiflow on the first N science exposures in one build, for each N in ``sizes``.
-
-    The row of N = 1 is reported as item ``single_item`` (item 3 for the 5x6).
-    """
-    sci = exposures(root, "OBJECT")
-    flags = SCIENCE_FLAGS + (_cal_flags(cals) if cals else [])
-    rows = []
-    for n in sizes:
-        raw = raw_view(sci[:n], runner.run_dir / f"raw-{label}-{n}")
-        tag = f"{label}-{n}"
-        results = []
-        for i in range(repeat):
-            cfg = _science_config(runner, tag, root, raw)
-            args = ["collect", ",".join(e.obsid for e in sci[:n]), "--workers", str(workers), *flags]
-            results.append(runner.luigi(f"{tag}-{i}", args, cfg))
-            _clean(runner, tag)
-        row = _row(single_item if n == 1 else "6", f"podiflow, {n} {label} exposure(s), {workers} workers",
-                   results, exposures=n, instrument=label, workers=workers)
-        row["s_per_exposure"] = row["wall_s"] / n
-        rows.append(row)
-    return rows
-
-
-def night(runner: Runner, root: Path, workers: int = 2, noop_repeat: int = 3) -> list[dict]:
-    """Item 4: a whole test-instrument night (masters, every science exposure) with ``ReduceNight``.
-
-    Reports exposures per hour, the scheduling phase (``luigi.build`` call to the first task's ``run``) and
-    the no-op rerun with everything complete, both through ``bench.luigi_run`` and through the ``luigi``
-    command a user types. A rerun that runs tasks (e.g. the code changed the options between the runs)
-    is not a no-op: its tasks are counted in its row.
-    """
-    import sys
-
     n_sci = len(exposures(root, "OBJECT"))
-    night_name = Path(exposures(root, "OBJECT")[0].path).parent.name
-    reduction = {"fixwcs": "true", "photcalib": "true", "noqaplots": "true"}
-    cfg = _science_config(runner, "night", root, root / "raw", reduction)
-    args = ["night", night_name, "--workers", str(workers)]
-    full = runner.luigi("night-full", args, cfg)
-    row = _row("4", f"night: {n_sci} test exposures + masters, ReduceNight, {workers} workers", [full],
-               exposures=n_sci)
-    row["exposures_per_hour"] = n_sci / full["wall_s"] * 3600
-    row["sched_fraction"] = full["t_first_start"] / full["wall_s"]
-    rows = [row]
-    try:  # the full run's row survives a failed rerun
-        noop = [runner.luigi(f"night-noop-{i}", args, cfg) for i in range(noop_repeat)]
-        rows.append(_row("4", "night no-op rerun (bench.luigi_run)", noop))
-        script = Path(sys.executable).parent / "luigi"
-        luigi_cli = ([str(script)] if script.exists() else
-                     [sys.executable, "-c", "import sys; from luigi.cmdline import luigi_run; luigi_run(sys.argv[1:])"])
-        luigi_cli += ["--module", "workflows", "ReduceNight", "--night", night_name, "--local-scheduler",
-                      "--workers", str(workers)]
-        noop_cli = [runner.run(f"night-noop-cli-{i}", luigi_cli, cfg) for i in range(noop_repeat)]
-        rows.append(_row("4", "night no-op rerun (`luigi --module workflows ReduceNight`)", noop_cli))
-    except RuntimeError as exc:
-        row["error"] = f"no-op rerun: {exc}"
-    finally:
-        _clean(runner, "night")
-    return rows
+    night = _night_name(root)
+    cfg = _config(runner, "sched", root, root / "raw", REDUCTION)
+    args = ["night", night, "--workers", str(workers)]
+    full = runner.luigi("sched-full", args, cfg)
+    row = _row("sched", f"test-instrument night: {n_sci} exposures + masters, {workers} workers", [full],
+               exposures=n_sci, exposures_per_hour=n_sci / full["wall_s"] * 3600,
+               sched_fraction=full["t_first_start"] / full["wall_s"])
+    noop = [runner.luigi(f"sched-noop-{i}", args, cfg) for i in range(noop_repeat)]
+    return [row, _row("sched", "test-instrument night, no-op rerun", noop)]

@@ -1,14 +1,13 @@
 """Night specs simulated for ``make bench`` (written as TOML into the bench's temporary folder).
 
-Three nights:
+Two nights:
 
 ``podi``
-    full-size pODI (13 OTAs): 3 biases, 2 darks, 5 odi_r dome flats and ``n_science`` odi_r exposures.
-``odi5x6``
-    full-size ODI 5x6 (30 OTAs): ``n_science`` odi_r exposures, no calibration frames.
+    full-size pODI (13 OTAs): 3 biases, 3 odi_r dome flats and ``n_science`` odi_r exposures (300 s, 31.4 s
+    apart, so the two exposures before one lie in its 600 s persistency window): the night of issue 24.
 ``night``
     the test instrument (pODI layout): 3 biases, 2 darks, 3 odi_r dome flats and ``n_science`` odi_r
-    exposures, for the end-to-end night.
+    exposures, for the optional scheduling item.
 """
 
 from __future__ import annotations
@@ -24,21 +23,21 @@ ra = "22:15:30.0"
 dec = "+15:30:00"
 """
 
-_CALS = """
+_CALS = ("""
 [[sequence]]
 type = "bias"
-count = {bias}
-
+count = {}
+""", """
 [[sequence]]
 type = "dark"
-count = {dark}
+count = {}
 exptime = 300.0
-
+""", """
 [[sequence]]
 type = "dflat"
 filter = "odi_r"
-count = {flat}
-"""
+count = {}
+""")
 
 _SCIENCE = """
 [[sequence]]
@@ -57,8 +56,7 @@ airmass = [1.10, 1.14]
 
 #: name -> (instrument, UT start, calibration frame counts (bias, dark, flat) or None, seed)
 NIGHTS = {
-    "podi": ("full", "2013-10-05T01:30:00", (3, 2, 5), 101),
-    "odi5x6": ("full", "2016-10-05T01:30:00", None, 102),
+    "podi": ("full", "2013-10-05T01:30:00", (3, 0, 3), 104),
     "night": ("test", "2013-10-05T01:30:00", (3, 2, 3), 103),
 }
 
@@ -81,8 +79,8 @@ def night_spec(name: str, n_science: int) -> str:
     instrument, start, cals, seed = NIGHTS[name]
     text = (f'[night]\nname = "bench-{name}"\nstart = "{start}"\ninstrument = "{instrument}"\n'
             f"binning = 1\nseed = {seed}\nstar_density = 3000.0\n" + _FIELD)
-    if cals:
-        text += _CALS.format(bias=cals[0], dark=cals[1], flat=cals[2])
+    for template, count in zip(_CALS, cals or ()):
+        text += template.format(count) if count else ""
     return text + _SCIENCE.format(count=n_science)
 
 

@@ -1,4 +1,4 @@
-"""``bench.json`` and ``bench.md``: the measured rows, the targets of issue 13 and whether they are met."""
+"""``bench.json`` and ``bench.md``: the measured rows, the targets of issues 24 and 23 and whether they are met."""
 
 from __future__ import annotations
 
@@ -6,29 +6,30 @@ import json
 import platform
 from pathlib import Path
 
-__all__ = ["TARGETS", "check_targets", "markdown", "write"]
+__all__ = ["TARGETS", "GIB", "check_targets", "markdown", "write"]
 
-#: Targets of issue 13: (description, limit, function of the rows giving the measured value or None).
+#: Bytes per GiB over bytes per GB: procmon reports GB (1e9 bytes), the targets are in GiB.
+GIB = 2**30 / 1e9
+
+#: Targets of issues 24 and 23: (description, limit, function of the rows giving the measured value or None).
 TARGETS = [
-    ("podiflow / floor, 1 pODI exposure, -fixwcs -photcalib, no QA, 2 workers", 2.0,
-     lambda rows: _get(rows, who="podiflow", format="fits", procs=2, key="ratio_floor")),
-    ("same in CPU time (user+system of all processes)", 2.0,
-     lambda rows: _get(rows, who="podiflow", format="fits", procs=2, key="ratio_floor_cpu")),
-    ("no-op rerun of the 50-exposure night, s (luigi command)", 5.0,
-     lambda rows: _get(rows, name_has="no-op rerun (`luigi", key="wall_s")),
-    ("scheduling phase / night wall time", 0.10,
-     lambda rows: _get(rows, name_has="night:", key="sched_fraction")),
-    ("peak memory, 1 pODI exposure, 2 workers, GB (PSS of all processes)", 3.0,
-     lambda rows: _get(rows, who="podiflow", format="fits", procs=2, key="peak_pss_gb")),
-    ("peak memory, 1 full-size 5x6 exposure, 2 workers, GB (PSS of all processes)", 6.0,
-     lambda rows: _get(rows, instrument="5x6", exposures=1, key="peak_pss_gb")),
+    ("(a) one pODI exposure cold / floor, wall", 1.4, lambda rows: _get(rows, item="a", key="ratio_floor")),
+    ("(b) one pODI exposure warm / floor, wall", 1.2, lambda rows: _get(rows, item="b", key="ratio_floor")),
+    ("(c) pODI night end to end, s", 160.0, lambda rows: _get(rows, item="c", key="wall_s")),
+    ("(d) CPU s per science exposure in (c)", 18.0, lambda rows: _get(rows, item="c", key="cpu_per_science_s")),
+    ("peak memory of (a), GiB (PSS, process tree)", 1.5, lambda rows: _gib(_get(rows, item="a", key="peak_pss_gb"))),
+    ("peak memory of (b), GiB", 1.5, lambda rows: _gib(_get(rows, item="b", key="peak_pss_gb"))),
+    ("peak memory of (c), GiB", 1.5, lambda rows: _gib(_get(rows, item="c", key="peak_pss_gb"))),
+    ("(#23) watch latency / warm single-exposure time", 1.3, lambda rows: _get(rows, item="L", key="ratio_warm")),
 ]
 
 
-def _get(rows, *, key, name_has=None, **match):
+def _gib(gb):
+    return None if gb is None else gb / GIB
+
+
+def _get(rows, *, key, **match):
     for row in rows:
-        if name_has is not None and name_has not in row["name"]:
-            continue
         if all(row.get(k) == v for k, v in match.items()):
             return row.get(key)
     return None
@@ -52,28 +53,22 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
     lines = [f"# make bench ({meta['mode']}), {meta['date']}", "",
              f"{meta['machine']}; wall time of the bench {meta['bench_wall_s'] / 60:.1f} min. "
              "Times are medians over `n` runs of a fresh process each (imports included); memory is the peak of "
-             "the summed PSS of the whole process tree (RSS in bench.json). `ratio` = wall time / the floor's "
-             "with the same number of processes on plain .fits; `CPU` = user+system CPU seconds of the whole tree "
-             "and `CPU ratio` the same ratio in CPU time (the robust one on a machine shared with other jobs). "
-             "`sched` = time from `luigi.build` to the first "
-             "task's run.", "",
-             "| item | configuration | n | wall s (median) | min s | ratio | CPU s | CPU ratio | peak GB | s/exposure "
-             "| sched s | tasks |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "the summed PSS of the whole process tree, GiB. `ratio` = wall time / the floor's in the same run; "
+             "`CPU` = user+system CPU seconds of the whole tree and `CPU ratio` the same ratio in CPU time (the "
+             "robust one on a machine shared with other jobs). Item L's time is the latency, not a process's.", "",
+             "| item | configuration | n | wall s (median) | min s | ratio | CPU s | CPU ratio | peak GiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        tasks = sum(r.get("tasks_started", {}).values()) if r.get("tasks_started") else ""
         lines.append(f"| {r['item']} | {r['name']} | {r['n']} | {_fmt(r['wall_s'])} | {_fmt(r['wall_min_s'])} | "
-                     f"{_fmt(r.get('ratio_floor'))} | {_fmt(r.get('cpu_s'))} | {_fmt(r.get('ratio_floor_cpu'))} | "
-                     f"{_fmt(r['peak_pss_gb'])} | {_fmt(r.get('s_per_exposure'))} | "
-                     f"{_fmt(r.get('t_first_start'))} | {tasks} |")
-    extra = [r for r in rows if "exposures_per_hour" in r or "task_s" in r]
-    for r in extra:
+                     f"{_fmt(r.get('ratio_floor', r.get('ratio_warm')))} | {_fmt(r.get('cpu_s'))} | "
+                     f"{_fmt(r.get('ratio_floor_cpu'))} | {_fmt(_gib(r.get('peak_pss_gb')))} |")
+    for r in rows:
+        if "cpu_per_science_s" in r:
+            lines.append(f"\n(d) {r['cpu_per_science_s']:.1f} CPU s per science exposure (the whole night's CPU, "
+                         f"masters included, over its {r['exposures']} science exposures).")
         if "exposures_per_hour" in r:
-            lines.append(f"\nNight: {r['exposures_per_hour']:.0f} exposures per hour; scheduling "
+            lines.append(f"\nTest-instrument night: {r['exposures_per_hour']:.0f} exposures per hour; scheduling "
                          f"{r['t_first_start']:.1f} s = {100 * r['sched_fraction']:.1f} % of the wall time.")
-        if "task_s" in r:
-            lines.append(f"\nDetrendOTA: {r['task_s']:.2f} s inside the task (median run), "
-                         f"{r['wall_s']:.2f} s for the process.")
     lines += ["", "| target | limit | measured | met |", "|---|---|---|---|"]
     for t in targets:
         met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")

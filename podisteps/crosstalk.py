@@ -103,12 +103,17 @@ def apply_crosstalk_matrix(cells: dict, matrix: np.ndarray) -> dict:
     missing = [f"xy{cx}{cy}" for cx, cy in CELL_IDS if (cx, cy) not in cells]
     if missing:
         raise ValueError(f"crosstalk needs all 64 cells; missing {', '.join(missing[:8])}")
+    shape = np.shape(cells[CELL_IDS[0]])
+    # One cell row at a time in two reused (8, ny * nx) float64 buffers (~17 MB each for full-size cells):
+    # each cell is converted once, straight into place, and BLAS writes the mixed row into the second.
+    row = np.empty((8, int(np.prod(shape))), dtype=np.float64)
+    mixed = np.empty_like(row)
     out = {}
     for cy in range(8):
-        # One cell row at a time: (8, ny, nx) float64 stays ~17 MB for full-size cells.
-        row = np.stack([np.asarray(cells[(cx, cy)], dtype=np.float64) for cx in range(8)])
-        mixed = (matrix[cy].T @ row.reshape(8, -1)).reshape(row.shape)  # BLAS; 4x faster than einsum
-        out.update({(cx, cy): mixed[cx].astype(np.float32) for cx in range(8)})
+        for cx in range(8):
+            row[cx] = np.ravel(cells[(cx, cy)])
+        np.matmul(matrix[cy].T, row, out=mixed)  # BLAS; 4x faster than einsum
+        out.update({(cx, cy): mixed[cx].reshape(shape).astype(np.float32) for cx in range(8)})
     return out
 
 

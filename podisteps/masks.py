@@ -342,6 +342,8 @@ def apply_mask(
     blank : bool, optional
         Also set the pixels to NaN (QuickReduce always does for BPM, saturation and persistency).
     """
+    if not where.any():  # the usual case for saturation, bleed and persistency: two full scans saved
+        return
     mask[where] |= MASK_BITS[bit]
     if blank:
         sci[where] = np.nan

@@ -100,8 +100,8 @@ def subtract_overscan(
     """
     if rowwise:
         level = overscan_row_levels(cell, geometry, window=window)
-        corrected = cell.astype(np.float64) - level[:, None]
     else:
         level = overscan_level(cell, geometry)
-        corrected = cell.astype(np.float64) - level
+    corrected = cell.astype(np.float64)
+    corrected -= level[:, None] if rowwise else level  # in place: one float64 image per cell, not two
     return corrected.astype(np.float32), level

@@ -105,7 +105,10 @@ def saturated_pixels(cells: dict, *, limit: float = SATURATION_LIMIT) -> np.ndar
     """
     parts = []
     for cx, cy in sorted(cells):
-        y, x = np.nonzero(np.asarray(cells[(cx, cy)]) >= limit)
+        cell = np.asarray(cells[(cx, cy)])
+        if cell.max() < limit:  # the usual cell: one fast pass instead of a full boolean image and its nonzero
+            continue
+        y, x = np.nonzero(cell >= limit)
         part = np.zeros(len(x), dtype=SATPIX_DTYPE)
         part["CELL_X"], part["CELL_Y"], part["X"], part["Y"] = cx, cy, x, y
         parts.append(part)

@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from .errors import RawFormatError
 
-__all__ = ["walk_headers", "check_extent", "check_count"]
+__all__ = ["walk_headers", "walk_hdus", "check_extent", "check_count"]
 
 
 def check_extent(path: Path, needed: int) -> None:
@@ -85,11 +85,18 @@ def _data_size(hdr) -> int:
     return -(-size // _BLOCK) * _BLOCK
 
 
-def walk_headers(path: Path) -> list:
-    """Every header of a FITS file, read by walking its blocks and skipping the data sections.
+def walk_hdus(path: Path) -> tuple[list, list]:
+    """Every header of a FITS file and the byte offset of each HDU's data, read by walking its blocks.
 
     The primary is an ``astropy.io.fits.Header``; the others are ``keyword -> value`` dicts (value cards
     only). About 30 times faster than astropy for the 65 HDUs of a raw OTA file.
+
+    Returns
+    -------
+    headers : list
+        One per HDU, in file order.
+    offsets : list of int
+        Byte offset of each HDU's data section in the file.
 
     Raises
     ------
@@ -98,7 +105,7 @@ def walk_headers(path: Path) -> list:
     """
     if path.stat().st_size == 0:
         raise RawFormatError(f"{path}: empty file (0 bytes)")
-    headers, end = [], 0
+    headers, offsets, end = [], [], 0
     with open(path, "rb") as fh:
         if fh.read(9) != b"SIMPLE  =":
             raise RawFormatError(f"{path}: not a readable FITS file (it does not start with SIMPLE =)")
@@ -109,8 +116,20 @@ def walk_headers(path: Path) -> list:
             except (ValueError, UnicodeDecodeError) as exc:
                 raise RawFormatError(f"{path}: corrupt FITS header ({exc})") from None
             headers.append(hdr)
+            offsets.append(fh.tell())
             end = fh.tell() + _data_size(hdr)
             fh.seek(end)
     check_extent(path, end)
     check_count(path, len(headers))
-    return headers
+    return headers, offsets
+
+
+def walk_headers(path: Path) -> list:
+    """Every header of a FITS file (the first list of :func:`walk_hdus`).
+
+    Raises
+    ------
+    RawFormatError
+        Empty, not FITS, truncated, or fewer than 65 HDUs.
+    """
+    return walk_hdus(path)[0]

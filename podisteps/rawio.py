@@ -23,7 +23,7 @@ from astropy.io import fits
 from . import instrument
 from .atomic import atomic_path, write_fits_atomic
 from .errors import RawFormatError
-from .rawheaders import check_count, check_extent, walk_headers
+from .rawheaders import check_count, check_extent, walk_hdus, walk_headers
 
 __all__ = [
     "RawFormatError",
@@ -188,7 +188,8 @@ class RawOTA:
     cells : dict
         ``(cx, cy)`` -> raw cell array, shape ``(ny, nx)``; dtype as requested (uint16 or float32).
     cell_headers : dict
-        ``(cx, cy)`` -> cell header.
+        ``(cx, cy)`` -> cell header: a mapping keyword -> value (an ``astropy.io.fits.Header`` for ``.fz``
+        files and unusual layouts, a dict of the value cards for plain uint16 files).
     geometry : podisteps.instrument.CellGeometry
         The detector geometry recognised from the cell shape and binning.
     """
@@ -366,10 +367,47 @@ def check_raw_file(path: str | os.PathLike, *, required_keys=REQUIRED_PRIMARY_KE
     """
     path = Path(path)
     headers = walk_headers(path)
-    _check_primary(path, headers[0], required_keys)
-    cells, shape = _cell_index(path, headers)
-    _geometry(path, shape, headers[cells[(0, 0)]])
+    _layout(path, headers, required_keys)
     return headers[0]
+
+
+def _layout(path: Path, headers: list, required_keys) -> tuple[dict, tuple[int, int], instrument.CellGeometry]:
+    """Check a raw OTA file's headers; return its cell index, cell shape and geometry (see :func:`_cell_index`)."""
+    _check_primary(path, headers[0], required_keys)
+    index, shape = _cell_index(path, headers)
+    return index, shape, _geometry(path, shape, headers[index[(0, 0)]])
+
+
+def _plain_uint16(hdr) -> bool:
+    """True for an uncompressed cell stored the standard way: BITPIX 16, BZERO 32768, BSCALE 1, no BLANK."""
+    return (hdr.get("XTENSION") == "IMAGE" and hdr.get("BITPIX") == 16 and hdr.get("BZERO") == 32768
+            and hdr.get("BSCALE", 1) == 1 and "BLANK" not in hdr)
+
+
+def _read_plain(path: Path, required_keys, dtype) -> RawOTA | None:
+    """:func:`read_raw_ota` of a plain file without astropy's HDU objects; None unless every cell is plain uint16.
+
+    The headers are walked block by block (:func:`podisteps.rawheaders.walk_hdus`) and each cell's data
+    read straight from its offset: big-endian int16 with BZERO 32768, whose unsigned value is the stored
+    bits with the sign bit flipped. Values and checks are those of astropy's path.
+    """
+    headers, offsets = walk_hdus(path)
+    index, shape, geo = _layout(path, headers, required_keys)
+    if not all(_plain_uint16(headers[i]) for i in index.values()):
+        return None
+    primary = headers[0]
+    if "EXTEND" not in primary:  # as astropy adds it when it reads a file with extensions
+        naxis = int(primary.get("NAXIS", 0))
+        primary.set("EXTEND", True, after=f"NAXIS{naxis}" if naxis else "NAXIS")
+    cells = {}
+    with open(path, "rb") as fh:
+        for cid, i in index.items():
+            fh.seek(offsets[i])
+            data = np.fromfile(fh, dtype=">u2", count=shape[0] * shape[1]).reshape(shape).astype(np.uint16)
+            data ^= np.uint16(0x8000)
+            cells[cid] = _as_dtype(data, dtype)
+    return RawOTA(path=path, primary=primary, cells=cells, cell_headers={c: headers[i] for c, i in index.items()},
+                  geometry=geo)
 
 
 def read_raw_ota(
@@ -402,12 +440,13 @@ def read_raw_ota(
         section.
     """
     path = Path(path)
+    fast = None if path.name.endswith(".fz") else _read_plain(path, required_keys, dtype)
+    if fast is not None:
+        return fast
     with _open(path) as hdul:
         hdus = _all_hdus(path, hdul)
         primary = hdus[0].header
-        _check_primary(path, primary, required_keys)
-        index, shape = _cell_index(path, [h.header for h in hdus])
-        geo = _geometry(path, shape, hdus[index[(0, 0)]].header)
+        index, shape, geo = _layout(path, [h.header for h in hdus], required_keys)
         cells, headers = {}, {}
         for cid, i in index.items():
             try:

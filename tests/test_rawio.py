@@ -28,6 +28,31 @@ def test_round_trip_bit_exact(tmp_path, fz, binning):
         assert hdu.header["BITPIX"] == 16 or hdu.header.get("ZBITPIX") == 16
 
 
+def test_plain_read_agrees_with_astropy(tmp_path):
+    """The direct read of plain uint16 files gives astropy's pixels and header values (EXTEND included)."""
+    path, data = write_ota(tmp_path)
+    raw = rawio.read_raw_ota(path, dtype=np.uint16)
+    with fits.open(path) as hdul:
+        assert raw.primary.tostring() == hdul[0].header.tostring()
+        for cx, cy in instrument.CELL_IDS:
+            hdu = hdul[f"xy{cx}{cy}"]
+            assert np.array_equal(raw.cells[(cx, cy)], hdu.data) and hdu.data.dtype == np.uint16
+            assert {k: raw.cell_headers[(cx, cy)][k] for k in hdu.header} == dict(hdu.header)
+
+
+def test_float_cells_read_through_astropy(tmp_path):
+    """A cell stored as float32 (not the raw uint16 layout) is read by astropy's path, converted as asked."""
+    path, data = write_ota(tmp_path)
+    with fits.open(path, mode="update") as hdul:
+        header = hdul["xy52"].header.copy()
+        for key in ("BZERO", "BSCALE"):
+            header.remove(key)
+        hdul[hdul.index_of("xy52")] = fits.ImageHDU(data[(5, 2)].astype(np.float32) + 0.25, header=header)
+    raw = rawio.read_raw_ota(path)
+    assert np.array_equal(raw.cells[(5, 2)], data[(5, 2)].astype(np.float32) + 0.25)
+    assert np.array_equal(raw.cells[(0, 0)], data[(0, 0)].astype(np.float32))
+
+
 @pytest.mark.fullsize
 @pytest.mark.parametrize("fz", [False, True])
 def test_round_trip_full_size(tmp_path, fz):
