@@ -332,11 +332,12 @@ def windowed_centroids(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg
     return np.where(moved, x, xw), np.where(moved, y, yw)
 
 
-def _aperture_photometry(sub, bad, rms, x, y, *, radius: float, gain: float):
+def _aperture_photometry(sub, bad, good, rms, x, y, *, radius: float, gain: float):
     """Flux over the unmasked pixels of circles of ``radius`` px: magnitude, error, masked fraction of the
     area (0 for complete apertures); magnitude 99 above :data:`MAX_MASKED_FRACTION`.
 
-    ``sub`` is zero at ``bad`` pixels. sep scales the flux of an aperture with masked pixels up by its
+    ``sub`` is zero at ``bad`` pixels; ``good`` is 1.0 at unmasked pixels, 0.0 at ``bad`` ones (float32,
+    made once per image for all apertures). sep scales the flux of an aperture with masked pixels up by its
     area ratio; partial apertures are measured again without the mask, as the plain sum of their unmasked
     pixels (the error then also counts the masked pixels' sky noise, a slight overestimate).
     """
@@ -346,7 +347,7 @@ def _aperture_photometry(sub, bad, rms, x, y, *, radius: float, gain: float):
     if partial.any():
         xp, yp = x[partial], y[partial]
         flux[partial], ferr[partial], _ = sep.sum_circle(sub, xp, yp, radius, err=rms, gain=gain, subpix=0)
-        area, _, _ = sep.sum_circle((~bad).astype(np.float32), xp, yp, radius, subpix=0)
+        area, _, _ = sep.sum_circle(good, xp, yp, radius, subpix=0)
         maskfrac[partial] = np.clip(1.0 - area / (math.pi * radius * radius), 0.0, 1.0)
     mag, err = _magnitudes(flux, ferr, maskfrac > MAX_MASKED_FRACTION)
     return mag, err, maskfrac
@@ -482,8 +483,10 @@ def source_catalog(
     table["ELONGATION"] = (a / b).astype(np.float32)
     table["ELLIPTICITY"] = (1.0 - b / a).astype(np.float32)
     nominal = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
+    good = (~bad).astype(np.float32)  # one image of unmasked pixels for every aperture
     for diameter, name in zip(APERTURE_DIAMETERS, _APER_NAMES):
-        mag, err, maskfrac = _aperture_photometry(sub, bad, rms, xw, yw, radius=diameter / 2.0 / nominal, gain=gain)
+        mag, err, maskfrac = _aperture_photometry(sub, bad, good, rms, xw, yw, radius=diameter / 2.0 / nominal,
+                                                  gain=gain)
         table[f"MAG_{name}"], table[f"MAGERR_{name}"] = mag.astype(np.float32), err.astype(np.float32)
         table[f"MASKFRAC_{name}"] = maskfrac.astype(np.float32)
         table["FLAGS"][maskfrac > 0] |= FLAG_BITS["PARTIAL"]
