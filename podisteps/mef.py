@@ -11,7 +11,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .photometry import _filter_entry
+from .packagedata import load_toml
 
 __all__ = ["PREP4SEX_VALUE", "undefined_value", "softbin_image", "softbin_mask", "softbin_header",
            "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table",
@@ -124,7 +124,7 @@ def filter_keywords(filtername: str) -> dict:
     uses. QuickReduce's band-pass widths and edges (``PHOTBW, FILTFWHM, FILTBLUE, ...``) are not written:
     the filter curves are not part of podiflow's configuration.
     """
-    entry = _filter_entry(filtername)
+    entry = load_toml("filters.toml").get(filtername)
     if entry is None:
         return {}
     nm = float(entry["wavelength"]) / 10.0

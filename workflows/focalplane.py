@@ -41,7 +41,7 @@ from astropy.table import Table
 
 from podisteps import focalfit, fringe, instrument
 
-from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .base import FitsTarget, PodiTask
 from .detrend import DetrendOTA
 from .saturation import exposure_record
 from .fptemplates import (CENTRE_SUBSAMPLE, fringe_source, fringe_vector_file, frame_scale,
@@ -59,8 +59,8 @@ def image_task(obsid: str, ota: int, options: ReductionOptions) -> PodiTask:
     """The image catalogues and the final MEF should read: CorrectedOTA with a focal-plane correction on,
     else DetrendOTA (the correction tasks are then skipped)."""
     if options.fringe or options.pupilghost:
-        return CorrectedOTA(obsid=obsid, ota=ota, options=options_param(options, FOCAL_FAMILIES))
-    return DetrendOTA(obsid=obsid, ota=ota, options=options_param(options, ["DetrendOTA"]))
+        return CorrectedOTA.with_options(options, obsid=obsid, ota=ota)
+    return DetrendOTA.with_options(options, obsid=obsid, ota=ota)
 
 
 def _template_requirements(record, options) -> dict:
@@ -79,6 +79,7 @@ def _template_path(task: PodiTask, kind: str):
 
 class _FocalTask(PodiTask):
     obsid = luigi.Parameter()
+    option_families = tuple(FOCAL_FAMILIES)
 
     @property
     def record(self):
@@ -86,7 +87,7 @@ class _FocalTask(PodiTask):
         return exposure_record(self.obsid)
 
     def _detrend(self, ota: int) -> DetrendOTA:
-        return DetrendOTA(obsid=self.obsid, ota=ota, options=options_param(self.reduction_options, ["DetrendOTA"]))
+        return DetrendOTA.with_options(self.reduction_options, obsid=self.obsid, ota=ota)
 
     def external_inputs(self):
         opts = self.reduction_options
@@ -131,8 +132,7 @@ class FocalPlaneSamples(_FocalTask):
             used |= {"fringe": template_path} | ({"fringevectors": vectors_path} if vectors_path else {})
         hdul = focalfit.ota_samples(data, header, boxes, ota=self.ota, scale=scale, fringe_rows=fringe_rows,
                                     pupilghost_bins=bool(opts.pupilghost))
-        for key, value, comment in provenance_cards(self, used):
-            hdul[0].header[key] = (value, comment)
+        self.add_provenance(hdul[0].header, used)
         self.output().write_hdulist(hdul)
 
     def _fringe_template(self, template_path) -> np.ndarray | None:
@@ -146,11 +146,10 @@ class FocalPlaneCorrections(_FocalTask):
     """Global sky level, fringe scale and pupil-ghost scale of one exposure, from FocalPlaneSamples only."""
 
     stage = "focalplane"
-    option_families = tuple(FOCAL_FAMILIES)
 
     def requires(self):
         opts = self.reduction_options
-        samples = {ota: FocalPlaneSamples(obsid=self.obsid, ota=ota, options=options_param(opts, FOCAL_FAMILIES))
+        samples = {ota: FocalPlaneSamples.with_options(opts, obsid=self.obsid, ota=ota)
                    for ota in self.record.otas}
         ghost_task = _template_requirements(self.record, opts).get("pupilghost")
         return {"samples": samples} | ({"pupilghost": ghost_task} if ghost_task is not None else {})
@@ -177,8 +176,7 @@ class FocalPlaneCorrections(_FocalTask):
             hdul = focalfit.fit_focal_plane(samples, ghost_template=template, layout=layout.name,
                                             sky_otas=layout.photometry_otas(self.record.filter),
                                             centre_subsample=CENTRE_SUBSAMPLE)
-        for key, value, comment in provenance_cards(self, used):
-            hdul[0].header[key] = (value, comment)
+        self.add_provenance(hdul[0].header, used)
         self.output().write_hdulist(hdul)
 
 
@@ -192,7 +190,7 @@ class CorrectedOTA(_FocalTask):
     def requires(self):
         opts = self.reduction_options
         return {"detrend": self._detrend(self.ota),
-                "corrections": FocalPlaneCorrections(obsid=self.obsid, options=options_param(opts, FOCAL_FAMILIES)),
+                "corrections": FocalPlaneCorrections.with_options(opts, obsid=self.obsid),
                 **_template_requirements(self.record, opts)}
 
     def output(self):
@@ -215,8 +213,7 @@ class CorrectedOTA(_FocalTask):
             sci, header, applied = focalfit.correct_ota(sci, header, fit, centres, ota=self.ota, **templates)
         used |= {k: paths[k] for k in applied}
         primary = fits.PrimaryHDU()
-        for key, value, comment in provenance_cards(self, used):
-            primary.header[key] = (value, comment)
+        self.add_provenance(primary.header, used)
         self.output().write_hdulist(fits.HDUList([
             primary, fits.ImageHDU(sci, header=header),
             fits.CompImageHDU(mask, header=mask_header, compression_type="RICE_1"), boxes]))
