@@ -23,8 +23,7 @@ from astropy.io import fits
 from podisteps.simulate import effects, load_night, simulate_night
 from workflows import cli
 from workflows.base import options_param
-from workflows.focalplane import FOCAL_FAMILIES, CorrectedOTA, FocalPlaneCorrections
-from workflows.fptemplates import fringe_source
+from workflows.focalplane import FOCAL_FAMILIES, CorrectedOTA, FocalPlaneCorrections, fringe_source
 from workflows.options import ReductionOptions
 from workflows.paths import night_of
 

@@ -139,7 +139,7 @@ def test_source_mask_on_blocks_finds_a_faint_extended_halo():
 def test_fringevectors_option_chooses_the_vector_files(vector_dir, tmp_path):
     from types import SimpleNamespace
 
-    from workflows.fptemplates import fringe_source, fringe_vector_file
+    from workflows.focalplane import fringe_source, fringe_vector_file
     from workflows.options import ReductionOptions
 
     record = SimpleNamespace(mjd=56570.1, filter="odi_z", otas=(33, 34), obsid="o20131005T014602.0", binning=1)

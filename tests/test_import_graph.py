@@ -12,7 +12,7 @@ from pathlib import Path
 import workflows
 
 #: Function-local imports that close a cycle, each documented where it is: the DAG's own recursions.
-RECURSIONS = {("detrend", "masters"), ("fptemplates", "focalplane")}
+RECURSIONS = {("detrend", "masters")}
 
 
 def _imports() -> dict:

@@ -4,8 +4,7 @@ from .astrometry import FixWCS, OTACatalog, ReferenceCatalog
 from .console import quiet_luigi_command
 from .collect import CollectCells
 from .detrend import DetrendOTA
-from .focalplane import CorrectedOTA, FocalPlaneCorrections, FocalPlaneSamples
-from .fptemplates import FringeTemplate, PupilGhostTemplate
+from .focalplane import CorrectedOTA, FocalPlaneCorrections, FocalPlaneSamples, FringeTemplate, PupilGhostTemplate
 from .masters import FlatLevel, MasterCalibration, MasterOTA
 from .night import ReduceExposure, ReduceNight, ReduceNights
 from .photometry import AutoPhotCalib, PhotCalib, PhotFlat, PhotReference, RadialZP

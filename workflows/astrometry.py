@@ -27,13 +27,13 @@ from podisteps import astrometry, detect, refcat
 from podisteps.errors import logger
 from podisteps.wcs import WCS_CARD_RE
 
-from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .base import FitsTarget, PodiTask
 from .saturation import exposure_record
 from .focalplane import image_task
 from .paths import checkpoint_path
 from .settings import site
 
-__all__ = ["OTACatalog", "ReferenceCatalog", "FixWCS", "SEARCH_RADIUS_DEG"]
+__all__ = ["OTACatalog", "ReferenceCatalog", "FixWCS", "SEARCH_RADIUS_DEG", "table_hdu"]
 
 #: Reference cut-out radius around the pointing: the field (0.8 deg) plus the largest pointing error searched.
 SEARCH_RADIUS_DEG = 0.8 + 20.0 / 60.0
@@ -46,7 +46,22 @@ MIN_FWHM_ARCSEC, MAX_MAGERR_4 = 0.3, 0.3
 detect.half_light_table()
 
 
-def _table_hdu(table: Table, name: str, header_cards=()) -> fits.BinTableHDU:
+def table_hdu(table: Table, name: str, header_cards=()) -> fits.BinTableHDU:
+    """A FITS table extension of a catalogue.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The rows (any length, zero included).
+    name : str
+        Extension name (``EXTNAME``), e.g. ``"CAT.ODI"``.
+    header_cards : iterable of tuple
+        ``(keyword, value, comment)`` cards added to the extension header.
+
+    Returns
+    -------
+    astropy.io.fits.BinTableHDU
+    """
     hdu = fits.table_to_hdu(table)
     hdu.name = name
     for key, value, comment in header_cards:
@@ -78,12 +93,11 @@ class OTACatalog(PodiTask):
                                         gain=float(header.get("GAIN", 1.3)))
         wcs_cards = [(c.keyword, c.value, c.comment) for c in header.cards if WCS_CARD_RE.match(c.keyword)
                      or c.keyword in ("CRVAL1", "CRVAL2")]
-        hdu = _table_hdu(catalog, "CAT.ODI", wcs_cards + [("OTA", self.ota, "OTA position"),
+        hdu = table_hdu(catalog, "CAT.ODI", wcs_cards + [("OTA", self.ota, "OTA position"),
                                                           ("IMWIDTH", data.shape[1], "image width, px"),
                                                           ("IMHEIGHT", data.shape[0], "image height, px")])
         primary = fits.PrimaryHDU()
-        for key, value, comment in provenance_cards(self, {"detrended": path}):
-            primary.header[key] = (value, comment)
+        self.add_provenance(primary.header, {"detrended": path})
         self.output().write_hdulist(fits.HDUList([primary, hdu]))
 
 
@@ -92,6 +106,7 @@ class ReferenceCatalog(PodiTask):
 
     obsid = luigi.Parameter()
     stage = "refcat"
+    option_families = ("FixWCS",)  # the options of the solution it serves (-wcscatalog)
 
     def source(self) -> str:
         """The catalogue: a file, a sharded folder, or an online provider name."""
@@ -119,9 +134,8 @@ class ReferenceCatalog(PodiTask):
                  ("RADIUS", SEARCH_RADIUS_DEG, "cut-out radius, deg"), ("NREF", len(table), "stars"),
                  ("NCATROWS", table.meta.get("NTOTAL", -1), "stars in the whole catalogue file (-1: unknown)")]
         primary = fits.PrimaryHDU()
-        for key, value, comment in provenance_cards(self, {"refcat": self.external_inputs()}):
-            primary.header[key] = (value, comment)
-        self.output().write_hdulist(fits.HDUList([primary, _table_hdu(table, "CAT.WCSREF", cards)]))
+        self.add_provenance(primary.header, {"refcat": self.external_inputs()})
+        self.output().write_hdulist(fits.HDUList([primary, table_hdu(table, "CAT.WCSREF", cards)]))
 
 
 def _wcs_header(header: fits.Header) -> fits.Header:
@@ -199,13 +213,13 @@ class FixWCS(PodiTask):
 
     obsid = luigi.Parameter()
     stage = "fixwcs"
+    option_families = ("DetrendOTA", "FocalPlaneCorrections", "OTACatalog", "FixWCS")  # and of its catalogues
 
     def requires(self):
         rec = exposure_record(self.obsid)
         return {
             "catalogs": {ota: OTACatalog(obsid=self.obsid, ota=ota, options=self.options) for ota in rec.otas},
-            "refcat": ReferenceCatalog(obsid=self.obsid, options=options_param(self.reduction_options,
-                                                                               ["FixWCS"])),
+            "refcat": ReferenceCatalog.with_options(self.reduction_options, obsid=self.obsid),
         }
 
     def output(self):
@@ -284,8 +298,7 @@ class FixWCS(PodiTask):
             final = _apply_nonsidereal(final, hdr, offsets)
         inputs = {"catalogs": [t.path for t in self.input()["catalogs"].values()],
                   "refcat": self.input()["refcat"].path, "nonsidereal-reference": self.external_inputs()}
-        for key, value, comment in provenance_cards(self, inputs):
-            hdr[key] = (value, comment)
+        self.add_provenance(hdr, inputs)
         hdus = [primary]
         for ota, h in final.items():
             ext = fits.ImageHDU(header=h.copy())
@@ -311,6 +324,6 @@ class FixWCS(PodiTask):
                                 "REF_DEC": np.asarray(refs["dec"])[i2], "OTA": np.full(len(i1), ota, np.int16)}))
         odi = vstack(merged) if merged else Table()
         cal = vstack(pairs) if pairs else Table()
-        return [_table_hdu(refs, "CAT.WCSREF"), _table_hdu(odi, "CAT.ODI"),
-                _table_hdu(cal, "WCSCAL.CAT", [("MATCHRAD", 2.0, "match radius, arcsec")])]
+        return [table_hdu(refs, "CAT.WCSREF"), table_hdu(odi, "CAT.ODI"),
+                table_hdu(cal, "WCSCAL.CAT", [("MATCHRAD", 2.0, "match radius, arcsec")])]
 

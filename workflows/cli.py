@@ -540,22 +540,18 @@ def _stop_group(proc) -> None:
 
 def _mef_task(obsid: str, output: Path | None, options):
     """The CollectCells task of an exposure (writing to ``output``, or to the out tree)."""
-    from .base import options_param
     from .collect import CollectCells
-    from .options import MEF_FAMILIES
 
-    return CollectCells(obsid=obsid, output_path=str(output or ""), options=options_param(options, MEF_FAMILIES))
+    return CollectCells.with_options(options, obsid=obsid, output_path=str(output or ""))
 
 
 def _cc_task(obsid: str, output: Path, options):
     """What podi_collectcells builds: CollectCells, or QAPlots around it (the plots beside OUTPUT)."""
     if options.noqaplots:
         return _mef_task(obsid, output, options)
-    from .base import options_param
-    from .options import MEF_FAMILIES
     from .qa import QAPlots
 
-    return QAPlots(obsid=obsid, output_path=str(output), options=options_param(options, [*MEF_FAMILIES, "QAPlots"]))
+    return QAPlots.with_options(options, obsid=obsid, output_path=str(output))
 
 
 def collectcells(input_path: str, output: str | None = None, *, flags=(), work_dir: str | None = None):

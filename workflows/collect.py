@@ -30,18 +30,15 @@ from podisteps.errors import logger
 from podisteps.finalmef import INHERITED_KEYS
 
 from .astrometry import FixWCS
-from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .base import FitsTarget, PodiTask
 from .detrend import REDUCTION_LOG_KEYS
 from .saturation import exposure_record
-from .focalplane import FOCAL_FAMILIES, FocalPlaneCorrections, image_task
+from .focalplane import FocalPlaneCorrections, image_task
+from .options import MEF_FAMILIES
 from .paths import checkpoint_path, night_of, out_root
-from .photometry import FAMILIES as PHOTCAL_FAMILIES
 from .photometry import RadialZP, photometry_task
 
-__all__ = ["CollectCells", "INHERITED_KEYS", "FIXWCS_FAMILIES"]
-
-#: Option families of the FixWCS product CollectCells reads without photometry.
-FIXWCS_FAMILIES = [f for f in PHOTCAL_FAMILIES if f != "PhotCalib"]
+__all__ = ["CollectCells", "INHERITED_KEYS"]
 
 #: Provenance roles that may be podiflow products whose own inputs belong in ASSOCIATIONS.
 _PRODUCT_ROLES = ("detrended", "refcat", "fixwcs")
@@ -54,6 +51,7 @@ class CollectCells(PodiTask):
     output_path = luigi.Parameter(default="", significant=False,
                                   description="where to write the MEF (default: the out_dir tree)")
     stage = "collect"
+    option_families = MEF_FAMILIES
 
     def otas(self) -> tuple:
         """The OTAs reduced, in the layout's order, after -centralonly/-selectota/-skipota/-singleota."""
@@ -78,7 +76,7 @@ class CollectCells(PodiTask):
         opts = self.reduction_options
         req = {"otas": {ota: image_task(self.obsid, ota, opts) for ota in self.otas()}}
         if self._focal_sky():
-            req["focalplane"] = FocalPlaneCorrections(obsid=self.obsid, options=options_param(opts, FOCAL_FAMILIES))
+            req["focalplane"] = FocalPlaneCorrections.with_options(opts, obsid=self.obsid)
         if opts.photcalib or opts.autophotflat:  # the astrometry PhotCalib used, so that it is made once
             req["photcal"] = photometry_task(self.obsid, opts)  # RadialZP with -fitradialZP
             calib = req["photcal"].requires() if isinstance(req["photcal"], RadialZP) else req["photcal"]
@@ -86,7 +84,7 @@ class CollectCells(PodiTask):
             if opts.autophotflat:
                 req["photflat"] = calib.requires()["photflat"]
         elif opts.fixwcs:
-            req["fixwcs"] = FixWCS(obsid=self.obsid, options=options_param(opts, FIXWCS_FAMILIES))
+            req["fixwcs"] = FixWCS.with_options(opts, obsid=self.obsid)
         return req
 
     def output(self):
@@ -133,8 +131,7 @@ class CollectCells(PodiTask):
                  if getattr(products, k) is not None}
         if products.photflat is not None:
             used["photflat"] = self.input()["photflat"].path
-        for key, value, comment in provenance_cards(self, used):
-            hdul[0].header[key] = (value, comment)
+        self.add_provenance(hdul[0].header, used)
         return hdul
 
     def run(self):

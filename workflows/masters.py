@@ -40,8 +40,7 @@ from podisteps.outputname import safe_component
 from .base import FitsTarget, PodiTask, provenance_cards
 from .calibrations import KINDS, frame_options, link_latest, master_options
 from .detrend import DetrendOTA
-from .focalplane import FocalPlaneCorrections
-from .fptemplates import frame_scale, pupilghost_source, read_pupilghost_template
+from .focalplane import FocalPlaneCorrections, frame_scale, pupilghost_source, read_pupilghost_template
 from .options import ReductionOptions
 from .paths import checkpoint_path, night_index, work_root
 from .runlock import discard_intermediates

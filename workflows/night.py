@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import luigi
 
-from .base import options_param
 from .collect import CollectCells
 from .failures import NothingToDo
-from .options import MEF_FAMILIES, ReductionOptions
+from .options import ReductionOptions
 from .paths import night_index, raw_root
 from .qa import QAPlots
 from .settings import reduction_options
@@ -26,16 +25,13 @@ __all__ = ["ReduceExposure", "ReduceNight", "ReduceNights", "NIGHT_DEFAULTS", "s
 #: What a night reduction does unless luigi.cfg's [reduction] says otherwise.
 NIGHT_DEFAULTS = {"masters": ("bias", "dark", "flat")}
 
-_FAMILIES = [*MEF_FAMILIES, "QAPlots"]
-
-
 def _night_options(options: dict) -> dict:
     """Options for a night: ``[reduction]`` of luigi.cfg with the night defaults where it sets nothing."""
     opts = reduction_options()
     for key, value in NIGHT_DEFAULTS.items():
         if not getattr(opts, key):
             opts = opts.replace(**{key: value})
-    merged = options_param(opts, _FAMILIES)
+    merged = QAPlots.options_for(opts)
     merged.update(options)
     return merged
 
@@ -80,12 +76,12 @@ class ReduceExposure(_Wrapper):
 
     def requires(self):
         opts = ReductionOptions.from_mapping(_night_options(dict(self.options)))
-        final = CollectCells(obsid=self.obsid, options=options_param(opts, MEF_FAMILIES))
+        final = CollectCells.with_options(opts, obsid=self.obsid)
         tasks = [final]
         for task in luigi.task.flatten(final.requires()):
             tasks += [task, *luigi.task.flatten(task.requires())]
         if not opts.noqaplots:
-            tasks.append(QAPlots(obsid=self.obsid, options=options_param(opts, _FAMILIES)))
+            tasks.append(QAPlots.with_options(opts, obsid=self.obsid))
         return tasks
 
 

@@ -38,8 +38,8 @@ from astropy.table import Table
 from podisteps import photflat, photometry
 from podisteps.rawio import ota_filename, read_primary_header
 
-from .astrometry import FixWCS, ReferenceCatalog, _table_hdu
-from .base import FitsTarget, PodiTask, options_param, provenance_cards
+from .astrometry import FixWCS, ReferenceCatalog, table_hdu
+from .base import FitsTarget, PodiTask, provenance_cards
 from .saturation import exposure_record
 from .options import OPTIONS_BY_NAME, ReductionOptions
 from .paths import checkpoint_path, exposure_dir
@@ -50,7 +50,7 @@ __all__ = ["PhotCalib", "PhotReference", "PhotFlat", "AutoPhotCalib", "RadialZP"
 log = logging.getLogger("podiflow.photometry")
 
 #: Option families that shape the photometry products.
-FAMILIES = ("DetrendOTA", "FocalPlaneCorrections", "OTACatalog", "FixWCS", "PhotCalib")
+FAMILIES = (*FixWCS.option_families, "PhotCalib")
 
 #: QuickReduce's centre of the radial fit: the first OTA's CRVAL moved by this much South and East, arcsec.
 RADIAL_CENTER_SHIFT_ARCSEC = 240.0
@@ -69,14 +69,14 @@ def calibration_task(obsid: str, options: ReductionOptions) -> PodiTask:
     ``PhotCalib``; both with ``-fitradialZP`` off, so that ``RadialZP`` shares their calibration."""
     opts = options.replace(fitradialZP=False)
     task = AutoPhotCalib if opts.autophotflat else PhotCalib
-    return task(obsid=obsid, options=options_param(opts, FAMILIES))
+    return task.with_options(opts, obsid=obsid)
 
 
 def photometry_task(obsid: str, options: ReductionOptions) -> PodiTask:
     """The task whose product holds the photometry of ``obsid`` under ``options``: ``RadialZP`` with
     ``-fitradialZP``, else :func:`calibration_task`."""
     if options.fitradialZP:
-        return RadialZP(obsid=obsid, options=options_param(options, FAMILIES))
+        return RadialZP.with_options(options, obsid=obsid)
     return calibration_task(obsid, options)
 
 
@@ -102,11 +102,11 @@ class PhotCalib(PodiTask):
 
     obsid = luigi.Parameter()
     stage = "photcal"
+    option_families = FAMILIES
 
     def requires(self):
         opts = self.reduction_options
-        fix = options_param(opts.replace(fixwcs=True), FAMILIES[:4])
-        req = {"fixwcs": FixWCS(obsid=self.obsid, options=fix)}
+        req = {"fixwcs": FixWCS.with_options(opts.replace(fixwcs=True), obsid=self.obsid)}
         if _own_references(opts):
             option = OPTIONS_BY_NAME["photcatalog"]
             req["refcat"] = PhotReference(obsid=self.obsid, options={"photcatalog": option.format(opts.photcatalog)})
@@ -138,8 +138,7 @@ class PhotCalib(PodiTask):
             log.warning("%s: no photometric calibration: no valid WCS", self.obsid)
             hdus = [fits.PrimaryHDU()]
             _cards(hdus[0].header, photometry.failed_keywords("no valid WCS", filtername=rec.filter))
-        for key, value, comment in provenance_cards(self, self.provenance_inputs()):
-            hdus[0].header[key] = (value, comment)
+        self.add_provenance(hdus[0].header, self.provenance_inputs())
         self.output().write_hdulist(fits.HDUList(hdus))
 
     def _calibrated(self, rec, odi: Table, refs: Table, headers: dict) -> list:
@@ -163,7 +162,7 @@ class PhotCalib(PodiTask):
             _cards(ext.header, photometry.extension_keywords(result, ota))
             hdus.append(ext)
         if len(result.photref):
-            hdus += [_table_hdu(result.photref, "CAT.PHOTREF"), _table_hdu(result.photcalib, "CAT.PHOTCALIB")]
+            hdus += [table_hdu(result.photref, "CAT.PHOTREF"), table_hdu(result.photcalib, "CAT.PHOTCALIB")]
         return hdus
 
     def _sky_and_gain(self) -> tuple[float, float]:
@@ -178,11 +177,6 @@ class PhotCalib(PodiTask):
             if hdr.get("SKY_MEDI", -1) > -1000:
                 levels.append(float(hdr["SKY_MEDI"]))
         return (float(np.median(levels)) if levels else -99999.99), float(np.median(gains))
-
-
-def _init_options(options: ReductionOptions) -> dict:
-    """The options of the first calibration of ``-autophotflat`` (QuickReduce's ``init``) and of PhotFlat."""
-    return options_param(options.replace(autophotflat=False, fitradialZP=False), FAMILIES)
 
 
 def _ota_frames(fixwcs: FixWCS) -> dict[int, fits.Header]:
@@ -233,6 +227,7 @@ class PhotFlat(PodiTask):
 
     obsid = luigi.Parameter()
     stage = "photflat"
+    option_families = FAMILIES
     memory_gb = 2  # full-size maps: float32 64 MiB per OTA, all held until written
 
     def requires(self):
@@ -276,7 +271,8 @@ class AutoPhotCalib(PhotCalib):
     stage = "autophotcal"
 
     def requires(self):
-        flat = PhotFlat(obsid=self.obsid, options=_init_options(self.reduction_options))
+        init = self.reduction_options.replace(autophotflat=False, fitradialZP=False)  # QuickReduce's ``init``
+        flat = PhotFlat.with_options(init, obsid=self.obsid)
         return {**super().requires(), "photflat": flat, "init": flat.requires()["photcal"]}
 
     def provenance_inputs(self) -> dict:
@@ -298,7 +294,7 @@ class AutoPhotCalib(PhotCalib):
         ph["PHSDINIT"] = (first["PHOTZPSD"], "PHOTZPSD of the first calibration (init), mag")
         ph["PHFSTARS"] = (fits.getval(inputs["photflat"].path, "PHFSTARS"), "stars the photometric flat is built from")
         at = next((i for i, h in enumerate(hdus) if h.name == "CAT.PHOTREF"), len(hdus))
-        return [*hdus[:at], *raw, *hdus[at:], _table_hdu(corrected, "CAT.ODI")]
+        return [*hdus[:at], *raw, *hdus[at:], table_hdu(corrected, "CAT.ODI")]
 
 
 class RadialZP(PodiTask):
@@ -307,6 +303,7 @@ class RadialZP(PodiTask):
 
     obsid = luigi.Parameter()
     stage = "radialzp"
+    option_families = FAMILIES
 
     def requires(self):
         return calibration_task(self.obsid, self.reduction_options)
@@ -324,8 +321,7 @@ class RadialZP(PodiTask):
             _cards(primary, photometry.fit_radial_zp(calib, *_radial_center(first["CRVAL1"], first["CRVAL2"])))
         else:
             log.warning("%s: no radial zero-point fit: %s", self.obsid, primary.get("PHOTNOTE", "no zero point"))
-        for key, value, comment in provenance_cards(self, {"photcal": self.input().path}):
-            primary[key] = (value, comment)
+        self.add_provenance(primary, {"photcal": self.input().path})
         self.output().write_hdulist(hdus)
 
 

@@ -26,7 +26,7 @@ from astropy.table import Table
 from podisteps import nightsummary, qaplots
 from podisteps.atomic import write_text_atomic
 
-from .base import PodiTask, options_param
+from .base import PodiTask
 from .collect import CollectCells
 from .failures import failures_dir, read_failures
 from .options import MEF_FAMILIES
@@ -93,10 +93,10 @@ class QAPlots(PodiTask):
     output_path = luigi.Parameter(default="", significant=False,
                                   description="the final MEF's path, as for CollectCells (default: the out tree)")
     stage = "qa"
+    option_families = (*MEF_FAMILIES, "QAPlots")
 
     def requires(self):
-        mef = CollectCells(obsid=self.obsid, output_path=self.output_path,
-                           options=options_param(self.reduction_options, MEF_FAMILIES))
+        mef = CollectCells.with_options(self.reduction_options, obsid=self.obsid, output_path=self.output_path)
         if not self.reduction_options.autophotflat:
             return {"mef": mef}
         return {"mef": mef, "photflat": mef.requires()["photflat"]}
