@@ -1,4 +1,4 @@
-"""Sun and Moon at mid-exposure for WIYN (QUICKREDUCE_SPEC.md section 4.8, ``podi_almanac``), offline.
+"""Sun and Moon at mid-exposure for WIYN (docs/reduction-steps.md, 'Almanac', ``podi_almanac``), offline.
 
 Positions come from astropy's built-in ephemeris (``solar_system_ephemeris = 'builtin'``: VSOP87 for the
 Sun, ELP2000-82 for the Moon) and altitudes from an ``AltAz`` frame at WIYN (latitude 31.95758 deg,

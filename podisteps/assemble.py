@@ -1,4 +1,4 @@
-"""Assembly of cells into the OTA frame (QUICKREDUCE_SPEC.md section 1.3) and the MASK bits.
+"""Assembly of cells into the OTA frame (docs/instrument.md, 'Cell placement in the OTA frame') and the MASK bits.
 
 Each cell's data section is copied as-is (no flips, no rotation) into its block of the float32 OTA frame;
 everything else is NaN (SCI) and flagged in MASK.
@@ -12,7 +12,7 @@ from .instrument import CELL_IDS, CellGeometry
 
 __all__ = ["MASK_BITS", "assemble_ota"]
 
-#: MASK plane bits of the per-OTA products (ARCHITECTURE section 5).
+#: MASK plane bits of the per-OTA products (docs/formats.md, 'Per-OTA products').
 MASK_BITS = {
     "GAP": 1,            # outside the cells or in a gap
     "BADCELL": 2,        # broken or non-science cell

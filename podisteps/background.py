@@ -1,4 +1,4 @@
-"""Sky sampling in boxes that avoid sources (QUICKREDUCE_SPEC.md section 3 step 22, x/y [bug] fixed).
+"""Sky sampling in boxes that avoid sources (docs/reduction-steps.md, 'Sky boxes', x/y [bug] fixed).
 
 Random box centres are drawn uniformly; a box is accepted if all its pixels are finite and no source
 lies closer than ``min_distance`` to its centre (QuickReduce swapped x and y in that test). The sky of a
@@ -74,7 +74,7 @@ def sample_sky_boxes(
 
 
 def sky_statistics(values: np.ndarray) -> dict:
-    """Sky statistics of a set of box medians (spec section 4.2 keywords).
+    """Sky statistics of a set of box medians (docs/reduction-steps.md, 'Global sky level' keywords).
 
     Parameters
     ----------

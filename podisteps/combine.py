@@ -1,4 +1,4 @@
-"""Per-pixel combination of calibration frames (QUICKREDUCE_SPEC.md section 5.2, ``imcombine``).
+"""Per-pixel combination of calibration frames (docs/masters.md, 'Combining frames', ``imcombine``).
 
 :func:`sigma_clip_mean` is QuickReduce's ``sigmaclipmean`` (``cython_src/sigma_clip_mean.c``), vectorised over
 pixels: per pixel, drop the NaNs and sort; up to ``max_iter`` times compute the median and
@@ -156,9 +156,9 @@ def sigma_clip_mean(
     ``min_keep`` values would remain (that last clip is not applied). The result is the mean of the kept
     values.
 
-    The C code differs in one corner case that this function does not reproduce: when a first clip would
-    leave fewer than 3 values, the C loop still applies it before its size check. The spec's rule (never
-    go below ``min_keep``) is used instead.
+    QuickReduce's C code is known to differ in one corner case that this function does not reproduce: when
+    a first clip would leave fewer than 3 values, its loop still applies it before its size check. The
+    documented rule (docs/masters.md, 'Combining frames': never go below ``min_keep``) is used instead.
 
     Parameters
     ----------

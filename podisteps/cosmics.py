@@ -1,4 +1,4 @@
-"""Cosmic-ray removal, cell by cell, with L.A.Cosmic (QUICKREDUCE_SPEC.md section 3 step 17).
+"""Cosmic-ray removal, cell by cell, with L.A.Cosmic (docs/reduction-steps.md, 'Cosmic rays').
 
 Uses ``astroscrappy.detect_cosmics`` (a maintained C implementation of van Dokkum 2001). Each cell's region
 of the OTA frame is cleaned on its own, as QuickReduce does; undefined (NaN) pixels are excluded from the

@@ -1,4 +1,4 @@
-"""Inter-cell crosstalk (QUICKREDUCE_SPEC.md section 3 step 1 and section 9).
+"""Inter-cell crosstalk (docs/reduction-steps.md, 'Crosstalk'; docs/calibrations.md, 'Crosstalk file').
 
 The crosstalk file has image extensions ``XTALK.FWD`` and ``XTALK.INV``, float64 of shape (8, 8, 8)
 indexed ``[cell row cy, source cx, target cx]``. Crosstalk only couples the 8 cells of one cell row:

@@ -1,10 +1,10 @@
-"""Source catalogue of an OTA with ``sep`` (QUICKREDUCE_SPEC.md section 3 step 20; replaces SExtractor).
+"""Source catalogue of an OTA with ``sep`` (docs/reduction-steps.md, 'Source catalogue'; replaces SExtractor).
 
 The settings follow QuickReduce's ``config/wcsfix.sex``: ``DETECT_THRESH 6``, ``DETECT_MINAREA 3``, no
 filter, ``DEBLEND_NTHRESH 32``, ``DEBLEND_MINCONT 0.1``, cleaning, ``BACK_SIZE 64``, ``BACK_FILTERSIZE 3``,
 ``PHOT_AUTOPARAMS 2.5, 3.5``, ``SATUR_LEVEL 60000``, ``MAG_ZEROPOINT 0``, ``GAIN`` from the header, and
 apertures of 2, 3, 4, 5, 6, 8, 10, 12 arcsec **diameter**. The output has the columns of ``CAT.ODI``
-(spec section 4.10). Differences from SExtractor, by design:
+(docs/formats.md, 'The final MEF'). Differences from SExtractor, by design:
 
 - ``X``, ``Y`` (1-based) are windowed centroids (``sep.winpos``, Gaussian window of
   ``sigma = 2 r_half / 2.35``, at least :data:`MIN_WINDOW_SIGMA`); ``RA``, ``DEC`` come from them
@@ -98,7 +98,7 @@ MAX_STAR_MAGERR = 1.0857 / 20.0
 #: Point sources: half-width of the stellar locus around its densest FWHM, as a fraction of that FWHM.
 STELLAR_LOCUS_HALF_WIDTH = 0.2
 
-#: Backup gain, e-/ADU, when the header has no GAIN (QUICKREDUCE_SPEC.md section 10).
+#: Backup gain, e-/ADU, when the header has no GAIN (docs/reduction-steps.md, 'Gain and read noise').
 DEFAULT_GAIN = 1.3
 
 #: Magnitude given to undefined fluxes.

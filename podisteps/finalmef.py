@@ -1,4 +1,5 @@
-"""The final multi-extension FITS of one exposure, assembled from already-opened products (spec section 4.10).
+"""The final multi-extension FITS of one exposure, assembled from already-opened products (docs/formats.md, 'The final
+MEF').
 
 :func:`final_mef` is the composite ``CollectCells`` calls: per-OTA detrended (or focal-plane corrected)
 products, the exposure's WCS, photometry and focal-plane products and the options in; the ``HDUList`` out.
@@ -52,7 +53,8 @@ INHERITED_KEYS = ("OBSID", "OBSTYPE", "OBJECT", "FILTER", "FILTERID", "FILTDSCR"
                   "FLTARM1B", "FLTARM1C", "FLTARM2A", "FLTARM2B", "FLTARM2C", "FLTARM3A", "FLTARM3B",
                   "FLTARM3C", "INSTRUME", "TELESCOP", "SIMULATE", "SIMSEED")
 
-#: Cards deleted from the OTA extensions (spec section 4.5 headers_to_delete_from_otas, plus INHERIT).
+#: Cards deleted from the OTA extensions (docs/reduction-steps.md, 'Assembling the exposure'
+#: headers_to_delete_from_otas, plus INHERIT).
 _DROP_FROM_OTAS = ("INHERIT", "CELLGAP1", "CELLGAP2", "CNAXIS1", "CNAXIS2", "NAMPS", "NEXTEND", "PRESCAN1",
                    "PRESCAN2", "OVRSCAN1", "OVRSCAN2", "IMNAXIS1", "IMNAXIS2", "EXTEND")
 
@@ -372,7 +374,7 @@ def _add_radec(table: Table, headers: dict) -> Table:
 
 
 def _exposure_log(ph: fits.Header, options: MefOptions, products: ExposureProducts) -> None:
-    """Exposure-level reduction-log keywords (spec section 4.12)."""
+    """Exposure-level reduction-log keywords (docs/formats.md, 'Reduction log')."""
 
     def state(selected: bool, ok: bool) -> str:
         return ("successful" if ok else "failed") if selected else "not selected"

@@ -1,4 +1,4 @@
-"""Flat-field normalisation (QUICKREDUCE_SPEC.md section 5.2, ``podi_makeflatfield.normalize_flatfield``).
+"""Flat-field normalisation (docs/masters.md, 'Flat', ``podi_makeflatfield.normalize_flatfield``).
 
 A flat frame (all OTAs of one exposure, bias and dark subtracted) is divided by one level for the whole
 focal plane: the clipped median of the 8x8-binned means of the layout's normalisation OTAs for the filter

@@ -1,5 +1,6 @@
-"""The focal-plane composites (spec sections 3.1, 4.2-4.4): per-OTA samples, the exposure-wide fit, the
-corrected OTA. Pure: arrays, headers, tables and already-read templates in; results out; no paths, no Luigi.
+"""The focal-plane composites (docs/reduction-steps.md, 'Subtracting the focal-plane templates', 'Global sky level',
+'Global fringe scale' and 'Global pupil-ghost scale'): per-OTA samples, the exposure-wide fit, the corrected OTA. Pure:
+arrays, headers, tables and already-read templates in; results out; no paths, no Luigi.
 
 - :func:`ota_samples`: the small per-OTA measurements the exposure-wide fit reads (fringe amplitudes, 64-px
   block medians for the ghost fit, sky boxes), as the ``FocalPlaneSamples`` product.
@@ -217,7 +218,8 @@ def _ghost(samples: dict, template, layout: str, centre_subsample: int):
 
 
 def _sky(ph: fits.Header, samples: dict, ghost_at_boxes: dict, sky_otas) -> fits.BinTableHDU:
-    """Global sky over ``sky_otas`` (guide OTAs left out), boxes corrected for fringe and ghost (spec §4.2)."""
+    """Global sky over ``sky_otas`` (guide OTAs left out), boxes corrected for fringe and ghost
+    (docs/reduction-steps.md, 'Global sky level')."""
     frng = max(ph["FRNG_SCL"], 0.0)
     ghost = max(ph["PUPLGFAC"], 0.0)
     tables = []
@@ -251,7 +253,7 @@ def ghost_applies(fit: fits.Header, centres: dict, ota: int) -> bool:
 
 def correct_ota(sci: np.ndarray, header: fits.Header, fit: fits.Header, centres: dict, *, ota: int,
                 fringe_template=None, ghost_template=None) -> tuple[np.ndarray, fits.Header, list]:
-    """One OTA minus the fitted fringe and ghost (spec section 3.1).
+    """One OTA minus the fitted fringe and ghost (docs/reduction-steps.md, 'Subtracting the focal-plane templates').
 
     Parameters
     ----------

@@ -1,10 +1,11 @@
-"""Fringe measurement, global fringe scale and fringe templates (QUICKREDUCE_SPEC.md §3 step 14, §4.3, §5.4).
+"""Fringe measurement, global fringe scale and fringe templates (docs/reduction-steps.md, 'Fringe amplitudes' and
+'Global fringe scale'; docs/calibrations.md, 'Fringe templates and vectors').
 
-The fringe template is dimensionless, ``(frame - sky) / sky`` (§5.4), so the fitted scale is about the
-sky level in ADU and the correction is ``data - template * scale`` (§3.1). The scale is measured with the
-Snodgrass & Carry (2013) method: the bright-minus-dark difference of the data over the same difference
-of the template, at the two ends of the fringe vectors of the ``fringevectors__<FILTER>__OTAnn.reg``
-files.
+The fringe template is dimensionless, ``(frame - sky) / sky`` (docs/calibrations.md, 'Fringe templates and vectors'), so
+the fitted scale is about the sky level in ADU and the correction is ``data - template * scale``
+(docs/reduction-steps.md, 'Subtracting the focal-plane templates'). The scale is measured with the Snodgrass & Carry
+(2013) method: the bright-minus-dark difference of the data over the same difference of the template, at the two ends of
+the fringe vectors of the ``fringevectors__<FILTER>__OTAnn.reg`` files.
 
 Coordinates: region files hold 1-based full-size bin1 OTA pixels; the functions here work in 0-based
 pixels of the OTA frame at hand (bin2 or the scaled-down test instrument: ``scale`` full-size pixels per
@@ -46,7 +47,8 @@ __all__ = [
     "denoise_template",
 ]
 
-#: Side of the boxes at the ends of a fringe vector, full-size bin1 px (spec §10: 20x20, +-10 px).
+#: Side of the boxes at the ends of a fringe vector, full-size bin1 px (docs/reduction-steps.md, 'Fringe amplitudes':
+#: 20x20, +-10 px).
 FRINGE_BOX = 20.0
 
 #: Columns of the per-vector rows returned by :func:`fringe_amplitudes` (QuickReduce's order).
@@ -55,7 +57,8 @@ FRINGE_COLUMNS = ("data_bright", "data_dark", "tmpl_bright", "tmpl_dark", "d_dat
 #: :func:`denoise_template` drops a frequency whose smoothed power is below this multiple of the noise power.
 WIENER_THRESHOLD = 3.0
 
-#: Nominal sky count rates, ADU/s per full-size px (``podi_fringing.avg_sky_countrates``, spec §4.3).
+#: Nominal sky count rates, ADU/s per full-size px (``podi_fringing.avg_sky_countrates``, docs/reduction-steps.md,
+#: 'Global fringe scale').
 NOMINAL_SKY_RATE = {"odi_i": 3.8, "odi_z": 4.0}
 
 
@@ -68,8 +71,8 @@ def fringe_vectors_from_regions(region_file: RegionFile | str | os.PathLike, *, 
     """Dark and bright ends of the fringe vectors of a region file, in frame pixels.
 
     Each ``vector(x, y, L, theta)`` (``# vector`` or bare, theta in degrees counter-clockwise) runs from a
-    dark point ``(x, y)`` to a bright point ``(x + L cos theta, y + L sin theta)`` (spec §3 step 14).
-    Boxes and other regions in the file are ignored.
+    dark point ``(x, y)`` to a bright point ``(x + L cos theta, y + L sin theta)`` (docs/reduction-steps.md, 'Fringe
+    amplitudes'). Boxes and other regions in the file are ignored.
 
     Parameters
     ----------
@@ -132,7 +135,8 @@ def fringe_amplitudes(
     box: float = FRINGE_BOX,
     scale: float = 1.0,
 ) -> np.ndarray:
-    """Per-vector fringe amplitudes of one OTA: the small measurement the global fit reads (spec §3 step 14).
+    """Per-vector fringe amplitudes of one OTA: the small measurement the global fit reads (docs/reduction-steps.md,
+    'Fringe amplitudes').
 
     Around each end of each vector the nanmedian of a square box is taken in the data and in the template
     (``2 h + 1`` frame px on a side about the nearest pixel, ``h = round(box / 2 / scale)``, at least 1;
@@ -170,7 +174,8 @@ def fringe_amplitudes(
 
 
 def fringe_scale(rows: np.ndarray | Sequence[np.ndarray]) -> tuple[float, float]:
-    """Global fringe scale of an exposure (spec §4.3): ``FRNG_SCL`` and ``FRNG_STD``.
+    """Global fringe scale of an exposure (docs/reduction-steps.md, 'Global fringe scale'): ``FRNG_SCL`` and
+    ``FRNG_STD``.
 
     Parameters
     ----------
@@ -198,7 +203,7 @@ def fringe_template(
     skies: Sequence[float],
     masks: Sequence[np.ndarray | None],
 ) -> np.ndarray:
-    """Fringe template of one OTA from science frames (spec §5.4).
+    """Fringe template of one OTA from science frames (docs/calibrations.md, 'Fringe templates and vectors').
 
     ``nanmedian`` over the frames of ``(data - sky) / sky`` with the masked pixels (sources, bad pixels)
     set to NaN. Frames with a bright sky should be left out first (:func:`reject_bright_sky`).
@@ -233,7 +238,8 @@ def fringe_template(
 
 
 def reject_bright_sky(sky_rates: np.ndarray | Sequence[float], nominal: float, *, factor: float = 2.0) -> np.ndarray:
-    """Frames dark enough for a fringe template (spec §4.3, §5.4): sky rate <= ``factor`` x nominal.
+    """Frames dark enough for a fringe template (docs/reduction-steps.md, 'Global fringe scale'; docs/calibrations.md,
+    'Fringe templates and vectors'): sky rate <= ``factor`` x nominal.
 
     Parameters
     ----------
@@ -255,7 +261,8 @@ def reject_bright_sky(sky_rates: np.ndarray | Sequence[float], nominal: float, *
 
 def source_mask(data: np.ndarray, *, nsigma: float = 3.0, grow: int = 2, block: int = 16,
                 binning: int = 1) -> np.ndarray:
-    """Pixels of sources (and their wings) to leave out of a fringe template (spec §5.4).
+    """Pixels of sources (and their wings) to leave out of a fringe template (docs/calibrations.md, 'Fringe templates
+    and vectors').
 
     A pixel is a source pixel when it lies more than ``nsigma`` robust sigmas above the local sky (the
     median of its ``block x block`` block, interpolated); the mask is then grown by ``grow`` px.

@@ -1,6 +1,7 @@
 """The ODI instrument model: focal-plane layouts, OTA and cell geometry, detector serials, cell modes.
 
-All facts come from the data files in ``podisteps/data/instruments/`` (read through :mod:`podisteps.packagedata`) (see QUICKREDUCE_SPEC.md section 1):
+All facts come from the data files in ``podisteps/data/instruments/`` (read through :mod:`podisteps.packagedata`) (see
+docs/instrument.md):
 
 - ``podi.toml``, ``odi_5x6.toml``: the two focal-plane layouts, chosen by ``MJD-OBS``;
 - ``detectors.toml``: broken cells per detector serial;

@@ -1,11 +1,12 @@
-"""Bad-pixel regions, saturation, bleed and persistency masks (QUICKREDUCE_SPEC.md section 3 steps 10, 13).
+"""Bad-pixel regions, saturation, bleed and persistency masks (docs/reduction-steps.md, 'Bad-pixel regions' and
+'Saturation and persistency').
 
 BPM region files (``bpm_xyNN.reg``) are ds9 region files in full-size **bin1** OTA pixel coordinates,
 1-based as ds9 writes them. The reader accepts what ds9 writes: ``box(...)``, ``image;box(...)``, several
 regions on one line, indented lines, ``# vector(...)`` and bare ``vector(...)``, a last line without a
 newline. Every line that describes a region but is not used is reported with the reason.
 
-Fixed QuickReduce defects (spec sections 8.1 item 11 and 11.10):
+Fixed QuickReduce defects (docs/quickreduce.md, 'Bad-pixel regions'; docs/calibrations.md, 'Bad-pixel region files'):
 
 - box angles are honoured (the box is rotated about its centre, counter-clockwise in degrees as in ds9);
 - ds9 1-based centres are converted: ds9 pixel ``i`` covers ``[i - 0.5, i + 0.5)``, numpy index ``i - 1``;
@@ -441,7 +442,7 @@ def persistency_mask(table, geometry: CellGeometry, *, catalog_binning: int | No
 
     For each saturated raw column, rows ``[0, max saturated row]`` of that cell (the transfer direction),
     converted from the catalogue's binning to the frame's. QuickReduce stops one row short
-    (``[0, max saturated row)``, QUICKREDUCE_SPEC.md section 3 step 13) and so leaves unmasked the top
+    (``[0, max saturated row)``, docs/reduction-steps.md, 'Saturation and persistency') and so leaves unmasked the top
     saturated pixel, which holds as much trapped charge as the others; podiflow includes it.
 
     Parameters

@@ -1,4 +1,5 @@
-"""Master calibration MEFs in QuickReduce's layout (QUICKREDUCE_SPEC.md sections 5.1, 5.2, 11.8).
+"""Master calibration MEFs in QuickReduce's layout (docs/calibrations.md, 'Master files'; docs/masters.md, 'Combining
+frames').
 
 A master bias, dark or flat is::
 

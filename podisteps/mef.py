@@ -1,5 +1,6 @@
-"""Pieces of the final MEF (QUICKREDUCE_SPEC.md sections 4.5, 4.8, 4.10): undefined pixels, software
-binning, Rice compression, filter keywords and the association table. No paths are opened here.
+"""Pieces of the final MEF (docs/reduction-steps.md, 'Assembling the exposure' and 'Filter keywords'; docs/formats.md,
+'Association table' and 'The final MEF'): undefined pixels, software binning, Rice compression, filter keywords and the
+association table. No paths are opened here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The night index: every exposure of one observing night, read from primary headers only.
 
-The index is what the DAG is scheduled from (ARCHITECTURE section 2): it must be cheap to consult, so it
+The index is what the DAG is scheduled from (docs/architecture.md, 'The DAG'): it must be cheap to consult, so it
 is cached on disk as JSON and rebuilt only when the night folder changes (an exposure folder added,
 removed or modified; raw data are otherwise immutable).
 """

@@ -1,13 +1,14 @@
-"""Per-cell non-linearity ``d_lin = d + c2 d^2 + c3 d^3`` (QUICKREDUCE_SPEC.md sections 3 step 3, 9, 11.6).
+"""Per-cell non-linearity ``d_lin = d + c2 d^2 + c3 d^3`` (docs/reduction-steps.md, 'Non-linearity';
+docs/calibrations.md, 'Non-linearity tables').
 
 The table is the first extension of the file (read by index; old files have no EXTNAME), a BinTable with
 columns ``OTA`` (focal-plane position ``int(FPPOS[2:])``, not the detector serial), ``CELLX``, ``CELLY``,
 ``COEFF_X**2``, ``COEFF_X**3``, ``UNCERT_COEFF_X**2``, ``UNCERT_COEFF_X**3`` and, in most files,
 ``RELATIVE_GAIN`` and ``SATLEVEL``.
 
-Fixed QuickReduce defect (spec section 8.1 item 4): a cell missing from the table gets coefficients 0
-(no correction) but relative gain **NaN**, not 0, and is flagged ``in_table=False``; ``-gain=relative``
-then leaves that cell undefined instead of zeroing it.
+Fixed QuickReduce defect (docs/quickreduce.md, 'Cells missing from the non-linearity table'): a cell missing from the
+table gets coefficients 0 (no correction) but relative gain **NaN**, not 0, and is flagged ``in_table=False``;
+``-gain=relative`` then leaves that cell undefined instead of zeroing it.
 """
 
 from __future__ import annotations

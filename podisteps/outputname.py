@@ -1,4 +1,4 @@
-"""The final MEF's file name (QUICKREDUCE_SPEC.md section 4.1, ``format_filename``)."""
+"""The final MEF's file name (docs/formats.md, 'Output file name', ``format_filename``)."""
 
 from __future__ import annotations
 

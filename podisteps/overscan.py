@@ -1,9 +1,9 @@
-"""Serial-overscan subtraction per cell (QUICKREDUCE_SPEC.md sections 1.2 and 3 step 5).
+"""Serial-overscan subtraction per cell (docs/instrument.md, 'Raw cell layout'; docs/reduction-steps.md, 'Overscan').
 
 QuickReduce subtracts one scalar per cell: the median of the whole overscan block. The optional row-wise
 mode subtracts, per row, the median across the overscan columns, smoothed along the rows.
 
-Every function works on a float copy; raw integer cells are never modified (spec section 8.1 item 17).
+Every function works on a float copy; raw integer cells are never modified (docs/quickreduce.md, 'Integer arithmetic').
 """
 
 from __future__ import annotations

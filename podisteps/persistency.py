@@ -1,4 +1,5 @@
-"""Saturation catalogues and the persistency window (QUICKREDUCE_SPEC.md section 3 step 13, section 11.9).
+"""Saturation catalogues and the persistency window (docs/reduction-steps.md, 'Saturation and persistency';
+docs/calibrations.md, 'Saturation catalogues').
 
 A saturation catalogue lists every raw pixel at or above the saturation limit (65535) of one OTA, as rows
 ``CELL_X, CELL_Y, X, Y`` (int16; X/Y are 0-based column/row in the raw cell array, overscan included).
@@ -6,8 +7,8 @@ QuickReduce keeps one file per exposure, ``<base>.saturated.fits``: a primary he
 ``EXPTIME`` (copied from the raw primary) and one BinTable ``OTA%02d.SATPIX`` per OTA that has saturated
 pixels. This module builds and reads that layout from and to HDULists; the caller owns the path.
 
-Selection (spec section 10, ``[1 s, 600 s + EXPTIME_prev]``): a catalogue is **this frame's** when
-``|dMJD| < 1 s``; it is an **earlier** frame whose persistence counts when
+Selection (docs/reduction-steps.md, 'Saturation and persistency', ``[1 s, 600 s + EXPTIME_prev]``): a catalogue is
+**this frame's** when ``|dMJD| < 1 s``; it is an **earlier** frame whose persistence counts when
 ``dt = (MJD_this - MJD_cat) * 86400 >= 1 s`` and ``dt - EXPTIME_cat <= window``.
 
 The masks themselves are built by :func:`podisteps.masks.saturation_masks` (bleed trails and saturated

@@ -1,4 +1,5 @@
-"""Photometric flat field from zero-point residuals (``-autophotflat``, QUICKREDUCE_SPEC.md section 4.7 step 11).
+"""Photometric flat field from zero-point residuals (``-autophotflat``, docs/photometry.md, 'Photometric flat from the
+zero points').
 
 ``podi_photflat.create_photometric_flatfield``: on a grid of ``nodes x nodes`` points ``step_px`` apart on each
 OTA, the error-weighted mean of the zero-point offsets (``ZP - median ZP``) within ``smoothing_arcsec`` is the
@@ -14,9 +15,9 @@ takes the mean of its OTA's other nodes (0 if it has none).
 Dividing the sky-subtracted data by the map, ``(data - SKYLEVEL) / pf + SKYLEVEL``, divides the star fluxes
 by ``pf``: catalogue magnitudes grow by ``2.5 log10(pf)`` (:func:`correct_magnitudes`).
 
-File format (QuickReduce's ``photflat_<FILTER>_bin<B>.fits``, read by ``-photflat``, spec section 3 step 19):
-one image extension per OTA named ``OTAxy.SCI`` with the map at the OTA's pixel size, ``FILTER`` and
-``BINNING`` in the primary header. :func:`photflat_hdulist` writes the maps Rice-compressed with an absolute
+File format (QuickReduce's ``photflat_<FILTER>_bin<B>.fits``, read by ``-photflat``, docs/reduction-steps.md,
+'Photometric flat'): one image extension per OTA named ``OTAxy.SCI`` with the map at the OTA's pixel size, ``FILTER``
+and ``BINNING`` in the primary header. :func:`photflat_hdulist` writes the maps Rice-compressed with an absolute
 quantisation step of :data:`QUANTIZE_STEP` (a smooth map then takes about 6 MB per 4096 x 4096 OTA instead
 of 64 MB; astropy, and so QuickReduce, reads it like a plain image); :func:`read_photflat` reads one OTA
 and checks filter and binning.

@@ -1,15 +1,17 @@
-"""Pupil-ghost templates, samples, global scale and centre (QUICKREDUCE_SPEC.md §3 step 23, §4.4, §5.3).
+"""Pupil-ghost templates, samples, global scale and centre (docs/reduction-steps.md, 'Pupil-ghost samples' and 'Global
+pupil-ghost scale'; docs/calibrations.md, 'Pupil-ghost templates').
 
 The ghost is a ring of extra light ``sky x P(r)`` about a centre near the common corner of OTAs 33, 34,
 43, 44. A template is an image of ``P`` (dimensionless, or any multiple of it) cut out for one OTA; the
 global scale fitted from samples of ``(sky, template)`` pairs is then about the sky level in ADU, and the
-correction is ``data - template * scale`` (§3.1).
+correction is ``data - template * scale`` (docs/reduction-steps.md, 'Subtracting the focal-plane templates').
 
 Coordinates are 0-based pixels of the OTA frame at hand, pixel centres at integers; ghost centres may lie
 outside the frame. ``scale`` is the number of full-size bin1 pixels per frame pixel (binning, or 8 x
 binning for the test instrument); box sizes are given in full-size pixels, as in QuickReduce.
 
-Decisions against QuickReduce (spec §4.4 and its [bug]s):
+Decisions against QuickReduce (docs/reduction-steps.md, 'Global pupil-ghost scale'; docs/quickreduce.md, 'Pupil-ghost
+fit samples'):
 
 - the scale fit uses every sample with ``pg >= 0``: QuickReduce computed the strong-signal subset
   (``pg > 0.4 max``) but passed all samples, and its fit then dropped the ``pg == 0`` ones. Here the
@@ -55,30 +57,34 @@ __all__ = [
     "GENERIC_PROFILE",
 ]
 
-#: Side of the sky boxes, full-size bin1 px, and their number per OTA (spec §10).
+#: Side of the sky boxes, full-size bin1 px, and their number per OTA (docs/reduction-steps.md, 'Pupil-ghost samples').
 PG_BOX = 40.0
 PG_SAMPLES = 750
-#: Rotations smaller than this (degrees) are skipped (spec §3 step 23).
+#: Rotations smaller than this (degrees) are skipped (docs/reduction-steps.md, 'Pupil-ghost samples').
 MIN_ROTATION_DEG = 0.5
-#: Clipping of the scale fit: iterations, pg bins, half-width in sigma (spec §4.4).
+#: Clipping of the scale fit: iterations, pg bins, half-width in sigma (docs/reduction-steps.md, 'Global pupil-ghost
+#: scale').
 FIT_ITERATIONS = 3
 FIT_BINS = 10
 FIT_NSIGMA = 1.5
 #: Ghost centre relative to the optical axis at rotator angle 0, full-size bin1 px: pODI from the canned
-#: OTA33 centre (4182, 4155) (spec §5.3) minus the OTA33 axis (2067, 2088) (spec §1.6); 5x6 near the axis
-#: at the common corner of OTAs 33/34/43/44 (spec §3 step 23 guesses).
+#: OTA33 centre (4182, 4155) (docs/calibrations.md, 'Pupil-ghost templates') minus the OTA33 axis (2067, 2088)
+#: (docs/instrument.md, 'The focal plane on the sky'); 5x6 near the axis at the common corner of OTAs 33/34/43/44
+#: (docs/reduction-steps.md, 'Pupil-ghost samples' guesses).
 CENTRE_GUESS = {"podi": (2115.0, 2067.0), "odi_5x6": (0.0, 0.0)}
 #: Half-width of the centre search about the guess, full-size bin1 px.
 CENTRE_SEARCH = 300.0
-#: Radii of QuickReduce's template profiles, full-size bin1 px (spec §5.3: ``linspace(800, 4300, 140)``).
+#: Radii of QuickReduce's template profiles, full-size bin1 px (docs/calibrations.md, 'Pupil-ghost templates':
+#: ``linspace(800, 4300, 140)``).
 PROFILE_RADII = np.linspace(800.0, 4300.0, 140)
 #: A generic ring (radius, value) to start a centre search without a template: a Gaussian of 600 px
-#: sigma peaking at 2000 px, the peak radius of QuickReduce's r and i profiles (spec §5.3).
+#: sigma peaking at 2000 px, the peak radius of QuickReduce's r and i profiles (docs/calibrations.md, 'Pupil-ghost
+#: templates').
 GENERIC_PROFILE = (PROFILE_RADII, np.exp(-0.5 * ((PROFILE_RADII - 2000.0) / 600.0) ** 2))
 
 
 def _clean(template: np.ndarray) -> np.ndarray:
-    """NaN -> 0 and negatives -> 0, float32 (spec §3 step 23)."""
+    """NaN -> 0 and negatives -> 0, float32 (docs/reduction-steps.md, 'Pupil-ghost samples')."""
     out = np.nan_to_num(np.asarray(template, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     return np.clip(out, 0.0, None, out=out)
 
@@ -121,7 +127,8 @@ def place_template(
     angle: float = 0.0,
     template_centre: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Rotate a 2-D ghost template about its centre and cut it out for one OTA (spec §3 step 23).
+    """Rotate a 2-D ghost template about its centre and cut it out for one OTA (docs/reduction-steps.md, 'Pupil-ghost
+    samples').
 
     OTA pixel ``p`` takes the template value at ``template_centre + R(-angle) (p - centre)`` (order-3
     spline, 0 outside the template), so the template centre lands on the ghost centre and the pattern is
@@ -226,7 +233,8 @@ def sample_pupilghost(
     scale: float = 1.0,
     origin: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
-    """Sky samples of one OTA against its ghost template (spec §3 step 23, no source rejection).
+    """Sky samples of one OTA against its ghost template (docs/reduction-steps.md, 'Pupil-ghost samples', no source
+    rejection).
 
     ``n`` box centres uniform over the frame (whole boxes inside it); per box the nanmedian of the data
     (``2 h + 1`` frame px on a side, ``h = round(box / 2 / scale)``) and the template value at the centre.
@@ -285,7 +293,8 @@ def _binned_keep(pg: np.ndarray, resid: np.ndarray, *, bins: int, nsigma: float)
 
 
 def fit_pupilghost_scale(samples: np.ndarray | Sequence[np.ndarray], *, gradient: bool = True) -> tuple[float, float]:
-    """Global pupil-ghost scale (spec §4.4, ``PUPLGFAC``) from the pooled samples of the ghost OTAs.
+    """Global pupil-ghost scale (docs/reduction-steps.md, 'Global pupil-ghost scale', ``PUPLGFAC``) from the pooled
+    samples of the ghost OTAs.
 
     The sky values are pre-clipped with ``three_sigma_clip(sky, lo=0, hi=65000)``. Then three times: a
     least-squares fit ``sky = scale pg + bg (+ gx x + gy y)`` over the kept points, and in 10 equal-width
@@ -364,7 +373,8 @@ def fit_ghost_centre(
     guess: tuple[float, float],
     search_px: float,
 ) -> tuple[float, float]:
-    """Ghost centre from binned sky samples, for frames without the flat's ``PGCNTR_X/Y`` (spec §3 step 23).
+    """Ghost centre from binned sky samples, for frames without the flat's ``PGCNTR_X/Y`` (docs/reduction-steps.md,
+    'Pupil-ghost samples').
 
     Instead of QuickReduce's Sobel-gradient circle search (which needs a sharp ring edge of a known
     radius), the whole radial profile is fitted: with ``P`` the profile about a trial centre, the samples
@@ -421,7 +431,8 @@ def measure_profile(
     *,
     nsigma: float = 4.0,
 ) -> np.ndarray:
-    """Radial ghost profile relative to the background, from binned samples of a flat (spec §5.3).
+    """Radial ghost profile relative to the background, from binned samples of a flat (docs/calibrations.md,
+    'Pupil-ghost templates').
 
     QuickReduce subtracted the background in polar coordinates; here background and ring are fitted
     together, linearly: ``values = b0 + bx x + by y + sum_k c_k B_k(r)`` with ``B_k`` the linear-interpolation
@@ -472,7 +483,8 @@ def measure_profile(
 
 
 def filter_level(header) -> int:
-    """Filter-arm level of an exposure: ``n`` of the first ``FLTARMnX = 'IN'`` card (spec §3 step 23, §11.3).
+    """Filter-arm level of an exposure: ``n`` of the first ``FLTARMnX = 'IN'`` card (docs/reduction-steps.md,
+    'Pupil-ghost samples'; docs/formats.md, 'Raw primary header').
 
     Raises
     ------

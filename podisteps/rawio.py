@@ -1,6 +1,6 @@
 """Raw ODI OTA files: finding them, reading them into cells, writing them, resolving calibration paths.
 
-Raw format (QUICKREDUCE_SPEC.md sections 2 and 9.1): one file per OTA,
+Raw format (docs/formats.md, 'Raw exposures'): one file per OTA,
 ``<dir>/<base>.<OTA:02d>.fits`` or ``.fits.fz``, with a header-only primary and 64 cell image HDUs
 ``xy00`` .. ``xy77`` of uint16 (BITPIX 16, BZERO 32768). Cells are looked up by lower-cased EXTNAME;
 ``WN_CELLX``/``WN_CELLY`` must agree with it.
@@ -48,7 +48,7 @@ OBSID_PATTERN = r"[a-z]\d{8}T\d{6}\.\d+"
 #: ``<base>.<OTA>.fits[.fz]`` where base is an exposure name.
 OTA_FILE_RE = re.compile(rf"^(?P<base>{OBSID_PATTERN})\.(?P<ota>\d{{2}})\.fits(?P<fz>\.fz)?$")
 
-#: Primary keywords without which an OTA cannot be reduced (spec section 11.12).
+#: Primary keywords without which an OTA cannot be reduced (docs/formats.md, 'Raw primary header').
 REQUIRED_PRIMARY_KEYS = (
     "OBSID", "FILTER", "OBJECT", "EXPTIME", "DATE-OBS", "MJD-OBS", "FPPOS", "RA", "DEC", "OTA_ID", "CELLMODE",
     "FLTARM1A", "FLTARM1B", "FLTARM1C", "FLTARM2A", "FLTARM2B", "FLTARM2C", "FLTARM3A", "FLTARM3B", "FLTARM3C",

@@ -1,4 +1,4 @@
-"""Reference catalogues behind one interface (QUICKREDUCE_SPEC.md section 4.6 item 2).
+"""Reference catalogues behind one interface (docs/astrometry.md, 'Reference catalogues').
 
 Every reader returns an astropy Table with the fixed column contract :data:`REFCAT_COLUMNS`:
 

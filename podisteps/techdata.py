@@ -1,4 +1,5 @@
-"""Gain and read noise per cell by photon transfer, and the TECHDATA file (QUICKREDUCE_SPEC.md sections 3, 5.2).
+"""Gain and read noise per cell by photon transfer, and the TECHDATA file (docs/reduction-steps.md, 'Gain and read
+noise'; docs/masters.md, 'Gain and read noise by photon transfer').
 
 Per cell, from two flats F1, F2 and two biases B1, B2 (data sections, overscan subtracted, ADU), inside a
 border of 25 bin1 pixels (``compute_techdata_from_bias_flat``)::
@@ -9,7 +10,8 @@ border of 25 bin1 pixels (``compute_techdata_from_bias_flat``)::
 
 ``<X>`` is the mean. QuickReduce takes the variances from ``numpy.std``; here sigma is the robust
 ``(P84.13 - P15.87) / 2`` of the difference image (the Gaussian +-1 sigma percentiles, as the read noise from
-bias pairs in section 5.2), so cosmic rays and hot pixels in one frame do not inflate the variance.
+bias pairs in docs/masters.md, 'Gain and read noise by photon transfer'), so cosmic rays and hot pixels in one frame do
+not inflate the variance.
 
 The TECHDATA file holds 64x64 images ``GAIN``, ``READNOISE``, ``READNOISE_E``; OTA (ox, oy) cell (cx, cy)
 is at ``[oy*8 + (7 - cy), ox*8 + cx]``; unknown cells are NaN. :func:`podisteps.calibrate.read_techdata`

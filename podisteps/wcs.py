@@ -1,4 +1,4 @@
-"""The canned distortion WCS of an OTA around the telescope pointing (QUICKREDUCE_SPEC.md section 3 step 16).
+"""The canned distortion WCS of an OTA around the telescope pointing (docs/reduction-steps.md, 'Distortion WCS').
 
 A canned WCS file holds one header-only ``OTAxy.SCI`` extension per OTA with CRPIX (the optical axis in
 that OTA's full-size bin1 pixel frame), CD, TPV ``PV1_*``/``PV2_*`` terms and CRVAL1/2 = the offset of
@@ -6,7 +6,7 @@ the optical axis from the telescope pointing. The raw header's RA/DEC is the poi
 ``CRVAL2 = DEC + off2`` and ``CRVAL1 = RA + off1 / cos(CRVAL2)``.
 
 The raw IRAF ZPX WCS (``RA---ZPX`` and its ``WAT*`` cards) is always dropped: astropy/wcslib cannot
-parse it (spec section 11.12).
+parse it (docs/formats.md, 'Raw primary header').
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def offset_pointing(ra: float, dec: float, offset) -> tuple[float, float]:
     """Add ``-wcsoffset=dra,ddec`` (degrees) to a pointing.
 
     The RA offset is an offset on the sky, divided by ``cos(dec)`` (QuickReduce added it to CRVAL1 as it
-    is, QUICKREDUCE_SPEC.md section 10 item 15).
+    is, docs/quickreduce.md, 'Pointing offsets').
 
     Parameters
     ----------

@@ -27,7 +27,7 @@ from podisteps.astrometry import (
 SCALE = 3.125e-5  # deg/px
 SIZE = 4096
 RADIAL_K = 0.12  # deg^-2, the simulator's radial TPV term
-#: OTA centre - optical axis, arcmin (a few 5x6 positions, spec section 1.6)
+#: OTA centre - optical axis, arcmin (a few 5x6 positions, docs/instrument.md, 'The focal plane on the sky')
 CENTRES = {33: (-4.0, -4.1), 44: (4.0, 4.1), 55: (11.9, 12.1), 16: (-19.8, 20.6)}
 
 

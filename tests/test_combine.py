@@ -1,4 +1,4 @@
-"""Vectorised sigma-clipped mean and median against per-pixel references (spec section 5.2)."""
+"""Vectorised sigma-clipped mean and median against per-pixel references (docs/masters.md, 'Combining frames')."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ def _gsl_quantile(v, f):
 
 
 def _reference_pixel(values, nsigma=3.0, max_iter=3, min_keep=3):
-    """Slow per-pixel sigmaclipmean as the spec words it; returns (mean, n_used)."""
+    """Slow per-pixel sigmaclipmean as docs/masters.md, 'Combining frames' words it; returns (mean, n_used)."""
     v = sorted(float(x) for x in values if np.isfinite(x))
     if not v:
         return np.nan, 0

@@ -1,4 +1,4 @@
-"""Flat-field level, normalisation and gain (spec section 5.2)."""
+"""Flat-field level, normalisation and gain (docs/masters.md, 'Flat')."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Ghost-free master flats (``-flatghost``, issue 9, spec §5.2) through Luigi, against the simulator's truth.
+"""Ghost-free master flats (``-flatghost``, issue 9, docs/focalplane.md, 'Ghost-free master flats (`-flatghost`)')
+through Luigi, against the simulator's truth.
 
 A test-instrument night with the pupil ghost: two biases, two darks, odi_r dome flats at rotator 0, 40 and
 80 deg (the ghost turns with the rotator, so the master holds three rings; the night's own

@@ -1,4 +1,4 @@
-"""Geometry and layout facts of QUICKREDUCE_SPEC.md section 1, pinned."""
+"""Geometry and layout facts of docs/instrument.md, pinned."""
 
 import math
 

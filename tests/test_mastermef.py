@@ -1,4 +1,4 @@
-"""Master calibration MEF layout (spec sections 5.1, 11.8)."""
+"""Master calibration MEF layout (docs/calibrations.md, 'Master files')."""
 
 import dataclasses
 

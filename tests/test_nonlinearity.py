@@ -7,7 +7,7 @@ from astropy.io import fits
 from podisteps.nonlinearity import (CellNonlinearity, apply_nonlinearity, invert_nonlinearity,
                                     nonlinearity_hdulist, read_nonlinearity)
 
-C2, C3 = -3.2e-7, 4.6e-12  # medians of the 5x6 v2 table (spec section 9)
+C2, C3 = -3.2e-7, 4.6e-12  # medians of the 5x6 v2 table (docs/calibrations.md, 'Non-linearity tables')
 
 
 def test_inverse_round_trip_over_full_range():
@@ -48,7 +48,7 @@ def test_table_round_trip_and_missing_cells(tmp_path):
     assert (cell.c2, cell.c3, cell.relative_gain, cell.satlevel, cell.in_table) == (2 * C2, 0.0, 0.9, 63000.0, True)
     missing = table.cell(33, 3, 3)
     assert missing.c2 == 0 and missing.c3 == 0 and not missing.in_table
-    assert np.isnan(missing.relative_gain)  # not 0 (spec bug 4)
+    assert np.isnan(missing.relative_gain)  # not 0 (docs/quickreduce.md, defect 4)
     per_ota = table.for_ota(33)
     assert len(per_ota) == 64 and sum(c.in_table for c in per_ota.values()) == 2
 

@@ -34,7 +34,7 @@ def test_catalogues_written_in_quickreduce_format_and_read_back(small_night, pod
 
     written = folder / f"{second.obsid}.saturated.fits"
     assert written.is_file() and not (folder / f"{first.obsid}.saturated.fits").exists()
-    with fits.open(written) as hdul:  # spec section 3 step 13: primary MJD-OBS/EXPTIME, OTAnn.SATPIX int16
+    with fits.open(written) as hdul:  # docs/calibrations.md, 'Saturation catalogues': primary MJD-OBS/EXPTIME, OTAnn.SATPIX int16
         assert hdul[0].header["MJD-OBS"] == pytest.approx(second.mjd) and "EXPTIME" in hdul[0].header
         tables = [h for h in hdul[1:]]
         assert all(h.name.endswith(".SATPIX") and h.name.startswith("OTA") for h in tables)

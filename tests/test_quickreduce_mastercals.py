@@ -1,5 +1,5 @@
 """A mastercals tree in the layout of QuickReduce's own ``mastercals/`` folder, with its real quirks
-(QUICKREDUCE_SPEC.md sections 9 and 11): one non-linearity history for both layouts whose 5x6 table
+(docs/calibrations.md, 'File formats'): one non-linearity history for both layouts whose 5x6 table
 starts only at MJD 57174, pODI tables with and without RELATIVE_GAIN/EXTNAME, commented history lines,
 the canned TPV labelled TAN with 42 PV cards, ds9 ``image;box`` lines; read through ``-mastercals=DIR`` for a
 pODI and a 5x6 exposure."""

@@ -36,7 +36,7 @@ SPEC = {
     ],
 }
 
-# Independent constants (QUICKREDUCE_SPEC.md sections 4.7 and 10).
+# Independent constants (docs/photometry.md; docs/reduction-steps.md, 'Numeric constants').
 ZP0 = {"odi_r": 26.1, "odi_g": 26.0}
 EXTINCTION = {"odi_r": 0.12, "odi_g": 0.20}
 CANNED_OFFSET = {"podi": (0.06517, 0.06454), "odi_5x6": (0.0, 0.0)}

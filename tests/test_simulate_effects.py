@@ -1,7 +1,7 @@
 """Tests of the simulator's detector and optics effects (part 2) on the test instrument.
 
 Each check compares the raw pixels with what the truth (exposure.json, truth/detector, the mastercals
-files) and the spec's formulas predict, computed here independently of the injecting code; renders
+files) and the formulas of the docs predict, computed here independently of the injecting code; renders
 with one effect switched off isolate that effect.
 """
 
@@ -357,7 +357,7 @@ def test_pupil_ghost_ring(night):
     off = render_exposure(e, night, noise=False, bias=False, dark=False, stars=False, otas=[33],
                           effects={**fx, "pupil_ghost": False})
     geo = e.geometry
-    centre = (4200.0, 4150.0)  # QUICKREDUCE_SPEC.md 5.3: canned pODI centres near (4182..4225, 4145..4155) in OTA33
+    centre = (4200.0, 4150.0)  # docs/calibrations.md, 'Pupil-ghost templates': canned pODI centres near (4182..4225, 4145..4155) in OTA33
     ratios = {}
     for c in instrument.CELL_IDS:
         rows, cols = geo.target_region(*c)

@@ -1,4 +1,5 @@
-"""Photon transfer gain and read noise, and the TECHDATA file (spec sections 3 step 4, 5.2)."""
+"""Photon transfer gain and read noise, and the TECHDATA file (docs/reduction-steps.md, 'Gain and read noise';
+docs/masters.md, 'Gain and read noise by photon transfer')."""
 
 import math
 
@@ -97,7 +98,7 @@ def test_techdata_round_trip(tmp_path):
         assert back[0].header["FILTER"] == "odi_r"
         for name in ("GAIN", "READNOISE", "READNOISE_E"):
             assert back[name].data.shape == (64, 64) and back[name].header["BITPIX"] == -32
-        assert back["GAIN"].data[3 * 8 + 7 - 2, 3 * 8 + 7] == np.float32(1.6)   # spec layout, OTA33 cell 72
+        assert back["GAIN"].data[3 * 8 + 7 - 2, 3 * 8 + 7] == np.float32(1.6)   # TECHDATA layout (docs/calibrations.md, 'TECHDATA file'), OTA33 cell 72
         assert np.isfinite(back["GAIN"].data).sum() == 4
         for ota in (33, 16, 0):
             cells = calibrate.read_techdata(back, ota)

@@ -4,11 +4,11 @@
 and keeps the OTA's WCS cards in the table header, so ``FixWCS`` never opens an image.
 ``ReferenceCatalog(obsid)`` cuts the reference stars around the pointing (radius 0.8 deg + the largest
 pointing error searched) and moves them to the exposure epoch. ``FixWCS(obsid)`` solves the pointing and
-rotation over the focal plane, then refines each OTA (QUICKREDUCE_SPEC.md section 4.6). With
+rotation over the focal plane, then refines each OTA (docs/astrometry.md). With
 ``-nonsidereal=dra,ddec,ref`` it then moves every OTA's ``CRVAL`` by the target's motion since the
-reference (an MJD, or a FITS file's ``MJD-OBS``) to the exposure's ``MJD-OBS`` (spec section 4.8), solved
-or not; the catalogue tables stay in the frame of the stars. It states what the reference catalogue gave
-(stars in the field, matched: ``ASTRMCAT``, ``WCSNREF``, ``WCSNMTCH``, the log, and one console warning
+reference (an MJD, or a FITS file's ``MJD-OBS``) to the exposure's ``MJD-OBS`` (docs/astrometry.md, 'Non-sidereal
+targets'), solved or not; the catalogue tables stay in the frame of the stars. It states what the reference catalogue
+gave (stars in the field, matched: ``ASTRMCAT``, ``WCSNREF``, ``WCSNMTCH``, the log, and one console warning
 without a solution; docs/integrity.md).
 """
 
@@ -38,7 +38,7 @@ __all__ = ["OTACatalog", "ReferenceCatalog", "FixWCS", "SEARCH_RADIUS_DEG", "tab
 #: Reference cut-out radius around the pointing: the field (0.8 deg) plus the largest pointing error searched.
 SEARCH_RADIUS_DEG = 0.8 + 20.0 / 60.0
 
-#: Source selection for the solution (spec section 4.6 step 3).
+#: Source selection for the solution (docs/astrometry.md, 'Source selection').
 MIN_FWHM_ARCSEC, MAX_MAGERR_4 = 0.3, 0.3
 
 # The FWHM table (0.08 s) is made here, in the scheduling process, so that the worker processes Luigi forks
@@ -182,7 +182,8 @@ def nonsidereal_correction(value: str | None, mjd: float, dec: float) -> dict | 
 
 
 def _apply_nonsidereal(headers: dict, primary: fits.Header, offsets: dict) -> dict:
-    """Move every OTA's ``CRVAL`` by the non-sidereal offsets and write the spec's keywords."""
+    """Move every OTA's ``CRVAL`` by the non-sidereal offsets and write the keywords of docs/astrometry.md,
+    'Non-sidereal targets'."""
     out = {}
     for ota, h in headers.items():
         h = h.copy()

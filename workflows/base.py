@@ -1,6 +1,7 @@
 """The shared base of podiflow's Luigi tasks: target identity, atomic outputs, provenance, progress.
 
-Target identity (ARCHITECTURE section 4): a product's file name carries ``<id>``, a short hash of
+Target identity (docs/architecture.md, 'Identity and on-disk layout'): a product's file name carries ``<id>``, a short
+hash of
 
 - the task family and its significant parameters (including the reduction options that shape it),
 - the ids of the upstream products it reads,

@@ -9,7 +9,7 @@ Sources, by option (``workflows.options``):
   the mastercals tree (``[podiflow] mastercals_dir``) chosen by MJD and layout;
 - ``-bpm``: a folder of ``bpm_xyNN.reg`` files, one file for every OTA, or ``auto`` = ``bpm/<layout>/``;
 - ``-photflat``: a file, a folder holding ``photflat_<FILTER>_bin<B>.fits``, or ``auto`` = the ``-cals``
-  folders (where QuickReduce keeps it, spec section 5.1).
+  folders (where QuickReduce keeps it, docs/calibrations.md, 'Master files').
 
 and the night masters the pipeline builds (``-masters``): which night's frames a master is made of
 (:func:`select_night_master`), the options its frames are detrended with (:func:`frame_options`, from the

@@ -111,7 +111,7 @@ def _nights(spec: str) -> list[str]:
 
 
 def _cmd_reduce(args) -> int:
-    """One Luigi client per night, in turn (ARCHITECTURE section 8), then the night's summary.
+    """One Luigi client per night, in turn (docs/architecture.md, 'The DAG'), then the night's summary.
 
     Exit code: 0 when every night was reduced, 1 when anything failed, 2 when there was nothing to do or the
     set-up is wrong.

@@ -1,4 +1,4 @@
-"""``CollectCells(obsid)``: the final multi-extension FITS of one exposure (QUICKREDUCE_SPEC.md section 4.10).
+"""``CollectCells(obsid)``: the final multi-extension FITS of one exposure (docs/formats.md, 'The final MEF').
 
 The task opens its inputs, follows their provenance to list every file used, calls the composite
 :func:`podisteps.finalmef.final_mef` (which describes the layout) and writes the result; an OTA the composite
@@ -8,9 +8,9 @@ With ``-autophotflat`` (which implies ``-photcalib``) the OTA pixels are divided
 around the sky level, ``(data - SKYLEVEL) / pf + SKYLEVEL`` (``SKYLEVEL`` of the photometry product), and
 ``CAT.ODI`` is the catalogue with the magnitudes corrected the same way (from ``AutoPhotCalib``).
 
-The sky level, fringe and pupil-ghost scales come from ``FocalPlaneCorrections`` (spec section 4.2), except
-for an OTA subset without focal-plane corrections, where the sky is measured over the reduced OTAs' boxes
-(FocalPlaneCorrections would need every OTA detrended). ``SKYLEVEL`` X, Y stay 0-based unbinned OTA
+The sky level, fringe and pupil-ghost scales come from ``FocalPlaneCorrections`` (docs/reduction-steps.md, 'Global sky
+level'), except for an OTA subset without focal-plane corrections, where the sky is measured over the reduced OTAs'
+boxes (FocalPlaneCorrections would need every OTA detrended). ``SKYLEVEL`` X, Y stay 0-based unbinned OTA
 pixels under ``-softbin`` (RA, DEC locate the boxes). Image data are streamed from the memory-mapped
 checkpoints when nothing changes them, so an exposure never sits in memory whole.
 """

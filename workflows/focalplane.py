@@ -1,7 +1,8 @@
 """Focal-plane templates and corrections: ``FringeTemplate``, ``PupilGhostTemplate``, ``FocalPlaneSamples``,
 ``FocalPlaneCorrections`` and ``CorrectedOTA`` (issue 9), in one module: the DAG recurses through them.
 
-QUICKREDUCE_SPEC.md §3 steps 14 and 23, §3.1, §4.2-4.4. The exposure-wide fit reads only small per-OTA
+docs/reduction-steps.md, 'Fringe amplitudes', 'Pupil-ghost samples', 'Subtracting the focal-plane templates', 'Global
+sky level', 'Global fringe scale' and 'Global pupil-ghost scale'. The exposure-wide fit reads only small per-OTA
 measurements, never images::
 
     FocalPlaneSamples     <work>/<night>/<obsid>/fpsamples/<obsid>.<OTA>.fpsamples.<id>.fits
@@ -11,7 +12,7 @@ measurements, never images::
         PGBINS    X, Y, SKY: 64-px block medians of the detrended OTA                            [-pupilghost]
         SKYBOXES  the DetrendOTA sky boxes, plus FRNG_T (fringe template in each box)            [-fringe]
     FocalPlaneCorrections <work>/<night>/<obsid>/focalplane/<obsid>.focalplane.<id>.fits
-        PRIMARY   SKYLEVEL ... (spec §4.2 keys), FRNG_SCL, FRNG_STD, FRNG_NV, PUPLGFAC, PGBGRND, PGOFFS_X/Y
+        PRIMARY   SKYLEVEL ... (docs/reduction-steps.md, 'Global sky level' keys), FRNG_SCL, FRNG_STD, FRNG_NV, PUPLGFAC, PGBGRND, PGOFFS_X/Y
         SKYLEVEL  the sky boxes used: OTA, X, Y, INTENSITY, CORRECTED
         PGCENTRE  OTA, PGCNTR_X, PGCNTR_Y (ghost centre per ghost OTA, frame px)                 [-pupilghost]
     CorrectedOTA          <work>/<night>/<obsid>/corrected/<obsid>.<OTA>.corrected.<id>.fits
@@ -37,13 +38,13 @@ FringeTemplate(nights, filter, binning)    <work>/<night>/cals/fringe__<FILTER>_
 PupilGhostTemplate(night, filter, binning) <work>/<night>/cals/pupilghost_template___level_<L>__bin<B>.<id>.fits
 ```
 
-Both are written in QuickReduce's formats (QUICKREDUCE_SPEC.md §5.3, §5.4), so a file made here can be
-handed to ``-fringe``/``-pupilghost`` of either pipeline. ``-fringe``, ``-pupilghost``: ``auto`` (the bare
-flag) takes the mastercals history (``fringe/<layout>/<FILTER>/fringe_bin<B>.history``,
-``pupilghost/<layout>/level<L>/pupilghost_bin<B>.history``) when it names a file, else these tasks' products
-from the exposure's own night; a file or a folder holding the history file chooses one explicitly.
-``-fringevectors``: a folder of ``fringevectors__<FILTER>__OTAnn.reg`` files or one file for every OTA; by
-default ``fringevectors/<layout>/<FILTER>/`` of the mastercals tree. Fringes are corrected only in filters
+Both are written in QuickReduce's formats (docs/calibrations.md, 'Pupil-ghost templates' and 'Fringe templates and
+vectors'), so a file made here can be handed to ``-fringe``/``-pupilghost`` of either pipeline. ``-fringe``,
+``-pupilghost``: ``auto`` (the bare flag) takes the mastercals history
+(``fringe/<layout>/<FILTER>/fringe_bin<B>.history``, ``pupilghost/<layout>/level<L>/pupilghost_bin<B>.history``) when it
+names a file, else these tasks' products from the exposure's own night; a file or a folder holding the history file
+chooses one explicitly. ``-fringevectors``: a folder of ``fringevectors__<FILTER>__OTAnn.reg`` files or one file for
+every OTA; by default ``fringevectors/<layout>/<FILTER>/`` of the mastercals tree. Fringes are corrected only in filters
 that have fringe vectors.
 
 Templates are dimensionless (relative to the sky or flat level). The pupil-ghost ``COMBINED`` image and the
@@ -158,7 +159,8 @@ def pupilghost_source(record, options: ReductionOptions) -> TemplateSource | Non
 
 
 class FringeTemplate(PodiTask):
-    """Fringe template of one filter from the science exposures of some nights (spec §5.4).
+    """Fringe template of one filter from the science exposures of some nights (docs/calibrations.md, 'Fringe templates
+    and vectors').
 
     Per OTA: sources masked (:func:`podisteps.fringe.source_mask` on 8-px blocks, plus every mask bit),
     ``(data - sky) / sky`` with the sky a fitted plane (QuickReduce used the level ``SKY_MEDI``: a sky
@@ -238,7 +240,8 @@ class FringeTemplate(PodiTask):
 
 
 class PupilGhostTemplate(PodiTask):
-    """Pupil-ghost template of one filter from the night's flats at several rotator angles (spec §5.3).
+    """Pupil-ghost template of one filter from the night's flats at several rotator angles (docs/calibrations.md,
+    'Pupil-ghost templates').
 
     Per flat: the ghost OTAs (layout list ``pupilghost_otas``) binned in 32-px blocks, positions relative to
     each OTA's optical axis (canned WCS ``CRPIX``), normalised; the centre is searched about the rotated
@@ -506,7 +509,8 @@ class FocalPlaneCorrections(_FocalTask):
 
 
 class CorrectedOTA(_FocalTask):
-    """One OTA minus fringe template x FRNG_SCL and ghost template x PUPLGFAC (spec §3.1), DetrendOTA layout."""
+    """One OTA minus fringe template x FRNG_SCL and ghost template x PUPLGFAC (docs/reduction-steps.md, 'Subtracting the
+    focal-plane templates'), DetrendOTA layout."""
 
     ota = luigi.IntParameter()
     stage = "corrected"

@@ -1,4 +1,4 @@
-"""Master bias, dark and flat from a night's own raw frames (QUICKREDUCE_SPEC.md section 5).
+"""Master bias, dark and flat from a night's own raw frames (docs/masters.md).
 
 ```
 MasterOTA(night, kind, binning, filter, ota)     one OTA of a master, combined from DetrendOTA checkpoints
@@ -9,9 +9,10 @@ MasterCalibration(night, kind, binning, filter)  the assembled MEF with QuickRed
 Each input frame is detrended by ``DetrendOTA`` to the right level: biases with overscan and crosstalk;
 darks also minus the night's master bias and divided by EXPMEAS (ADU/s); flats also minus bias and dark
 and divided by the frame's level over the layout's normalisation OTAs. Frames are combined per pixel with
-the spec's sigma-clipped mean, reading row blocks of memory-mapped checkpoints. Flats below 0.1 are NaN.
+QuickReduce's sigma-clipped mean (docs/masters.md, 'Combining frames'), reading row blocks of memory-mapped checkpoints.
+Flats below 0.1 are NaN.
 
-Ghost-free flats (``-flatghost``, spec §5.2 "optional pupil-ghost removal"): the pupil ghost of each flat
+Ghost-free flats (``-flatghost``, docs/masters.md, 'Flat' "optional pupil-ghost removal"): the pupil ghost of each flat
 frame is fitted by ``FocalPlaneCorrections`` of that frame, exactly as for a science exposure with
 ``-pupilghost`` (centre on the pooled ghost OTAs, then the scale ``PUPLGFAC``), on the frame detrended as the
 science is without a flat (gain-normalised: QuickReduce fitted the relative-gain-corrected flat). In flat

@@ -1,4 +1,4 @@
-"""The one typed definition of every reduction option (ARCHITECTURE section 1).
+"""The one typed definition of every reduction option (docs/architecture.md).
 
 Every option has a name, a kind, a default, a meaning, the ``podi_collectcells`` flag that sets it, and the
 task families whose products it shapes (and therefore whose target identity it enters). ``luigi.cfg``
@@ -15,7 +15,7 @@ Kinds
     ``-flag=no`` -> False, off even where another option (``-cals``) would switch it on (None = not given).
 ``path_on``
     A step that is on by default (``"auto"``); ``-flag=x`` chooses the file; ``-flag=no`` turns it off
-    (QuickReduce could not turn crosstalk off: spec section 8.1 [bug] 8).
+    (QuickReduce could not turn crosstalk off: docs/quickreduce.md, 'Switching crosstalk off').
 ``int``, ``float``, ``str``
     A value; ``-flag=value``.
 ``choice``
@@ -208,7 +208,7 @@ OPTIONS: tuple[Option, ...] = (
            "use the nearest night within this many nights (0 = own night only; earlier nights win ties).",
            (), 6, available=True),
     Option("flatghost", "path", None, "With -masters: remove the pupil ghost from the night's master flats "
-           "(spec 5.2): per flat frame the ghost template's centre and scale are fitted as for -pupilghost and "
+           "(docs/masters.md, 'Flat'): per flat frame the ghost template's centre and scale are fitted as for -pupilghost and "
            "template x scale (in flat units) is subtracted before combining; bare flag = -pupilghost's default "
            "template (mastercals history, else the night's own PupilGhostTemplate), or the file/folder given.",
            _DETREND, 9, available=True),
@@ -308,8 +308,8 @@ OPTIONS: tuple[Option, ...] = (
            choices=("2", "4", "8"), available=True),
     Option("fpack", "switch", False, "Write the final MEF Rice-compressed (.fits.fz; image extensions "
            "RICE_1, quantize_level 4).", _MEF, 10, available=True),
-    Option("maskext", "switch", False, "Add OTAxy.MASK extensions (uint16 mask bits, ARCHITECTURE "
-           "section 5) after the OTAxy.SCI ones.", _MEF, 10, available=True),
+    Option("maskext", "switch", False, "Add OTAxy.MASK extensions (uint16 mask bits, docs/formats.md, "
+           "'Per-OTA products') after the OTAxy.SCI ones.", _MEF, 10, available=True),
     Option("addfitskey", "multi", (), "Add a primary keyword 'KEY,value' (repeatable; KEY 1-8 characters "
            "A-Z 0-9 - _; a quoted value stays a string, else numbers and T/F are typed).", _MEF, 10, available=True),
     Option("centralonly", "switch", False, "pODI: reduce only the central 3x3 OTAs.", _MEF, 10, available=True),

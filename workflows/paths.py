@@ -1,4 +1,4 @@
-"""Where things live on disk (ARCHITECTURE section 3), and the cached night index.
+"""Where things live on disk (docs/architecture.md, 'Identity and on-disk layout'), and the cached night index.
 
 ```
 <raw>/<night>/<obsid>/<obsid>.<OTA>.fits[.fz]

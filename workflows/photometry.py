@@ -1,5 +1,5 @@
-"""Photometric calibration tasks (``-photcalib``, ``-photcatalog``, ``-fitradialZP``, ``-autophotflat``; spec
-section 4.7).
+"""Photometric calibration tasks (``-photcalib``, ``-photcatalog``, ``-fitradialZP``, ``-autophotflat``;
+docs/photometry.md).
 
 ``PhotCalib(obsid)`` reads the WCS-calibrated catalogue of ``FixWCS``, the reference stars and the sky levels
 of the detrended OTAs (header cards only). The reference stars are those ``FixWCS`` used, unless
@@ -221,8 +221,8 @@ class PhotFlat(PodiTask):
     """``-autophotflat``: the photometric flat of one exposure from the zero-point residuals of its first
     calibration, in QuickReduce's ``photflat_<FILTER>_bin<B>.fits`` format (usable with ``-photflat``).
 
-    A 9 x 9 node grid per OTA (spacing 1/8 of the OTA), 120" smoothing radius (spec section 4.7 step 11).
-    Without a zero point it is 1 everywhere, with ``PHFSTARS = 0`` and ``PHFNOTE`` saying why.
+    A 9 x 9 node grid per OTA (spacing 1/8 of the OTA), 120" smoothing radius (docs/photometry.md, 'Photometric flat
+    from the zero points'). Without a zero point it is 1 everywhere, with ``PHFSTARS = 0`` and ``PHFNOTE`` saying why.
     """
 
     obsid = luigi.Parameter()

@@ -1,7 +1,7 @@
 """QA tasks: ``QAPlots(obsid)``, the diagnostic plots of one exposure, and ``NightSummary(night)``.
 
 ``QAPlots`` reads the final MEF of ``CollectCells`` (tables and headers only, never the images), draws the
-plots of QUICKREDUCE_SPEC.md section 4.9 under ``-plotformat``, ``-nootalevelplots``, ``-qasubdirs``,
+plots of docs/formats.md, 'QA plots' under ``-plotformat``, ``-nootalevelplots``, ``-qasubdirs``,
 ``-qasubdirname`` and ``-noqaplots`` (names in :mod:`podisteps.qaplots.plan`; with ``-autophotflat`` also
 ``photZP_init``, ``photZP_map_init`` and ``autophotflat``, whose map it samples from a few rows of each OTA of
 the exposure's ``PhotFlat``, the flat ``CollectCells`` applied), and writes a manifest

@@ -1,5 +1,6 @@
 """What a night's products are: complete, missing, failed, stale (``podiflow status``), and removing
-products with everything downstream of them (``podiflow invalidate``). ARCHITECTURE section 4.
+products with everything downstream of them (``podiflow invalidate``). docs/architecture.md, 'Identity and on-disk
+layout'.
 
 Two views are combined:
 

@@ -1,4 +1,5 @@
-"""Per-cell gain and read noise of a night by photon transfer (QUICKREDUCE_SPEC.md sections 3 step 4, 5.2).
+"""Per-cell gain and read noise of a night by photon transfer (docs/reduction-steps.md, 'Gain and read noise';
+docs/masters.md, 'Gain and read noise by photon transfer').
 
 ```
 TechData(night, filter, binning, flattype)   techdata_<flattype>_<FILTER>_bin<B>.<id>.fits in <work>/<night>/cals/

@@ -1,6 +1,7 @@
-"""Astrometric calibration across the focal plane (QUICKREDUCE_SPEC.md sections 4.6 and 4.8; ``-fixwcs``).
+"""Astrometric calibration across the focal plane (docs/astrometry.md; docs/reduction-steps.md, 'Exposure-wide steps';
+``-fixwcs``).
 
-The steps follow QuickReduce's ``dev_ccmatch``, with the changes its section 8.2 recommends:
+The steps follow QuickReduce's ``dev_ccmatch``, with the changes listed in docs/quickreduce.md, 'Design choices':
 
 1. :func:`find_pointing` - the robust initial guess. Sources and reference stars are projected onto the
    tangent plane at the optical axis (the common ``CRVAL`` of all OTAs). For each trial rotation of the

@@ -68,7 +68,7 @@ def thin_pairs(i1, i2, n_max: int = MAX_FIT_PAIRS) -> tuple[np.ndarray, np.ndarr
 
 
 def wcs_quality(ra_src, dec_src, ra_ref, dec_ref) -> dict:
-    """QuickReduce's WCS quality keywords for matched pairs (spec section 4.6 item 8).
+    """QuickReduce's WCS quality keywords for matched pairs (docs/astrometry.md, 'WCS keywords and tables').
 
     Returns
     -------

@@ -22,7 +22,7 @@ from .refinement import (
 
 
 def nonsidereal_offsets(dra: float, ddec: float, ref_mjd: float, mjd: float, dec: float) -> dict:
-    """The ``-nonsidereal`` correction of ``CRVAL`` (spec section 4.8).
+    """The ``-nonsidereal`` correction of ``CRVAL`` (docs/reduction-steps.md, 'Exposure-wide steps').
 
     Parameters
     ----------

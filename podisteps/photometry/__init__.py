@@ -1,4 +1,4 @@
-"""Photometric calibration of an exposure (QUICKREDUCE_SPEC.md section 4.7, ``podi_photcalib.photcalib``).
+"""Photometric calibration of an exposure (docs/photometry.md, ``podi_photcalib.photcalib``).
 
 The source catalogue (``CAT.ODI`` columns of :mod:`podisteps.detect`) is matched to a reference catalogue
 (columns of :mod:`podisteps.refcat`); the zero point is the clipped median of ``m_ref - m_odi`` in the

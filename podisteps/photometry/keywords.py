@@ -178,7 +178,7 @@ def photometry_keywords(
     gain: float,
     read_noise_e: float = DEPTH_READ_NOISE,
 ) -> dict:
-    """Primary-header keywords of spec section 4.7 for a :func:`photcalib` result (failed or not).
+    """Primary-header keywords of docs/photometry.md for a :func:`photcalib` result (failed or not).
 
     Parameters
     ----------

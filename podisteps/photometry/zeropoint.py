@@ -17,7 +17,7 @@ from ..packagedata import load_toml
 from ..stats import three_sigma_clip
 
 
-#: Mean wavelengths of the SDSS bands, Angstrom (spec section 4.7 step 2).
+#: Mean wavelengths of the SDSS bands, Angstrom (docs/photometry.md, 'Reference band and catalogue').
 SDSS_WAVELENGTHS = {"u": 3557.0, "g": 4825.0, "r": 6261.0, "i": 7672.0, "z": 9097.0}
 
 #: Reference error cut-offs per catalogue, mag (``sitesetup.photcalib_error_cutoff``); others 0.05.

@@ -1,4 +1,4 @@
-"""QA plots of one exposure (QUICKREDUCE_SPEC.md section 4.9): pure functions, arrays and paths in, files out.
+"""QA plots of one exposure (docs/formats.md, 'QA plots'): pure functions, arrays and paths in, files out.
 
 ``exposure_qa`` gathers the plot inputs from the tables and headers of a final MEF (with ``-autophotflat``
 also from the photometric flat, sampled by ``photflat_blocks``), ``plan_plots`` says which plots (and files)

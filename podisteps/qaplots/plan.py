@@ -1,6 +1,6 @@
 """Which QA plots an exposure gets, what their files are called, and drawing them.
 
-File names (QUICKREDUCE_SPEC.md section 4.9, ``create_qa_filename``), for an output ``<dir>/<stem>.fits``:
+File names (docs/formats.md, 'QA plots', ``create_qa_filename``), for an output ``<dir>/<stem>.fits``:
 
 - default: ``<dir>/<stem>.<name>.<fmt>``, per OTA ``<dir>/<stem>.<name>_OTAnn.<fmt>``;
 - ``-qasubdirs``: ``<dir>/<QA>/<name>.<fmt>``, per OTA ``<dir>/<QA>/<name>/OTAnn.<fmt>`` (``QA`` or

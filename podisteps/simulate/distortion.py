@@ -3,9 +3,10 @@
 Model (per layout, identical every night; drawn once from ``INSTRUMENT_SEED``):
 
 - every OTA shares one reference point, the optical axis: ``CRPIX`` is the axis in the OTA's own pixel
-  frame, ``CRPIX = 2048 - (OTA centre - axis)`` with the centre offsets of QUICKREDUCE_SPEC.md section 1.6
-  (pODI: the 3x3 at 8' pitch around an axis near the centre of OTA33, the outliers 00/16/55/61 where the
-  spec puts them; 5x6: the table of section 1.6, axis at the common corner of 33/34/43/44);
+  frame, ``CRPIX = 2048 - (OTA centre - axis)`` with the centre offsets of docs/instrument.md, 'The focal plane on the
+  sky' (pODI: the 3x3 at 8' pitch around an axis near the centre of OTA33, the outliers 00/16/55/61 where QuickReduce's
+  canned file puts them; 5x6: the table of docs/instrument.md, 'The focal plane on the sky', axis at the common corner
+  of 33/34/43/44);
 - ``CD = 3.125e-5 deg/px`` (0.1125"/px) times a per-OTA rotation (sigma 0.02 deg) and scale (sigma 1e-4),
   East = +x, North = +y (``CD1_1 > 0``, ``CD2_2 > 0``);
 - a radial cubic ``xi' = xi (1 + K r^2)``, ``K = 0.12 deg^-2`` (0.3" at 5.5' from the axis, 50-77" at the 5x6 corners),
@@ -54,7 +55,7 @@ PIXEL_SCALE_DEG = 3.125e-5
 #: Radial cubic distortion coefficient, deg^-2.
 RADIAL_K = 0.12
 #: Offset of the optical axis from the telescope pointing (canned WCS files' CRVAL): (RA, Dec) deg.
-#: The RA offset is divided by cos(Dec) when applied (QUICKREDUCE_SPEC.md section 9.1).
+#: The RA offset is divided by cos(Dec) when applied (docs/instrument.md, 'The focal plane on the sky').
 CRVAL_OFFSETS = {"podi": (0.06517, 0.06454), "odi_5x6": (0.0, 0.0)}
 #: Seed of the instrument's own small per-OTA terms (the same every night).
 INSTRUMENT_SEED = 2012
@@ -63,7 +64,7 @@ N_PV = 11
 
 _PX_PER_ARCMIN = 60.0 / (PIXEL_SCALE_DEG * 3600.0)
 
-# OTA centre minus optical axis, arcmin (x = East, y = North), QUICKREDUCE_SPEC.md section 1.6.
+# OTA centre minus optical axis, arcmin (x = East, y = North), docs/instrument.md, 'The focal plane on the sky'.
 _PODI_AXIS_IN_33 = (-19.0 / _PX_PER_ARCMIN, -40.0 / _PX_PER_ARCMIN)
 _CENTRES = {
     "podi": {

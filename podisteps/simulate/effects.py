@@ -1,4 +1,6 @@
-"""Detector and optics effects of part 2 (QUICKREDUCE_SPEC.md sections 1.4-1.5, 3, 5.3-5.4, 9).
+"""Detector and optics effects of part 2 (docs/instrument.md, 'Cell modes and guide cells' and 'Focal-plane layouts';
+docs/reduction-steps.md, 'Per-OTA steps'; docs/calibrations.md, 'Pupil-ghost templates', 'Fringe templates and vectors'
+and 'File formats').
 
 Everything fixed per detector (crosstalk, non-linearity, full well, bias structure, glow, defects, flat
 response, fringe pattern) is drawn from generators keyed by ``DETECTOR_SEED`` and the detector serial

@@ -17,7 +17,8 @@ from .randomness import rng_for
 __all__ = ["PUPIL_GHOST", "PUPIL_GHOST_OFFSET", "FRINGE_AMPLITUDE", "pupil_ghost_profile", "pupil_ghost_centre",
            "FringePattern", "fringe_pattern", "fringe_vectors"]
 
-#: Pupil-ghost ring (r1, r_peak, r2 in full-size px; peak relative to the sky), spec section 5.3.
+#: Pupil-ghost ring (r1, r_peak, r2 in full-size px; peak relative to the sky), docs/calibrations.md, 'Pupil-ghost
+#: templates'.
 PUPIL_GHOST = {"odi_r": (1100.0, 1900.0, 3460.0, 0.0335), "odi_i": (1220.0, 2020.0, 3360.0, 0.021)}
 
 #: Ghost centre at rotator angle 0: full-size px from the optical axis (pODI: the canned OTA33 centres,

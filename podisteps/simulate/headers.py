@@ -1,4 +1,4 @@
-"""Raw primary and cell headers (QUICKREDUCE_SPEC.md sections 2.3, 2.4 and 9.1).
+"""Raw primary and cell headers (docs/formats.md, 'Raw primary header', 'Raw cell headers' and 'Raw exposures').
 
 The primary carries the identity, filter, timing, pointing and instrument cards the reducer reads and an
 IRAF ZPX WCS (``CTYPE RA---ZPX``, ``CRVAL`` = the telescope pointing, the OTA's nominal CD at the frame's

@@ -211,7 +211,8 @@ def persistence_sources(night, exposure, ota: int) -> list:
     """Earlier exposures whose saturation persists in ``ota`` of ``exposure``: ``(exposure, t, sources)``.
 
     ``t`` = seconds from the end of the earlier exposure to the start of this one; an earlier exposure
-    counts when ``dt >= 1 s`` and ``0 <= t <= 600 s`` (QuickReduce's window, spec section 10).
+    counts when ``dt >= 1 s`` and ``0 <= t <= 600 s`` (QuickReduce's window, docs/reduction-steps.md, 'Saturation and
+    persistency').
     """
     out = []
     for p in night.exposures:
