@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from podisteps import __version__
-from podisteps.nightindex import scan_night
+from podisteps.io.nightindex import scan_night
 
 from .nights import night_spec
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from podisteps import instrument, rawio
+from podisteps import instrument
+from podisteps.io import rawio
 
 
 def _write_sample(folder: Path, *, fz: bool) -> Path:

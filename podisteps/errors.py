@@ -6,7 +6,7 @@ may catch either. Messages name the file and what is wrong with it; commands pri
 
 import logging
 
-__all__ = ["PodiflowError", "RawFormatError", "logger"]
+__all__ = ["PodiflowError", "RawFormatError", "CalibrationError", "logger"]
 
 #: The ``podiflow`` logger: library code reports fallbacks and skipped inputs here, never with ``print``.
 logger = logging.getLogger("podiflow")
@@ -18,3 +18,7 @@ class PodiflowError(Exception):
 
 class RawFormatError(PodiflowError, ValueError):
     """A raw file or exposure folder that is not valid ODI raw data; the message names the file."""
+
+
+class CalibrationError(PodiflowError, ValueError):
+    """A calibration file that does not fit the frame being reduced; the message names the file."""

@@ -17,12 +17,14 @@ import math
 from collections import Counter
 
 import numpy as np
+from astropy.io import fits
 
-from .errors import PodiflowError
-from .mef import filter_keywords
+from .errors import CalibrationError, PodiflowError
+from .io.mef import filter_keywords
 
 __all__ = [
     "SanityError",
+    "check_filter",
     "EXPOSURE_KEYS",
     "FILTERED_OBSTYPES",
     "ADC_MAX",
@@ -236,3 +238,17 @@ def bad_cells(cells: dict) -> dict:
         elif (data[finite] < 0).any() or (data[finite] > ADC_MAX).any():
             out[cid] = f"values outside the ADC range 0..{ADC_MAX:.0f}"
     return out
+
+
+def check_filter(hdul: fits.HDUList, header: fits.Header, filtername: str, source: str) -> None:
+    """Refuse a calibration (opened ``hdul``, extension ``header``, named ``source`` in the message) whose
+    ``FILTER`` (of the extension, else of the primary header) is not the frame's ``filtername``.
+
+    Raises
+    ------
+    CalibrationError
+        If the two differ (blanks around either ignored); a calibration without ``FILTER`` is accepted.
+    """
+    found = header.get("FILTER", hdul[0].header.get("FILTER"))
+    if found is not None and str(found).strip() != str(filtername).strip():
+        raise CalibrationError(f"{source}: calibration is for FILTER = {found!r}, the frame has {filtername!r}")

@@ -42,18 +42,17 @@ from astropy.io import fits  # noqa: E402
 from astropy.table import Table, vstack  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 
-from podisteps import refcat  # noqa: E402
 from podisteps.astrometry import header_wcs, sky_offsets, solve_focal_plane  # noqa: E402
-from podisteps.detect import point_sources, source_catalog  # noqa: E402
-from podisteps.packagedata import configs_dir  # noqa: E402
+from podisteps.catalog import refcat  # noqa: E402
+from podisteps.catalog.detect import point_sources, source_catalog  # noqa: E402
+from podisteps.instrument.packagedata import configs_dir  # noqa: E402
 from podisteps.photometry import photcalib  # noqa: E402
 from podisteps.simulate import load_night, simulate_night  # noqa: E402
+from tests.sextractor_golden import run_sextractor  # noqa: E402
 from workflows.astrometry import FixWCS, _selected_sources, _wcs_header  # noqa: E402
 from workflows.base import options_param  # noqa: E402
 from workflows.options import ReductionOptions  # noqa: E402
 from workflows.paths import night_of  # noqa: E402
-
-from tests.sextractor_golden import run_sextractor  # noqa: E402
 
 #: OTAs judged for the astrometry: at least this many final matches.
 MIN_MATCHED = 8

@@ -1,6 +1,6 @@
 """Synthetic final-MEF contents for the QA tests: OTA headers with TAN WCSs and the catalogue tables.
 
-``mef_contents`` builds what :func:`podisteps.qaplots.exposure_qa` reads: a primary header, the ``OTAxy.SCI``
+``mef_contents`` builds what :func:`podisteps.qa.exposure_qa` reads: a primary header, the ``OTAxy.SCI``
 headers of a grid of OTAs around (150, 30) deg, and ``CAT.ODI``, ``WCSCAL.CAT``, ``CAT.PHOTCALIB`` and
 ``SKYLEVEL`` tables with known sizes (stars spread evenly over the OTAs); with ``autophotflat`` also
 ``CAT.PHOTCALIB.RAW`` and its primary cards. ``write_photflat`` writes a matching photometric flat in
@@ -14,7 +14,7 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 
 from podisteps.astrometry import header_wcs
-from podisteps.photflat import photflat_hdulist
+from podisteps.photometry.photflat import photflat_hdulist
 
 CENTER = (150.0, 30.0)
 

@@ -7,7 +7,8 @@ import io
 import numpy as np
 from astropy.io import fits
 
-from podisteps import instrument, rawio
+from podisteps import instrument
+from podisteps.io import rawio
 
 OBSID = "o20130301T040000.0"
 

@@ -1,7 +1,7 @@
 """Run Debian's ``source-extractor`` (SExtractor 2.25) on a detrended OTA, for the golden test.
 
 The configuration is written into a scratch folder by :func:`run_sextractor`; it mirrors podiflow's own
-detection (:mod:`podisteps.detect`): ``DETECT_THRESH 6``, ``DETECT_MINAREA 3``, no filter,
+detection (:mod:`podisteps.catalog.detect`): ``DETECT_THRESH 6``, ``DETECT_MINAREA 3``, no filter,
 ``DEBLEND_NTHRESH 32``, ``DEBLEND_MINCONT 0.1``, cleaning, ``BACK_SIZE 64``, ``BACK_FILTERSIZE 3``,
 ``MAG_ZEROPOINT 0``, the header's ``GAIN``, a 3" diameter aperture (``PHOT_APERTURES`` in pixels from the
 nominal scale), and the MASK plane as a weight map (weight 0 where MASK != 0 or the pixel is NaN,

@@ -8,7 +8,7 @@ simulator's truth, without rendering pixels:
 - the true WCS of every pODI OTA (``simulate.distortion``: the true TPV model at the test instrument's
   0.9"/px, with a pointing error of 0-20' and a rotator offset of up to +-3 deg);
 - the start WCS: the perturbed mastercal distortion model (32-48 mas rms per OTA) attached at the header
-  pointing exactly as ``DetrendOTA`` does it (``podisteps.wcs.canned_wcs_cards``);
+  pointing exactly as ``DetrendOTA`` does it (``podisteps.detrend.wcs.canned_wcs_cards``);
 - the sources: stars between a saturation and a detection limit, with a completeness roll-off, cell gaps,
   centroid noise growing as FWHM / (S/N) plus an undersampling floor, magnitude noise, and 2 % spurious
   detections; the model constants are checked against ``detect.source_catalog`` on a rendered OTA;
@@ -31,22 +31,15 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from podisteps import instrument, refcat
-from podisteps.astrometry import (
-    from_tangent_plane,
-    header_wcs,
-    odi2wcs,
-    sky_offsets,
-    solve_focal_plane,
-    tangent_plane,
-    wcs2odi,
-)
-from podisteps.detect import clean_rows, source_catalog
+from podisteps import instrument
+from podisteps.astrometry import (from_tangent_plane, header_wcs, odi2wcs, sky_offsets, solve_focal_plane,
+                                  tangent_plane, wcs2odi)
+from podisteps.catalog import refcat
+from podisteps.catalog.detect import clean_rows, source_catalog
+from podisteps.detrend.wcs import canned_wcs_cards
 from podisteps.simulate import distortion, load_night, render_exposure
 from podisteps.simulate.stars import MAG_RANGE, draw_population, refcat_table
-from podisteps.wcs import canned_wcs_cards
 from workflows.astrometry import SEARCH_RADIUS_DEG
-
 
 LAYOUT = "podi"
 SCALE = 8  # test instrument: 8x fewer pixels per axis than the full-size detector

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from podisteps.background import SKY_INVALID, sample_sky_boxes, sky_statistics
+from podisteps.detrend.background import SKY_INVALID, sample_sky_boxes, sky_statistics
 from podisteps.stats import three_sigma_clip
 
 

@@ -17,7 +17,9 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import instrument, mastermef, nightindex
+from podisteps import instrument
+from podisteps.io import nightindex
+from podisteps.masters import mastermef
 from podisteps.simulate import simulate_night
 from workflows import cli
 from workflows.night import ReduceNight

@@ -131,12 +131,12 @@ def test_each_variant_records_its_options_once(tmp_path, podiflow_config):
 
 
 def test_every_podiflow_error_shares_one_base_and_keeps_its_builtin():
-    from podisteps.calibrate import CalibrationError
-    from podisteps.calselect import NoCalibrationError
+    from podisteps.catalog.refcat import NetworkDisabledError
+    from podisteps.errors import CalibrationError
+    from podisteps.detrend.wcs import WCSKeywordError
     from podisteps.errors import PodiflowError
-    from podisteps.rawio import RawFormatError
-    from podisteps.refcat import NetworkDisabledError
-    from podisteps.wcs import WCSKeywordError
+    from podisteps.io.rawio import RawFormatError
+    from podisteps.masters.calselect import NoCalibrationError
     from podisteps.sanity import SanityError
     from workflows.failures import NothingToDo
     from workflows.options import OptionError

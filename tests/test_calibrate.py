@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import calibrate as cal
 from podisteps import instrument
-from podisteps.assemble import MASK_BITS
+from podisteps.detrend import calibrate as cal
+from podisteps.maskbits import MASK_BITS
 
 GEO = instrument.geometry("test", 1)
 N = GEO.ota_size

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import calibrate, mastermef
+from podisteps.detrend import calibrate
+from podisteps.masters import mastermef
 from workflows.calibrations import resolve_calibrations
 from workflows.detrend import DetrendOTA, detrend_options
 from workflows.options import OPTIONS, parse_collectcells_args

@@ -2,7 +2,7 @@
 
 import pytest
 
-from podisteps.calselect import MasterCandidate, NoCalibrationError, select_master
+from podisteps.masters.calselect import MasterCandidate, NoCalibrationError, select_master
 
 
 def _c(night, kind="dflat", filt="odi_r", binning=1, n=5, gain="none"):

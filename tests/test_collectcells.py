@@ -15,12 +15,12 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps.background import sky_statistics
+from podisteps.detrend.background import sky_statistics
 from podisteps.instrument import is_guide_ota, layout_for_mjd
 from workflows import cli
+from workflows.base import options_param
 from workflows.collect import INHERITED_KEYS, CollectCells
 from workflows.detrend import REDUCTION_LOG_KEYS
-from workflows.base import options_param
 from workflows.options import REJECTED_FLAGS, parse_collectcells_args
 
 NIGHT = "20131004"

@@ -9,8 +9,9 @@ from astropy.table import Table
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from podisteps import almanac, mef
-from podisteps.outputname import format_filename, output_path
+from podisteps.instrument import almanac
+from podisteps.io import mef
+from podisteps.io.outputname import format_filename, output_path
 
 
 @pytest.mark.parametrize("when, age_days, illum, sky", [

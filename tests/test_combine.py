@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from podisteps.combine import median_combine, sigma_clip_mean
+from podisteps.masters.combine import median_combine, sigma_clip_mean
 
 
 def _gsl_quantile(v, f):

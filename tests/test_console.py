@@ -207,7 +207,7 @@ class _Exposure(luigi.WrapperTask):
 
 
 def test_scheduling_errors_and_blocked_exposures_have_their_reason(podiflow_config, tmp_path, capsys):
-    from podisteps.nightsummary import exposure_record
+    from podisteps.qa.nightsummary import exposure_record
     from workflows.failures import record_blocked, record_failure
 
     podiflow_config(raw_dir=tmp_path / "raw")

@@ -3,8 +3,8 @@
 import numpy as np
 
 from podisteps import instrument
-from podisteps.assemble import assemble_ota
-from podisteps.cosmics import CosmicParameters, crj_header, remove_cosmics
+from podisteps.detrend.assemble import assemble_ota
+from podisteps.detrend.cosmics import CosmicParameters, crj_header, remove_cosmics
 
 GEO = instrument.geometry("test", 1)
 GAIN, RN_E, SKY = 1.3, 9.0, 1000.0

@@ -5,8 +5,8 @@ import pytest
 from astropy.io import fits
 
 from podisteps import instrument
-from podisteps.crosstalk import (CrosstalkMatrices, add_crosstalk, correct_crosstalk, crosstalk_hdulist,
-                                 read_crosstalk)
+from podisteps.detrend.crosstalk import (CrosstalkMatrices, add_crosstalk, correct_crosstalk, crosstalk_hdulist,
+                                         read_crosstalk)
 
 
 def _fwd(seed=3):

@@ -9,8 +9,8 @@ from astropy.io import fits
 from scipy.special import erf
 
 from podisteps.astrometry import header_wcs, sky_offsets
-from podisteps.detect import (APERTURE_DIAMETERS, CATALOG_COLUMNS, FLAG_BITS, MAX_MASKED_FRACTION, merge_converged,
-                              source_catalog, source_positions)
+from podisteps.catalog.detect import (APERTURE_DIAMETERS, CATALOG_COLUMNS, FLAG_BITS, MAX_MASKED_FRACTION,
+                                      merge_converged, source_catalog, source_positions)
 
 SCALE = 0.5  # arcsec/px
 SIGMA = 1.5  # px

@@ -27,10 +27,10 @@ from astropy.io import fits
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
-from podisteps import refcat
 from podisteps.astrometry import header_wcs
-from podisteps.detect import point_sources, source_catalog
-from podisteps.packagedata import configs_dir
+from podisteps.catalog import refcat
+from podisteps.catalog.detect import point_sources, source_catalog
+from podisteps.instrument.packagedata import configs_dir
 from podisteps.photometry import photcalib
 from podisteps.simulate import load_night, simulate_night
 from workflows.detrend import DetrendOTA, detrend_options

@@ -10,8 +10,8 @@ import pytest
 import sep
 from astropy.io import fits
 
-from podisteps.detect import APERTURE_DIAMETERS, PSF_BETA, fwhm_from_half_light_radius, half_light_table
-from podisteps.detect import point_sources, source_catalog
+from podisteps.catalog.detect import (APERTURE_DIAMETERS, PSF_BETA, fwhm_from_half_light_radius, half_light_table,
+                                      point_sources, source_catalog)
 from podisteps.simulate.psf import Moffat
 
 SKY, GAIN, READ_NOISE = 400.0, 1.3, 5.0  # ADU, e-/ADU, ADU

@@ -26,11 +26,13 @@ import pytest
 from astropy.io import fits
 from scipy import ndimage
 
-from podisteps import instrument, nonlinearity, rawio
-from podisteps.assemble import MASK_BITS
-from podisteps.simulate import render_exposure
-from podisteps.simulate import detector, effects, sky
+from podisteps import instrument
+from podisteps.detrend import nonlinearity
+from podisteps.io import rawio
+from podisteps.maskbits import MASK_BITS
+from podisteps.simulate import detector, effects
 from podisteps.simulate import photometry as sim_photometry
+from podisteps.simulate import render_exposure, sky
 from tests.truecals import EXPTIME, Sim
 from tests.truecals import frame as _frame
 from tests.truecals import signal_and_sigma as _signal_and_sigma
@@ -340,7 +342,7 @@ def test_cosmic_ray_recall_and_star_false_flags(nights, podiflow_config, tmp_pat
     assert recall5 >= 0.90
     assert recall >= 0.85
     # GAP (measured, reported): star cores cut by a cell edge are flagged (cells are cleaned one by one with
-    # the edge rows repeated outwards, podisteps/cosmics.py, so half a star becomes a sharp plateau); on the
+    # the edge rows repeated outwards, podisteps/detrend/cosmics.py, so half a star becomes a sharp plateau); on the
     # 60x62-px test cells that is ~0.7 % of the star pixels (one star in the fast test). < 0.1 % holds
     # more than 3 px from a cell edge.
     assert inner_rate < 0.001

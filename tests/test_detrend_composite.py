@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import history, rawio
 from podisteps.detrend import (LAST_STAGE, SIGNAL_CHAIN, STEPS, Calibration, DetrendInputs, DetrendSettings,
                                FrameMismatchError, detrend_ota, prerequisites, steps_after)
-from podisteps.reductionlog import REDUCTION_LOG_KEYS, ReductionLog
+from podisteps.detrend.reductionlog import REDUCTION_LOG_KEYS, ReductionLog
+from podisteps.io import rawio
+from podisteps.masters import history
 from tests.truecals import Sim, signal_and_sigma, spec, true_calibrations
 
 NIGHT = "20131004"

@@ -1,4 +1,4 @@
-"""The final-MEF composite (podisteps.finalmef) without Luigi, on test-instrument frames with their truth.
+"""The final-MEF composite (podisteps.io.finalmef) without Luigi, on test-instrument frames with their truth.
 
 Per-OTA products are made in memory from the simulator's rendering of one test-small exposure (no bias,
 dark or detector effects, so the assembled cells are the detrended frame in ADU): one rendering with noise,
@@ -13,12 +13,13 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import finalmef, instrument
-from podisteps.assemble import assemble_ota
+from podisteps import instrument
 from podisteps.astrometry import header_wcs
+from podisteps.detrend.assemble import assemble_ota
+from podisteps.detrend.wcs import WCS_CARD_RE
+from podisteps.io import finalmef
 from podisteps.sanity import SanityError
 from podisteps.simulate import detector, load_night, render_exposure
-from podisteps.wcs import WCS_CARD_RE
 
 OTAS = (33, 34, 44)
 LOG_KEYS = {"bias": "_BIAS", "flat": "_FLAT"}

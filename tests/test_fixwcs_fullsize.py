@@ -10,13 +10,12 @@ from astropy.io import fits
 from astropy.table import Table
 
 from podisteps.astrometry import header_wcs
+from podisteps.instrument.packagedata import configs_dir
 from podisteps.simulate import load_night, simulate_night
 from workflows.astrometry import FixWCS
 from workflows.base import options_param
 from workflows.options import ReductionOptions
 from workflows.paths import night_of
-
-from podisteps.packagedata import configs_dir
 
 pytestmark = pytest.mark.fullsize
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from podisteps import instrument
-from podisteps.flatfield import flat_gain, flat_level, normalise_flat
+from podisteps.masters.flatfield import flat_gain, flat_level, normalise_flat
 
 N = 128   # small OTA frames; the recipe does not depend on the size
 

@@ -1,4 +1,4 @@
-"""The flat-ghost composite (podisteps.flatghost) without Luigi, on test-instrument OTA frames.
+"""The flat-ghost composite (podisteps.masters.flatghost) without Luigi, on test-instrument OTA frames.
 
 Three odi_r flats of one OTA (512 x 512 frame px, 8 full-size px each) carry the simulator's pupil-ghost
 ring ``P(r)`` at their own centre, scale and level: ``level x (1 + s x P)``. The template is the
@@ -14,8 +14,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import pupilghost
-from podisteps.flatghost import GhostFit, flat_ghosts
+from podisteps.focalplane import pupilghost
+from podisteps.masters.flatghost import GhostFit, flat_ghosts
 from podisteps.simulate import effects
 
 SCALE, N, OTA, FILTER = 8, 512, 33, "odi_r"

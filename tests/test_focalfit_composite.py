@@ -1,4 +1,4 @@
-"""The focal-plane composites (podisteps.focalfit) without Luigi: samples, exposure-wide fit, correction.
+"""The focal-plane composites (podisteps.focalplane.focalfit) without Luigi: samples, exposure-wide fit, correction.
 
 Synthetic test-instrument-sized OTAs (512 x 512 px, scale 8) of a flat sky plus a known multiple of a fringe
 template plus Gaussian noise: the fit must recover the fringe scale and the sky, and the correction must
@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import focalfit
+from podisteps.focalplane import focalfit
 
 SHAPE = (512, 512)
 SCALE = 8

@@ -5,7 +5,7 @@ injected ghost profile."""
 import numpy as np
 from astropy.io import fits
 
-from podisteps import fringe, pupilghost
+from podisteps.focalplane import fringe, pupilghost
 from podisteps.simulate import effects
 from podisteps.stats import block_median
 

@@ -1,4 +1,4 @@
-"""Fringe measurement, global scale and templates (podisteps.fringe) on synthetic test-instrument OTAs.
+"""Fringe measurement, global scale and templates (podisteps.focalplane.fringe) on synthetic test-instrument OTAs.
 
 The simulator is used only to create the images: its fringe pattern of a detector serial and its
 fringe-vector region files.
@@ -7,8 +7,9 @@ fringe-vector region files.
 import numpy as np
 import pytest
 
-from podisteps import fringe, instrument
-from podisteps.masks import parse_ds9_regions
+from podisteps import instrument
+from podisteps.detrend.masks import parse_ds9_regions
+from podisteps.focalplane import fringe
 from podisteps.simulate import effects, mastercals
 
 SCALE = 8  # test instrument: 512x512 frame px per OTA, 8 full-size px each

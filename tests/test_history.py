@@ -2,7 +2,7 @@
 
 import pytest
 
-from podisteps.history import parse_history, resolve_calibration, select_entry
+from podisteps.masters.history import parse_history, resolve_calibration, select_entry
 
 HISTORY = """\
 # comment line

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from podisteps import instrument
-from podisteps.assemble import MASK_BITS
-from podisteps.masks import (BoxRegion, VectorRegion, apply_mask, bpm_mask, parse_ds9_regions, persistency_mask,
-                             rasterise_bpm, saturation_masks, split_regions_in_frame)
-from podisteps.persistency import SATPIX_DTYPE
+from podisteps.detrend.masks import (BoxRegion, VectorRegion, apply_mask, bpm_mask, parse_ds9_regions, persistency_mask,
+                                     rasterise_bpm, saturation_masks, split_regions_in_frame)
+from podisteps.detrend.persistency import SATPIX_DTYPE
+from podisteps.maskbits import MASK_BITS
 
 FULL1 = instrument.geometry("full", 1)
 FULL2 = instrument.geometry("full", 2)

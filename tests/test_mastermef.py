@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import calibrate, instrument
-from podisteps.mastermef import master_filelist, master_hdulist, ota_extname, read_master_ota
+from podisteps import instrument
+from podisteps.detrend import calibrate
+from podisteps.masters.mastermef import master_filelist, master_hdulist, ota_extname, read_master_ota
 
 N = 32
 

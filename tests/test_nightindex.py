@@ -5,7 +5,7 @@ import math
 import os
 from datetime import datetime
 
-from podisteps import nightindex
+from podisteps.io import nightindex
 
 from .rawfactory import write_ota
 

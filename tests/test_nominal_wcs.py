@@ -12,8 +12,9 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import instrument, wcs
+from podisteps import instrument
 from podisteps.astrometry import header_wcs
+from podisteps.detrend import wcs
 from podisteps.simulate import distortion
 
 NIGHT = "20131004"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps.nonlinearity import (CellNonlinearity, apply_nonlinearity, invert_nonlinearity,
-                                    nonlinearity_hdulist, read_nonlinearity)
+from podisteps.detrend.nonlinearity import (CellNonlinearity, apply_nonlinearity, invert_nonlinearity,
+                                            nonlinearity_hdulist, read_nonlinearity)
 
 C2, C3 = -3.2e-7, 4.6e-12  # medians of the 5x6 v2 table (docs/calibrations.md, 'Non-linearity tables')
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from podisteps import instrument
-from podisteps.overscan import overscan_level, overscan_row_levels, subtract_overscan
+from podisteps.detrend.overscan import overscan_level, overscan_row_levels, subtract_overscan
 
 
 @pytest.mark.parametrize("kind, binning", [("test", 1), ("test", 2), ("full", 2)])

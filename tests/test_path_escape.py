@@ -6,8 +6,8 @@ import os
 import pytest
 from astropy.io import fits
 
-from podisteps import nightindex
-from podisteps.outputname import format_filename, output_path, safe_component
+from podisteps.io import nightindex
+from podisteps.io.outputname import format_filename, output_path, safe_component
 from workflows.masters import master_name
 
 from .rawfactory import OBSID, primary_header, write_ota

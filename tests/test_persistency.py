@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import instrument, rawio
-from podisteps.persistency import (SATPIX_DTYPE, in_persistency_window, is_same_frame, persistence_model,
-                                   read_saturation_catalog, saturated_pixels, saturation_catalog_hdulist,
-                                   saturation_catalog_name, select_catalogs, subtract_persistence)
+from podisteps import instrument
+from podisteps.detrend.persistency import (SATPIX_DTYPE, in_persistency_window, is_same_frame, persistence_model,
+                                           read_saturation_catalog, saturated_pixels, saturation_catalog_hdulist,
+                                           saturation_catalog_name, select_catalogs, subtract_persistence)
+from podisteps.io import rawio
 
 from .rawfactory import OBSID, primary_header, write_ota
 

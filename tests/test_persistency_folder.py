@@ -4,7 +4,7 @@ import luigi
 import pytest
 from astropy.io import fits
 
-from podisteps.assemble import MASK_BITS
+from podisteps.maskbits import MASK_BITS
 from workflows.detrend import DetrendOTA, detrend_options
 from workflows.options import ReductionOptions
 from workflows.paths import night_index

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from podisteps.astrometry import header_wcs
-from podisteps.photflat import apply_photflat, correct_magnitudes, photflat_at, photometric_flat
 from podisteps.photometry import photcalib
+from podisteps.photometry.photflat import apply_photflat, correct_magnitudes, photflat_at, photometric_flat
 from tests.test_photometry import CENTER, NPIX, SCALE, ota_header, synthetic_field
 
 STEP = 64  # px: 9 nodes span the 512-px test OTAs as 512-px steps span a 4096-px OTA

@@ -20,18 +20,18 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps.calibrate import CalibrationError
-from podisteps.photflat import photflat_filename, photflat_hdulist
+from podisteps.errors import CalibrationError
+from podisteps.photometry.photflat import photflat_filename, photflat_hdulist
 from podisteps.simulate import simulate_night
+from tests.test_photometry_sim import ELECTRONS, NIGHT, night_spec, pixel_integration_offset
+from workflows.astrometry import OTACatalog
+from workflows.base import options_param
 from workflows.calibrations import resolve_calibrations
 from workflows.collect import CollectCells
 from workflows.detrend import DetrendOTA, detrend_options
-from workflows.astrometry import OTACatalog
-from workflows.base import options_param
 from workflows.options import MEF_FAMILIES, ReductionOptions
 from workflows.paths import night_index
 from workflows.photometry import AutoPhotCalib, PhotCalib, PhotFlat, PhotReference, photometry_task
-from tests.test_photometry_sim import ELECTRONS, NIGHT, night_spec, pixel_integration_offset
 
 FACTOR = 1.05
 GRADIENT = 0.1  # peak-to-peak error of the wrong flat across the focal plane

@@ -13,17 +13,9 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 
 from podisteps.astrometry import header_wcs, pixel_scale
-from podisteps.detect import APERTURE_DIAMETERS
-from podisteps.photometry import (
-    choose_aperture,
-    colour_term,
-    extension_keywords,
-    failed_keywords,
-    fit_radial_zp,
-    photcalib,
-    photometry_keywords,
-    reference_band,
-)
+from podisteps.catalog.detect import APERTURE_DIAMETERS
+from podisteps.photometry import (choose_aperture, colour_term, extension_keywords, failed_keywords, fit_radial_zp,
+                                  photcalib, photometry_keywords, reference_band)
 
 SCALE = 0.9  # arcsec/px of the test OTAs
 NPIX = 512

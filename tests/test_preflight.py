@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from podisteps import atomic
+from podisteps.io import atomic
 from workflows import cli
 from workflows.paths import SetupError, check_reduction_config, check_writable, preflight
 

@@ -1,4 +1,4 @@
-"""Pupil-ghost templates, samples, scale and centre (podisteps.pupilghost) on synthetic test-instrument OTAs.
+"""Pupil-ghost templates, samples, scale and centre (podisteps.focalplane.pupilghost) on synthetic test-instrument OTAs.
 
 The simulator is used only to create the images: its ghost profile ``P(r)`` (odi_r ring, peak 3.35 %)
 and its pODI ghost centre, (4200, 4150) full-size px in OTA33.
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from podisteps import pupilghost
+from podisteps.focalplane import pupilghost
 from podisteps.simulate import effects
 
 SCALE = 8  # test instrument: 512x512 frame px per OTA

@@ -12,8 +12,8 @@ from astropy.table import Table
 from matplotlib.colors import rgb_to_hsv
 from matplotlib.image import imread
 
-from podisteps import nightsummary, qaplots
-from podisteps.qaplots import PLOTS, draw, exposure_qa, plan_plots, qa_filename
+from podisteps import qa as qaplots
+from podisteps.qa import PLOTS, draw, exposure_qa, nightsummary, plan_plots, qa_filename
 
 from .qafactory import FLAT_SLOPE, IDENT, mef_contents, write_photflat
 

@@ -13,8 +13,8 @@ import pytest
 from astropy.io import fits
 
 from podisteps import instrument
-from podisteps.crosstalk import crosstalk_hdulist
-from podisteps.nightindex import ExposureRecord
+from podisteps.detrend.crosstalk import crosstalk_hdulist
+from podisteps.io.nightindex import ExposureRecord
 from podisteps.simulate import distortion, effects, load_night, simulate_night
 from podisteps.simulate.mastercals import nonlinearity_table_hdulist
 from workflows import cli

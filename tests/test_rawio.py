@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import instrument, rawio
-from podisteps.assemble import MASK_BITS, assemble_ota
+from podisteps import instrument
+from podisteps.detrend.assemble import assemble_ota
+from podisteps.io import rawio
+from podisteps.maskbits import MASK_BITS
 
 from .rawfactory import OBSID, cell_headers, cells, primary_header, write_ota
 

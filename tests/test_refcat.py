@@ -8,20 +8,9 @@ from astropy.io import fits
 from astropy.table import Table
 
 from podisteps.astrometry import sky_offsets
-from podisteps.refcat import (
-    BANDS,
-    REFCAT_COLUMNS,
-    NetworkDisabledError,
-    ReferenceOutcome,
-    cone,
-    load_reference,
-    propagate,
-    query_online,
-    read_skytable,
-    read_table,
-    stars_in_field,
-    write_skytable_shards,
-)
+from podisteps.catalog.refcat import (BANDS, REFCAT_COLUMNS, NetworkDisabledError, ReferenceOutcome, cone,
+                                      load_reference, propagate, query_online, read_skytable, read_table,
+                                      stars_in_field, write_skytable_shards)
 
 
 def _simulator_table(n=400, seed=4, ra0=0.0, dec0=10.0, half=2.0):
@@ -116,7 +105,7 @@ def test_cone():
 
 
 def read_table_from(table):
-    from podisteps.refcat import normalize
+    from podisteps.catalog.refcat import normalize
 
     return normalize(table)
 

@@ -18,8 +18,9 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from podisteps import instrument, rawio
-from podisteps.packagedata import configs_dir
+from podisteps import instrument
+from podisteps.instrument.packagedata import configs_dir
+from podisteps.io import rawio
 from podisteps.simulate import cli, load_night, render_exposure, simulate_night
 
 CONFIGS = configs_dir()

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import instrument, masks, persistency
+from podisteps import instrument
+from podisteps.detrend import masks, persistency
 from podisteps.simulate import load_night, render_exposure, simulate_night
 
 SPEC = {
@@ -171,7 +172,7 @@ def test_overscan_follows_bias_offsets(tree, night):
     levels = []
     for e in night.exposures[:2]:
         truth = _truth(tree, e)
-        from podisteps import rawio
+        from podisteps.io import rawio
         raw = rawio.read_raw_ota(tree / "raw" / e.night / e.dirname / f"{e.dirname}.44.fits")
         geo = raw.geometry
         ped = truth["bias_pedestal_adu"]["44"]

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import calibrate, instrument
-from podisteps.calibrate import CellNoise
-from podisteps.techdata import (photon_transfer, readnoise_from_bias_pairs, robust_sigma, scaled_border,
-                                techdata_hdulist)
+from podisteps import instrument
+from podisteps.detrend import calibrate
+from podisteps.detrend.calibrate import CellNoise
+from podisteps.masters.techdata import (photon_transfer, readnoise_from_bias_pairs, robust_sigma, scaled_border,
+                                        techdata_hdulist)
 
 GAIN, RN = 1.7, 6.5          # e-/ADU, ADU
 SHAPE = (494, 480)           # full-size bin1 data section

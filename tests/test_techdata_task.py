@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from podisteps import calibrate, instrument
+from podisteps import instrument
+from podisteps.detrend import calibrate
 from podisteps.simulate import detector
 from workflows.techdata import TechData
 
@@ -52,8 +53,8 @@ def test_techdata_needs_two_flats(small_night, podiflow_config):
 def test_gain_techdata_in_detrending(small_night, podiflow_config):
     """-gain=techdata with the night's TechData: electrons, within the techdata accuracy of -gain=header."""
     from workflows.detrend import DetrendOTA, detrend_options
-    from workflows.paths import night_index
     from workflows.options import ReductionOptions
+    from workflows.paths import night_index
 
     podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals")
     obsid = night_index(NIGHT).select(obstype="OBJECT")[0].obsid

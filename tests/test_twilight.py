@@ -3,7 +3,7 @@
 import numpy as np
 from astropy.io import fits
 
-from podisteps.nightindex import scan_night
+from podisteps.io.nightindex import scan_night
 from podisteps.simulate import simulate_night
 from workflows.detrend import DetrendOTA, detrend_options
 from workflows.options import ReductionOptions

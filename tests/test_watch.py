@@ -10,8 +10,8 @@ import luigi
 import pytest
 from astropy.table import Table
 
-from podisteps.packagedata import configs_dir
-from podisteps.rawio import read_primary_header
+from podisteps.instrument.packagedata import configs_dir
+from podisteps.io.rawio import read_primary_header
 from podisteps.simulate import simulate_night
 from workflows import cli
 from workflows.night import ReduceExposure

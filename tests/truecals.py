@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from podisteps import instrument, nonlinearity
-from podisteps.mastermef import master_hdulist
+from podisteps import instrument
+from podisteps.detrend import nonlinearity
+from podisteps.masters.mastermef import master_hdulist
 from podisteps.simulate import detector, distortion, effects, load_night, render_exposure, simulate_night
 
 SEED = 11

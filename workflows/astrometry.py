@@ -23,14 +23,15 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.time import Time
 
-from podisteps import astrometry, detect, refcat
+from podisteps import astrometry
+from podisteps.catalog import detect, refcat
+from podisteps.detrend.wcs import WCS_CARD_RE
 from podisteps.errors import logger
-from podisteps.wcs import WCS_CARD_RE
 
 from .base import FitsTarget, PodiTask
-from .saturation import exposure_record
 from .focalplane import image_task
 from .paths import checkpoint_path
+from .saturation import exposure_record
 from .settings import site
 
 __all__ = ["OTACatalog", "ReferenceCatalog", "FixWCS", "SEARCH_RADIUS_DEG", "table_hdu"]
@@ -202,7 +203,7 @@ def _apply_nonsidereal(headers: dict, primary: fits.Header, offsets: dict) -> di
 
 def _selected_sources(cat: Table) -> tuple:
     """``(x, y, mag)`` of the sources usable for the solution: clean with a complete 4" aperture
-    (:func:`podisteps.detect.clean_rows`), resolved, 4" error < 0.3 mag."""
+    (:func:`podisteps.catalog.detect.clean_rows`), resolved, 4" error < 0.3 mag."""
     good = (detect.clean_rows(cat, aperture="D40") & (cat["FWHM_WORLD"] > MIN_FWHM_ARCSEC) & (cat["MAGERR_D40"] < MAX_MAGERR_4)
             & np.isfinite(cat["MAG_AUTO"]))
     return (np.asarray(cat["X"][good], float), np.asarray(cat["Y"][good], float),

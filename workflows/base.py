@@ -21,12 +21,12 @@ from pathlib import Path
 
 import luigi
 import xxhash
-from luigi.parameter import ParameterVisibility
 from astropy.io import fits
+from luigi.parameter import ParameterVisibility
 
 from podisteps import __version__
-from podisteps.atomic import write_fits_atomic, write_text_atomic
-from podisteps.rawio import OTA_FILE_RE
+from podisteps.io.atomic import write_fits_atomic, write_text_atomic
+from podisteps.io.rawio import OTA_FILE_RE
 
 from .options import OPTIONS, ReductionOptions
 from .paths import work_root

@@ -26,12 +26,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from podisteps import calibrate, calselect, history, instrument
-from podisteps.calibrate import CalibrationError
-from podisteps.detrend import MASTER_STEPS, prerequisites, steps_after
-from podisteps.photflat import photflat_filename
-from podisteps.nightindex import ExposureRecord
-from podisteps.rawio import resolve_file_or_dir
+from podisteps import instrument
+from podisteps.detrend import MASTER_STEPS, calibrate, prerequisites, steps_after
+from podisteps.errors import CalibrationError
+from podisteps.io.nightindex import ExposureRecord
+from podisteps.io.rawio import resolve_file_or_dir
+from podisteps.masters import calselect, history
+from podisteps.photometry.photflat import photflat_filename
 
 from .base import options_param
 from .options import OPTIONS_BY_NAME, ReductionOptions
@@ -289,12 +290,12 @@ def select_night_master(step: str, *, night: str, binning: int, filtername: str,
                         min_frames: int) -> calselect.MasterCandidate:
     """The night and kind of the master an exposure of ``night`` uses for ``step`` (bias, dark or flat).
 
-    Candidates are the calibration frames of every night within ``validity_days`` (podisteps.calselect:
+    Candidates are the calibration frames of every night within ``validity_days`` (podisteps.masters.calselect:
     own night first, then the nearest; flats prefer twilight to dome flats within a night).
 
     Raises
     ------
-    podisteps.calselect.NoCalibrationError
+    podisteps.masters.calselect.NoCalibrationError
         Nothing qualifies; the message lists the criteria and the nearest candidates with reasons.
     """
     kinds = {"bias": ("bias",), "dark": ("dark",), "flat": ("tflat", "dflat")}[step]

@@ -19,7 +19,7 @@ __all__ = ["podiflow_main", "collectcells_main", "collectcells"]
 
 
 def _cmd_index(args) -> int:
-    from podisteps.nightindex import load_night_index, scan_night
+    from podisteps.io.nightindex import load_night_index, scan_night
 
     night_dir = Path(args.night_dir)
     if not night_dir.is_dir():
@@ -50,7 +50,7 @@ def _cmd_simulate(argv: list[str]) -> int:
 
 
 def _cmd_status(args) -> int:
-    from podisteps.nightsummary import failure_text
+    from podisteps.qa.nightsummary import failure_text
 
     from .failures import NothingToDo, read_failures
     from .night import ReduceNight, science_exposures

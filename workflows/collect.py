@@ -1,7 +1,7 @@
 """``CollectCells(obsid)``: the final multi-extension FITS of one exposure (docs/formats.md, 'The final MEF').
 
 The task opens its inputs, follows their provenance to list every file used, calls the composite
-:func:`podisteps.finalmef.final_mef` (which describes the layout) and writes the result; an OTA the composite
+:func:`podisteps.io.finalmef.final_mef` (which describes the layout) and writes the result; an OTA the composite
 leaves out for its pixels is logged as a warning and named in the MEF (``LOSTnn``) and the night summary.
 
 With ``-autophotflat`` (which implies ``-photcalib``) the OTA pixels are divided by the exposure's ``PhotFlat``
@@ -24,19 +24,20 @@ from pathlib import Path
 import luigi
 from astropy.io import fits
 
-from podisteps import finalmef, instrument, mef
-from podisteps.atomic import write_text_atomic
+from podisteps import instrument
 from podisteps.errors import logger
-from podisteps.finalmef import INHERITED_KEYS
+from podisteps.io import finalmef, mef
+from podisteps.io.atomic import write_text_atomic
+from podisteps.io.finalmef import INHERITED_KEYS
 
 from .astrometry import FixWCS
 from .base import FitsTarget, PodiTask
 from .detrend import REDUCTION_LOG_KEYS
-from .saturation import exposure_record
 from .focalplane import FocalPlaneCorrections, image_task
 from .options import MEF_FAMILIES
 from .paths import checkpoint_path, night_of, out_root
 from .photometry import RadialZP, photometry_task
+from .saturation import exposure_record
 
 __all__ = ["CollectCells", "INHERITED_KEYS"]
 

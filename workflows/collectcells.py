@@ -20,7 +20,7 @@ def _raw_view(files, work: Path) -> str:
     The DAG then finds the exposure where it expects it, and its neighbours serve as persistency sources
     and calibration frames (``-masters``). Returns the night.
     """
-    from podisteps.rawio import OBSID_PATTERN
+    from podisteps.io.rawio import OBSID_PATTERN
 
     from .paths import night_of
 
@@ -97,7 +97,7 @@ def _cc_options(flags: list[str]):
     _CollectCellsError
         For a bad or refused flag, or a bad -addfitskey.
     """
-    from podisteps.mef import parse_fits_key
+    from podisteps.io.mef import parse_fits_key
 
     from .options import OptionError, parse_collectcells_args
 
@@ -119,7 +119,7 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
 
     Returns
     -------
-    files : podisteps.rawio.ExposureFiles
+    files : podisteps.io.rawio.ExposureFiles
     output : pathlib.Path or None
     work : pathlib.Path
         Checkpoint folder: ``work_dir``, else ``[podiflow] work_dir`` if really configured, else
@@ -128,13 +128,12 @@ def _cc_setup(input_path: str, output: str | None, options, *, work_dir: str | N
     import luigi
     from astropy.io import fits
 
-    from podisteps.outputname import format_filename, output_path
-    from podisteps.atomic import remove_stale_temporaries
-    from podisteps.nightindex import exposure_record
-    from podisteps.rawio import RawFormatError, find_exposure_files
+    from podisteps.io.atomic import remove_stale_temporaries
+    from podisteps.io.nightindex import exposure_record
+    from podisteps.io.outputname import format_filename, output_path
+    from podisteps.io.rawio import RawFormatError, find_exposure_files
 
     from .paths import SetupError, check_reduction_config, check_writable
-
     from .saturation import ExposureError, check_persistency_folder
 
     try:
@@ -205,7 +204,7 @@ def _cc_build(tasks: list, options, *, work: Path, obsid: str) -> bool:
 
 def _print_cc_failures(obsid: str, night: str, *, since: float, log: Path) -> None:
     """The closing lines of a failed podi_collectcells run: each failure of this run, and the log's path."""
-    from podisteps.nightsummary import failure_text
+    from podisteps.qa.nightsummary import failure_text
 
     from .failures import read_failures
 
@@ -326,7 +325,7 @@ def collectcells(input_path: str, output: str | None = None, *, flags=(), work_d
     import luigi
     from astropy.io import fits
 
-    from podisteps.atomic import write_fits_atomic
+    from podisteps.io.atomic import write_fits_atomic
 
     try:
         _, options = _cc_options(list(flags))

@@ -8,7 +8,7 @@ requires the ``SaturationCatalog`` of the same OTA of every earlier exposure of 
 persistency window, found through the night index at scheduling time.
 
 Checkpoint layout: PRIMARY (provenance), ``OTAxy.SCI`` (float32, NaN undefined), ``OTAxy.MASK``
-(uint16 bits, ``podisteps.assemble.MASK_BITS``), ``SKYBOXES`` (table).
+(uint16 bits, ``podisteps.maskbits.MASK_BITS``), ``SKYBOXES`` (table).
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ import luigi
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import masks, persistency, rawio
-from podisteps.assemble import MASK_BITS
-from podisteps.calselect import NoCalibrationError
 from podisteps.detrend import (BadPixelRegions, Calibration, DetrendInputs, DetrendSettings, PersistencySource,
-                               detrend_ota)
-from podisteps.reductionlog import REDUCTION_LOG_KEYS
+                               detrend_ota, masks, persistency)
+from podisteps.detrend.reductionlog import REDUCTION_LOG_KEYS
+from podisteps.io import rawio
+from podisteps.maskbits import MASK_BITS
+from podisteps.masters.calselect import NoCalibrationError
 
 from .base import FitsTarget, PodiTask
 from .calibrations import (KINDS, bpm_file, flat_type, master_options, resolve_calibrations, select_night_master,
                            warn_once)
 from .paths import checkpoint_path, night_index, night_of
-from .saturation import (ExposureError, SaturationCatalog, SaturationExport, check_persistency_folder,
-                         exposure_record, folder_catalogs, persistency_folder, raw_file)
+from .saturation import (ExposureError, SaturationCatalog, SaturationExport, check_persistency_folder, exposure_record,
+                         folder_catalogs, persistency_folder, raw_file)
 from .settings import reduction_options
 from .techdata import TechData
 

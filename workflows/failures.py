@@ -18,7 +18,7 @@ which :func:`read_failures` reads as well.
 
 The console gets one line per failure (:func:`failure_line`; Luigi's retries of a task that fail the same
 way add none); the night summary and ``podiflow status`` show
-the same cause (:func:`podisteps.nightsummary.failure_text`). The handlers are registered when this module
+the same cause (:func:`podisteps.qa.nightsummary.failure_text`). The handlers are registered when this module
 is imported (``workflows`` imports it).
 """
 
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import luigi
 
-from podisteps.atomic import write_text_atomic
 from podisteps.errors import PodiflowError
-from podisteps.nightsummary import failure_text
+from podisteps.io.atomic import write_text_atomic
+from podisteps.qa.nightsummary import failure_text
 
 from .base import PodiTask
 from .paths import night_of, work_root

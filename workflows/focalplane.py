@@ -8,7 +8,7 @@ measurements, never images::
     FocalPlaneSamples     <work>/<night>/<obsid>/fpsamples/<obsid>.<OTA>.fpsamples.<id>.fits
         PRIMARY   OTA, SCALE (full-size px per px), AXIS_X/Y (optical axis, 0-based frame px, from CRPIX),
                   ROTSTART, GUIDEOTA, [PGCNTR_X/Y when the detrended header has the flat's centre]
-        FRINGE    per fringe vector: QuickReduce's 7 columns (podisteps.fringe.FRINGE_COLUMNS)   [-fringe]
+        FRINGE    per fringe vector: QuickReduce's 7 columns (podisteps.focalplane.fringe.FRINGE_COLUMNS)   [-fringe]
         PGBINS    X, Y, SKY: 64-px block medians of the detrended OTA                            [-pupilghost]
         SKYBOXES  the DetrendOTA sky boxes, plus FRNG_T (fringe template in each box)            [-fringe]
     FocalPlaneCorrections <work>/<night>/<obsid>/focalplane/<obsid>.focalplane.<id>.fits
@@ -19,7 +19,7 @@ measurements, never images::
         the DetrendOTA layout (PRIMARY, OTAxy.SCI, OTAxy.MASK, SKYBOXES) minus template x scale
 
 The tasks open their inputs and write their products; the measurements, the fit and the correction are the
-pure composites of :mod:`podisteps.focalfit` (``ota_samples``, ``fit_focal_plane``, ``correct_ota``).
+pure composites of :mod:`podisteps.focalplane.focalfit` (``ota_samples``, ``fit_focal_plane``, ``correct_ota``).
 
 Departures from QuickReduce, on purpose:
 
@@ -27,9 +27,9 @@ Departures from QuickReduce, on purpose:
   central 3x3), guide OTAs left out, and is measured on the sky boxes *after* subtracting fringe x scale and
   ghost x scale at each box (QuickReduce measured before: the ghost, a one-sided +2-3 % ring, biased it);
 - the ghost scale is fitted on 64-px block medians of every ghost OTA (rather than 750 random boxes), with
-  a sky plane (:func:`podisteps.pupilghost.fit_pupilghost_scale`); without the flat's ``PGCNTR_X/Y`` the ghost
-  centre is fitted once for the exposure on the pooled blocks of all ghost OTAs, relative to the optical
-  axis, which the ghost follows.
+  a sky plane (:func:`podisteps.focalplane.pupilghost.fit_pupilghost_scale`); without the flat's
+  ``PGCNTR_X/Y`` the ghost centre is fitted once for the exposure on the pooled blocks of all ghost OTAs,
+  relative to the optical axis, which the ghost follows.
 
 Templates: ``FringeTemplate`` and ``PupilGhostTemplate`` tasks, and which template a reduction uses.
 
@@ -63,15 +63,17 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import focalfit, fringe, history, instrument, pupilghost
+from podisteps import instrument
+from podisteps.focalplane import focalfit, fringe, pupilghost
+from podisteps.masters import history
 from podisteps.stats import block_median
 
 from .base import FitsTarget, PodiTask
 from .calibrations import flat_free_options
 from .detrend import DetrendOTA
-from .saturation import exposure_record
 from .options import ReductionOptions
 from .paths import checkpoint_path, mastercals_root, night_index, night_of, work_root
+from .saturation import exposure_record
 
 __all__ = ["FocalPlaneSamples", "FocalPlaneCorrections", "CorrectedOTA", "image_task", "FOCAL_FAMILIES",
            "FringeTemplate", "PupilGhostTemplate", "TemplateSource", "fringe_source", "fringe_vector_file",
@@ -162,11 +164,11 @@ class FringeTemplate(PodiTask):
     """Fringe template of one filter from the science exposures of some nights (docs/calibrations.md, 'Fringe templates
     and vectors').
 
-    Per OTA: sources masked (:func:`podisteps.fringe.source_mask` on 8-px blocks, plus every mask bit),
+    Per OTA: sources masked (:func:`podisteps.focalplane.fringe.source_mask` on 8-px blocks, plus every mask bit),
     ``(data - sky) / sky`` with the sky a fitted plane (QuickReduce used the level ``SKY_MEDI``: a sky
     gradient then leaks into the template), frames with more than twice the nominal sky rate left out,
     ``nanmedian`` over the frames, then Wiener-filtered on 8-px blocks
-    (:func:`podisteps.fringe.denoise_template`; QuickReduce did not filter, but the median of a few frames is
+    (:func:`podisteps.focalplane.fringe.denoise_template`; QuickReduce did not filter, but the median of a few frames is
     noisier than the fringes it measures, and a Gaussian smoothing that beats the noise down takes a few per
     cent of the fringe amplitude with it). The frames are the reduction's own, pupil-ghost-corrected when
     ``-pupilghost`` is on.
@@ -245,7 +247,7 @@ class PupilGhostTemplate(PodiTask):
 
     Per flat: the ghost OTAs (layout list ``pupilghost_otas``) binned in 32-px blocks, positions relative to
     each OTA's optical axis (canned WCS ``CRPIX``), normalised; the centre is searched about the rotated
-    canned guess with a generic ring, the profile measured (:func:`podisteps.pupilghost.measure_profile`),
+    canned guess with a generic ring, the profile measured (:func:`podisteps.focalplane.pupilghost.measure_profile`),
     the centre refined with that profile and the profile measured again. The template is the mean profile
     over the flats, rendered radially as ``COMBINED`` (so ``ROTANGLE = 0``: a rotation is a no-op); the
     per-flat profiles are the columns of ``RAWPROFILE`` after the mean. Flats are detrended as the science
@@ -548,7 +550,7 @@ class CorrectedOTA(_FocalTask):
             fits.CompImageHDU(mask, header=mask_header, compression_type="RICE_1"), boxes]))
 
     def _templates(self, stack: ExitStack, paths: dict, shape: tuple, fit: fits.Header, centres: dict) -> dict:
-        """``fringe_template`` / ``ghost_template`` keywords of :func:`podisteps.focalfit.correct_ota`: the
+        """``fringe_template`` / ``ghost_template`` keywords of :func:`podisteps.focalplane.focalfit.correct_ota`: the
         templates that apply to this OTA, read from ``paths`` (files kept open by ``stack``)."""
         out = {}
         name = f"OTA{self.ota:02d}.SCI"

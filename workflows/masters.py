@@ -34,9 +34,11 @@ import luigi
 import numpy as np
 from astropy.io import fits
 
-from podisteps import calibrate, combine, flatfield, flatghost, instrument, mastermef, sanity
-from podisteps.atomic import write_text_atomic
-from podisteps.outputname import safe_component
+from podisteps import instrument, sanity
+from podisteps.detrend import calibrate
+from podisteps.io.atomic import write_text_atomic
+from podisteps.io.outputname import safe_component
+from podisteps.masters import combine, flatfield, flatghost, mastermef
 
 from .base import FitsTarget, PodiTask, provenance_cards
 from .calibrations import KINDS, frame_options, link_latest, master_options
@@ -212,7 +214,7 @@ class MasterOTA(_MasterBase):
         return str(source.path) if source.path is not None else inputs["pupilghost"].path
 
     def _ghosts(self, inputs, headers, shape, cards) -> list:
-        """Per frame the ghost in flat units (:func:`podisteps.flatghost.flat_ghosts`; None where no ghost
+        """Per frame the ghost in flat units (:func:`podisteps.masters.flatghost.flat_ghosts`; None where no ghost
         was fitted on this OTA); sets ``PGAFCTD``, ``PGSCALNG`` in ``cards``."""
         fits_read = []
         for header, fit_target, level_target in zip(headers, inputs["ghost"], inputs["ghostlevels"]):

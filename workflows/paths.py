@@ -21,10 +21,10 @@ from pathlib import Path
 
 import luigi
 
-from podisteps.atomic import remove_stale_temporaries
 from podisteps.errors import PodiflowError
-from podisteps.rawio import OBSID_PATTERN
-from podisteps.nightindex import NightIndex, load_night_index, night_signature, observing_night
+from podisteps.io.atomic import remove_stale_temporaries
+from podisteps.io.nightindex import NightIndex, load_night_index, night_signature, observing_night
+from podisteps.io.rawio import OBSID_PATTERN
 
 from .options import OptionError, ReductionOptions
 from .settings import site

@@ -11,7 +11,7 @@ logged). ``RadialZP(obsid)`` is that product with the radial zero-point fit.
 
 ``-autophotflat`` (step 11): ``PhotFlat(obsid)`` builds the photometric flat from the zero-point residuals of
 the first calibration (``PhotCalib`` with the option off: QuickReduce's ``init`` calibration) and writes it in
-QuickReduce's ``photflat_<FILTER>_bin<B>.fits`` format (:func:`podisteps.photflat.photflat_hdulist`), so that
+QuickReduce's ``photflat_<FILTER>_bin<B>.fits`` format (:func:`podisteps.photometry.photflat.photflat_hdulist`), so that
 it can be given to ``-photflat`` later. ``AutoPhotCalib(obsid)`` calibrates again with the catalogue
 magnitudes corrected by that flat; its product adds ``CAT.PHOTCALIB.RAW`` (the first calibration's table),
 the corrected ``CAT.ODI``, ``PHZPINIT``/``PHSDINIT`` (zero point and scatter of the first calibration) and
@@ -35,14 +35,15 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import photflat, photometry
-from podisteps.rawio import ota_filename, read_primary_header
+from podisteps import photometry
+from podisteps.io.rawio import ota_filename, read_primary_header
+from podisteps.photometry import photflat
 
 from .astrometry import FixWCS, ReferenceCatalog, table_hdu
 from .base import FitsTarget, PodiTask, provenance_cards
-from .saturation import exposure_record
 from .options import OPTIONS_BY_NAME, ReductionOptions
 from .paths import checkpoint_path, exposure_dir
+from .saturation import exposure_record
 
 __all__ = ["PhotCalib", "PhotReference", "PhotFlat", "AutoPhotCalib", "RadialZP", "photometry_task",
            "calibration_task", "PhotflatFile"]
@@ -197,7 +198,7 @@ class PhotflatFile(Mapping):
     Parameters
     ----------
     path : str
-        A file in QuickReduce's photflat format (:func:`podisteps.photflat.photflat_hdulist`).
+        A file in QuickReduce's photflat format (:func:`podisteps.photometry.photflat.photflat_hdulist`).
     """
 
     def __init__(self, path: str):

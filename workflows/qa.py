@@ -2,7 +2,7 @@
 
 ``QAPlots`` reads the final MEF of ``CollectCells`` (tables and headers only, never the images), draws the
 plots of docs/formats.md, 'QA plots' under ``-plotformat``, ``-nootalevelplots``, ``-qasubdirs``,
-``-qasubdirname`` and ``-noqaplots`` (names in :mod:`podisteps.qaplots.plan`; with ``-autophotflat`` also
+``-qasubdirname`` and ``-noqaplots`` (names in :mod:`podisteps.qa.plan`; with ``-autophotflat`` also
 ``photZP_init``, ``photZP_map_init`` and ``autophotflat``, whose map it samples from a few rows of each OTA of
 the exposure's ``PhotFlat``, the flat ``CollectCells`` applied), and writes a manifest
 ``<stem>.qa.<id>.json`` beside the MEF listing every file: that one file is the task's output. It prints one
@@ -23,8 +23,9 @@ import luigi
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps import nightsummary, qaplots
-from podisteps.atomic import write_text_atomic
+from podisteps import qa as qaplots
+from podisteps.io.atomic import write_text_atomic
+from podisteps.qa import nightsummary
 
 from .base import PodiTask
 from .collect import CollectCells
@@ -53,11 +54,11 @@ def read_exposure_qa(obsid: str, mef: str, *, photflat: str | None = None
         The final MEF.
     photflat : str, optional
         ``-autophotflat``: the exposure's photometric flat (QuickReduce's photflat format), sampled on blocks
-        (:func:`podisteps.qaplots.photflat_blocks`, a few rows per OTA).
+        (:func:`podisteps.qa.photflat_blocks`, a few rows per OTA).
 
     Returns
     -------
-    qa : podisteps.qaplots.ExposureQA
+    qa : podisteps.qa.ExposureQA
     header : astropy.io.fits.Header
         The primary header.
     """

@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from podisteps.atomic import write_text_atomic
 from podisteps.errors import logger
+from podisteps.io.atomic import write_text_atomic
 
 __all__ = ["night_lock", "build_lease", "other_builds", "discard_intermediates", "LOCK_NAME", "BUILDS_DIR",
            "LEASE_ENV"]

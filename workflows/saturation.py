@@ -22,8 +22,9 @@ import luigi
 import numpy as np
 from astropy.io import fits
 
-from podisteps import persistency, rawio
+from podisteps.detrend import persistency
 from podisteps.errors import PodiflowError, logger
+from podisteps.io import rawio
 
 from .base import FitsTarget, PodiTask, provenance_cards
 from .paths import checkpoint_path, exposure_dir, night_index, night_of

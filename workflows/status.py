@@ -28,7 +28,7 @@ from pathlib import Path
 import luigi
 from astropy.io import fits
 
-from podisteps.nightsummary import failure_text
+from podisteps.qa.nightsummary import failure_text
 
 from .base import file_checksum
 from .paths import out_root, work_root

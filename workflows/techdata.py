@@ -7,7 +7,7 @@ TechData(night, filter, binning, flattype)   techdata_<flattype>_<FILTER>_bin<B>
 
 Inputs are the night's raw biases and flats of the filter (overscan subtracted, data sections). Every
 consecutive pair of flats and of biases gives one photon-transfer estimate per cell
-(:func:`podisteps.techdata.photon_transfer`); the file holds the median over the pairs. QuickReduce used
+(:func:`podisteps.masters.techdata.photon_transfer`); the file holds the median over the pairs. QuickReduce used
 only the first two of each; more pairs lower the noise of the estimate. A ``techdata_...fits`` link beside
 the file makes the cals folder a ``-techdata``/``-cals`` folder.
 """
@@ -19,8 +19,12 @@ import itertools
 import luigi
 import numpy as np
 
-from podisteps import calibrate, instrument, overscan, rawio, techdata
-from podisteps.calibrate import CalibrationError, CellNoise
+from podisteps import instrument
+from podisteps.detrend import calibrate, overscan
+from podisteps.detrend.calibrate import CellNoise
+from podisteps.errors import CalibrationError
+from podisteps.io import rawio
+from podisteps.masters import techdata
 
 from .base import FitsTarget, PodiTask
 from .calibrations import link_latest

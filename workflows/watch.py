@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podisteps import instrument
-from podisteps.rawio import OTA_FILE_RE, RawFormatError, read_primary_header
+from podisteps.io.rawio import OTA_FILE_RE, RawFormatError, read_primary_header
 
 __all__ = ["ArrivalTracker", "Arrival", "WatchSettings", "watch_night", "SUMMARY_REFRESH_S"]
 
@@ -161,7 +161,7 @@ def _reduce(obsids: list[str], night: str, settings: WatchSettings, say) -> None
     """Reduce the newly complete science exposures, then rewrite the night summary; one line per exposure."""
     import luigi
 
-    from podisteps.nightsummary import progress_line
+    from podisteps.qa.nightsummary import progress_line
 
     from .night import ReduceExposure
     from .paths import work_root

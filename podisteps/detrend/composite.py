@@ -16,13 +16,15 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .. import calibrate, cosmics, crosstalk, instrument, masks, nonlinearity, overscan, persistency, sanity
-from .. import wcs as wcs_step
-from ..assemble import MASK_BITS, assemble_ota
-from ..background import sample_sky_boxes, sky_statistics
+from .. import instrument, sanity
 from ..errors import PodiflowError, logger
-from ..photflat import read_photflat
-from ..reductionlog import ReductionLog
+from ..maskbits import MASK_BITS
+from ..photometry.photflat import read_photflat
+from . import calibrate, cosmics, crosstalk, masks, nonlinearity, overscan, persistency
+from . import wcs as wcs_step
+from .assemble import assemble_ota
+from .background import sample_sky_boxes, sky_statistics
+from .reductionlog import ReductionLog
 from .steps import STEPS
 
 __all__ = ["detrend_ota", "DetrendSettings", "DetrendInputs", "Calibration", "BadPixelRegions",
@@ -77,7 +79,7 @@ class Calibration:
 
 @dataclass(frozen=True)
 class BadPixelRegions:
-    """The parsed bad-pixel region file of this OTA (:func:`podisteps.masks.read_bpm_regions`)."""
+    """The parsed bad-pixel region file of this OTA (:func:`podisteps.detrend.masks.read_bpm_regions`)."""
 
     regions: Any
     source: Any
@@ -85,7 +87,7 @@ class BadPixelRegions:
 
 @dataclass(frozen=True)
 class PersistencySource:
-    """The saturation catalogue of an earlier exposure (:func:`podisteps.persistency.read_saturation_catalog`).
+    """The saturation catalogue of an earlier exposure (:func:`podisteps.detrend.persistency.read_saturation_catalog`).
 
     ``skipped`` is the reason an unreadable earlier exposure was skipped (its ``SATERR``), else None;
     ``imported`` says it came from a ``-persistency`` folder rather than the pipeline's own catalogues.
@@ -129,12 +131,12 @@ class DetrendResult:
     sci : numpy.ndarray
         float32, shape ``(ny, nx)`` of the assembled OTA, NaN where undefined.
     mask : numpy.ndarray
-        uint16 mask bits (:data:`podisteps.assemble.MASK_BITS`), same shape.
+        uint16 mask bits (:data:`podisteps.maskbits.MASK_BITS`), same shape.
     header : astropy.io.fits.Header
         The OTA header (``OTAxy.SCI``) with the WCS, the sky statistics and the reduction-log cards.
     skyboxes : astropy.table.Table
-        The sky boxes (:func:`podisteps.background.sample_sky_boxes`).
-    log : podisteps.reductionlog.ReductionLog
+        The sky boxes (:func:`podisteps.detrend.background.sample_sky_boxes`).
+    log : podisteps.detrend.reductionlog.ReductionLog
         What each step did and the files it read.
     """
 
@@ -184,7 +186,7 @@ def detrend_ota(raw, *, ota: int, settings: DetrendSettings, inputs: DetrendInpu
 
     Parameters
     ----------
-    raw : podisteps.rawio.RawOTA
+    raw : podisteps.io.rawio.RawOTA
         The raw OTA, read with float32 cells (it is modified: its cells are corrected in place).
     ota : int
         The OTA position the raw file was handed as; its ``FPPOS`` must agree.
@@ -205,7 +207,7 @@ def detrend_ota(raw, *, ota: int, settings: DetrendSettings, inputs: DetrendInpu
     ------
     FrameMismatchError
         ``FPPOS`` names another OTA.
-    podisteps.calibrate.CalibrationError
+    podisteps.errors.CalibrationError
         A calibration without this OTA, or a master that fails its sanity check.
     """
     frame = _start(raw, ota=ota, settings=settings, inputs=inputs, sky_seed=sky_seed)

@@ -1,7 +1,7 @@
 """Photometric calibration of an exposure (docs/photometry.md, ``podi_photcalib.photcalib``).
 
-The source catalogue (``CAT.ODI`` columns of :mod:`podisteps.detect`) is matched to a reference catalogue
-(columns of :mod:`podisteps.refcat`); the zero point is the clipped median of ``m_ref - m_odi`` in the
+The source catalogue (``CAT.ODI`` columns of :mod:`podisteps.catalog.detect`) is matched to a reference catalogue
+(columns of :mod:`podisteps.catalog.refcat`); the zero point is the clipped median of ``m_ref - m_odi`` in the
 aperture chosen from the seeing, for 1 s of exposure. Differences from QuickReduce, by design:
 
 - the match radius is a parameter (QuickReduce ignores its argument and always uses 2");
@@ -18,6 +18,10 @@ aperture chosen from the seeing, for 1 s of exposure. Differences from QuickRedu
   error of the mean, an underestimate for the median it publishes); ``PHOTZP_N``, ``PHOTZPER`` and the
   ``ZPSLP_*`` fit are given whenever calibration succeeds (QuickReduce needs more than 10 stars);
 - a failure never raises: the keywords say why (``PHOTNOTE``) with ``-99`` values and the star counts.
+
+Modules: ``zeropoint`` (matching, colour terms, the zero point; re-exported here), ``keywords`` (the
+``PHOT*`` and ``SKYMAG`` cards; re-exported), ``photflat`` (the photometric flat from zero-point residuals,
+``-autophotflat``; imported by module).
 
 Conventions: magnitudes are ``-2.5 log10(ADU)``; ``zp = m_ref - (m_instrumental + 2.5 log10 EXPTIME)`` is
 the zero point for 1 ADU/s; the reference magnitude is colour-corrected as

@@ -12,10 +12,9 @@ import numpy as np
 from astropy.table import Table
 
 from ..astrometry import match_nearest
-from ..detect import APERTURE_DIAMETERS, clean_rows
-from ..packagedata import load_toml
+from ..catalog.detect import APERTURE_DIAMETERS, clean_rows
+from ..instrument.packagedata import load_toml
 from ..stats import three_sigma_clip
-
 
 #: Mean wavelengths of the SDSS bands, Angstrom (docs/photometry.md, 'Reference band and catalogue').
 SDSS_WAVELENGTHS = {"u": 3557.0, "g": 4825.0, "r": 6261.0, "i": 7672.0, "z": 9097.0}
@@ -304,10 +303,10 @@ def photcalib(
     Parameters
     ----------
     odi_cat : astropy.table.Table
-        ``CAT.ODI`` rows of all OTAs (:data:`podisteps.detect.CATALOG_COLUMNS`; RA/DEC degrees from a valid
+        ``CAT.ODI`` rows of all OTAs (:data:`podisteps.catalog.detect.CATALOG_COLUMNS`; RA/DEC degrees from a valid
         WCS, ``FWHM_WORLD`` arcsec, magnitudes ``-2.5 log10(ADU)``, 99 where undefined).
     ref : astropy.table.Table
-        Reference catalogue with the :data:`podisteps.refcat.REFCAT_COLUMNS` (``ra``, ``dec``,
+        Reference catalogue with the :data:`podisteps.catalog.refcat.REFCAT_COLUMNS` (``ra``, ``dec``,
         ``mag_<b>``, ``err_<b>``; NaN where missing).
     filtername : str
         ODI filter (``podisteps/data/filters.toml``), e.g. ``"odi_g"``.

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-import numpy as np
-
 from .. import instrument
-from ..atomic import write_fits_atomic, write_text_atomic
+from ..io.atomic import write_fits_atomic, write_text_atomic
 from . import detector, distortion, effects
 from .randomness import rng_for
 from .stars import REFCAT_EPOCH, refcat_table
@@ -100,7 +99,7 @@ FRINGE_FILTERS = ("odi_i", "odi_z")
 
 def write_crosstalk(outdir, layout: str) -> Path:
     """``mastercals/crosstalk/<layout>/crosstalk.history`` + ``crosstalk_odi_5x6.fits`` (the exact FWD)."""
-    from ..crosstalk import crosstalk_hdulist
+    from ..detrend.crosstalk import crosstalk_hdulist
 
     folder = Path(outdir) / "mastercals" / "crosstalk" / layout
     write_fits_atomic(crosstalk_hdulist(effects.crosstalk_fwd()), folder / CROSSTALK_FILE)
@@ -114,7 +113,7 @@ def nonlinearity_table_hdulist(layout: str, *, seed: int) -> fits.HDUList:
     = true + uncertainty * U(-0.8, 0.8); ``RELATIVE_GAIN`` = GAIN / median(GAIN of the table) * (1 + N(0, 0.002));
     ``SATLEVEL`` = the true full well minus U(0, 300) ADU.
     """
-    from ..nonlinearity import CellNonlinearity, nonlinearity_hdulist
+    from ..detrend.nonlinearity import CellNonlinearity, nonlinearity_hdulist
 
     lay = instrument.layout(layout)
     rng = rng_for(seed, "nonlinearity-table", layout)

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from ..rawio import ota_filename, write_raw_ota
+from ..io.rawio import ota_filename, write_raw_ota
 from . import mastercals, truth
 from .nightspec import Night, load_night
 from .render import render_exposure

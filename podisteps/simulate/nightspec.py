@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .. import instrument
+from ..instrument.packagedata import night_spec_path
 from . import photometry
-from ..packagedata import night_spec_path
 from .effects import Effects
 from .randomness import rng_for
 
@@ -333,8 +333,8 @@ def load_night(spec: str | os.PathLike | dict, *, seed: int | None = None) -> Ni
     Parameters
     ----------
     spec : path-like or dict
-        A TOML file, the name of a shipped spec (``"demo"``, see :func:`podisteps.packagedata.night_spec_path`),
-        or the parsed dict.
+        A TOML file, the name of a shipped spec (``"demo"``, see
+        :func:`podisteps.instrument.packagedata.night_spec_path`), or the parsed dict.
     seed : int, optional
         Overrides ``[night] seed``.
 

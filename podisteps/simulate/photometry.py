@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..packagedata import load_toml
+from ..instrument.packagedata import load_toml
 
 __all__ = [
     "FilterInfo",

@@ -39,7 +39,7 @@ def apply_crosstalk(raw: np.ndarray, fwd: np.ndarray) -> None:
     """Mix the cells of each cell row in place: ``out[t] = sum_s fwd[cy, s, t] raw[s]`` (whole cells).
 
     ``raw`` is float32 ``(64, ny, nx)`` in ``instrument.CELL_IDS`` order. Same model as
-    ``podisteps.crosstalk.add_crosstalk`` (which works on dicts in float64); done here as a float32 matrix
+    ``podisteps.detrend.crosstalk.add_crosstalk`` (which works on dicts in float64); done here as a float32 matrix
     product per cell row for speed (the cross terms are < 1e-3 of the source, float32 rounding of them
     is below 1e-4 ADU).
     """
@@ -61,10 +61,10 @@ def nonlinear_forward(d, c2: float, c3: float):
 def inverse_nonlinearity_table(c2: float, c3: float, top: float = 80000.0) -> tuple[np.ndarray, np.ndarray]:
     """Grid ``(linear, raw)`` of the inverse non-linearity from -2000 to ``top`` linear ADU (step 32).
 
-    Uses ``podisteps.nonlinearity.invert_nonlinearity``; linear interpolation on this grid is exact to
+    Uses ``podisteps.detrend.nonlinearity.invert_nonlinearity``; linear interpolation on this grid is exact to
     < 1e-3 ADU (the curvature is ~1e-6 per ADU).
     """
-    from ..nonlinearity import invert_nonlinearity
+    from ..detrend.nonlinearity import invert_nonlinearity
 
     lin = np.arange(-2000.0, top + 32.0, 32.0)
     return lin, invert_nonlinearity(lin, c2, c3)
@@ -74,7 +74,7 @@ def invert_nonlinearity_cells(d_lin: np.ndarray, c2: np.ndarray, c3: np.ndarray)
     """In place: solve ``d + c2 d^2 + c3 d^3 = d_lin`` per cell for a stack ``(64, ny, nx)`` (float32).
 
     Third-order series start ``d0 = x - c2 x^2 + (2 c2^2 - c3) x^3`` then two Newton steps in float64
-    coefficients / float32 arrays; the result agrees with ``podisteps.nonlinearity.invert_nonlinearity``
+    coefficients / float32 arrays; the result agrees with ``podisteps.detrend.nonlinearity.invert_nonlinearity``
     to < 0.01 ADU over 0-80000 ADU for the coefficients drawn here (``|c2| < 6e-7``, ``|c3| < 1e-11``).
     """
     a2 = c2.astype(np.float32)[:, None, None]

@@ -16,7 +16,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .. import instrument
-from ..atomic import write_fits_atomic, write_text_atomic
+from ..io.atomic import write_fits_atomic, write_text_atomic
 from . import detector, distortion, effects, photometry
 
 __all__ = ["exposure_truth", "write_exposure_truth", "stars_table", "truth_dir"]

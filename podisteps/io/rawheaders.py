@@ -1,0 +1,135 @@
+"""The headers of a raw OTA file, read fast by walking its 2880-byte blocks, and its structure checked.
+
+A raw OTA file has a primary and 64 cell HDUs; checking every header of a night this way costs a few
+milliseconds per file (astropy needs tens), so the night index can check every file before anything runs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from astropy.io import fits
+
+from ..errors import RawFormatError
+
+__all__ = ["walk_headers", "walk_hdus", "check_extent", "check_count"]
+
+
+def check_extent(path: Path, needed: int) -> None:
+    """Raise :class:`RawFormatError` if ``path`` is shorter than the ``needed`` bytes its headers describe."""
+    size = path.stat().st_size
+    if needed > size:
+        raise RawFormatError(f"{path}: truncated FITS file ({size} bytes, its headers need {needed})")
+
+
+def check_count(path: Path, n: int) -> None:
+    """Raise :class:`RawFormatError` if a raw OTA file has fewer than its 65 HDUs."""
+    if n < 65:
+        raise RawFormatError(f"{path}: only {n} HDU(s); a raw ODI OTA file has a primary and 64 cells xy00..xy77")
+
+
+_BLOCK = 2880
+_END_CARD = b"END" + b" " * 77
+_CARD_VALUE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^/]*))")
+
+
+def _card_value(text: str):
+    """The value of one header card's value field (after ``= ``): str, bool, int, float or raw text."""
+    m = _CARD_VALUE.match(text)
+    if m[1] is not None:
+        return m[1].replace("''", "'").rstrip()
+    raw = m[2].strip()
+    if raw in ("T", "F"):
+        return raw == "T"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _header_text(fh, path: Path) -> bytes | None:
+    """The next header's blocks up to its END card; None at the end of the file."""
+    chunks = []
+    while True:
+        block = fh.read(_BLOCK)
+        if not block and not chunks:
+            return None
+        if len(block) < _BLOCK:
+            raise RawFormatError(f"{path}: truncated FITS file (a header ends without END)")
+        chunks.append(block)
+        if any(block[i:i + 80] == _END_CARD for i in range(0, _BLOCK, 80)):
+            return b"".join(chunks)
+
+
+def _quick_header(text: bytes) -> dict:
+    """``keyword -> value`` of the value cards of a header (no comments, no long strings)."""
+    cards = {}
+    for i in range(0, len(text), 80):
+        card = text[i:i + 80].decode("ascii", errors="replace")
+        if card[8:10] == "= ":
+            cards.setdefault(card[:8].rstrip(), _card_value(card[10:]))
+    return cards
+
+
+def _data_size(hdr) -> int:
+    """Bytes of an HDU's data section, padded to whole blocks."""
+    naxis = int(hdr.get("NAXIS", 0))
+    n = 1
+    for i in range(1, naxis + 1):
+        n *= int(hdr.get(f"NAXIS{i}", 0))
+    per_group = int(hdr.get("PCOUNT", 0)) + (n if naxis else 0)
+    size = abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * per_group
+    return -(-size // _BLOCK) * _BLOCK
+
+
+def walk_hdus(path: Path) -> tuple[list, list]:
+    """Every header of a FITS file and the byte offset of each HDU's data, read by walking its blocks.
+
+    The primary is an ``astropy.io.fits.Header``; the others are ``keyword -> value`` dicts (value cards
+    only). About 30 times faster than astropy for the 65 HDUs of a raw OTA file.
+
+    Returns
+    -------
+    headers : list
+        One per HDU, in file order.
+    offsets : list of int
+        Byte offset of each HDU's data section in the file.
+
+    Raises
+    ------
+    RawFormatError
+        Empty, not FITS, truncated, or fewer than 65 HDUs.
+    """
+    if path.stat().st_size == 0:
+        raise RawFormatError(f"{path}: empty file (0 bytes)")
+    headers, offsets, end = [], [], 0
+    with open(path, "rb") as fh:
+        if fh.read(9) != b"SIMPLE  =":
+            raise RawFormatError(f"{path}: not a readable FITS file (it does not start with SIMPLE =)")
+        fh.seek(0)
+        while (text := _header_text(fh, path)) is not None:
+            try:
+                hdr = fits.Header.fromstring(text.decode("ascii")) if not headers else _quick_header(text)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise RawFormatError(f"{path}: corrupt FITS header ({exc})") from None
+            headers.append(hdr)
+            offsets.append(fh.tell())
+            end = fh.tell() + _data_size(hdr)
+            fh.seek(end)
+    check_extent(path, end)
+    check_count(path, len(headers))
+    return headers, offsets
+
+
+def walk_headers(path: Path) -> list:
+    """Every header of a FITS file (the first list of :func:`walk_hdus`).
+
+    Raises
+    ------
+    RawFormatError
+        Empty, not FITS, truncated, or fewer than 65 HDUs.
+    """
+    return walk_hdus(path)[0]
