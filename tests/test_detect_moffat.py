@@ -12,7 +12,7 @@ from astropy.io import fits
 
 from podisteps.catalog.detect import (APERTURE_DIAMETERS, PSF_BETA, fwhm_from_half_light_radius, half_light_table,
                                       point_sources, source_catalog)
-from podisteps.simulate.psf import Moffat
+from podisteps.catalog.moffat import Moffat
 
 SKY, GAIN, READ_NOISE = 400.0, 1.3, 5.0  # ADU, e-/ADU, ADU
 

@@ -6,13 +6,12 @@ Modules::
     photometry  filter facts, zero points, colour terms
     stars       the seeded star population and the reference catalogue drawn from it
     distortion  the TPV distortion model per OTA, true per-exposure WCS, perturbed mastercal copy
-    psf         the Moffat PSF: enclosed energy and pixel-integrated stamps
     sky         sky background and dome-flat illumination models
     detector    gains, bias pedestals, dark current, noise and digitisation
     effects     part 2: crosstalk, non-linearity, full well and bleeding, persistence, cells, defects, bias
                 structure, glow, flat response, cosmic rays, pupil ghost, fringes
     headers     raw primary and cell headers (ZPX WCS included)
-    render      one exposure: cells and truth
+    render      one exposure: cells and truth (stars with :class:`podisteps.catalog.moffat.Moffat`)
     mastercals  the mastercals tree (WCS) and the reference catalogue files
     truth       truth files per exposure
     night       a whole night: ``simulate_night``

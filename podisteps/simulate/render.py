@@ -4,7 +4,7 @@ Signal model (electrons per pixel, before noise):
 
 - BIAS: nothing; DARK: dark current; DFLAT: dome illumination (``sky.IlluminationModel``) + dark current;
   TFLAT: twilight sky (no lamp fall-off, a steeper gradient, no stars) + dark current;
-- OBJECT: sky (``sky.SkyModel``) + stars + dark current. Stars are Moffat PSFs (``psf.Moffat``) of FWHM =
+- OBJECT: sky (``sky.SkyModel``) + stars + dark current. Stars are Moffat PSFs (``catalog.moffat.Moffat``) of FWHM =
   the exposure's seeing, placed at ``WCS(true header).all_world2pix(ra, dec, 0)`` of their position at the
   exposure epoch, with total flux ``10^(-0.4 (m_odi - ZP)) * EXPTIME`` ADU at the nominal gain,
   ``ZP = zp0 - k (airmass - 1)``. Light falling between cells is lost.
@@ -23,10 +23,11 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from .. import instrument
-from . import detector, distortion, headers, photometry, sky
+from ..catalog.moffat import Moffat
+from . import detector, distortion
 from . import effects as effects_mod
+from . import headers, photometry, sky
 from .effects import Effects
-from .psf import Moffat
 from .randomness import rng_for
 
 __all__ = ["OTARender", "ExposureRender", "render_exposure", "cell_of_pixels"]

@@ -1,5 +1,8 @@
 """The Moffat PSF: enclosed energy and pixel-integrated postage stamps.
 
+The PSF model of the whole package: detection converts half-light radii to FWHM with it and the simulator
+renders stars with it, so it lives with the catalogue code and the simulator imports it from here.
+
 ``I(r) = (beta - 1) / (pi alpha^2) (1 + r^2/alpha^2)^-beta`` integrates to 1 over the plane;
 ``alpha = FWHM / (2 sqrt(2^(1/beta) - 1))``; ``EE(R) = 1 - (1 + R^2/alpha^2)^(1 - beta)``.
 
