@@ -20,7 +20,7 @@ import numpy as np
 from astropy.io import fits
 
 from .errors import CalibrationError, PodiflowError
-from .io.mef import filter_keywords
+from .instrument.filters import filter_entry
 
 __all__ = [
     "SanityError",
@@ -118,7 +118,7 @@ def check_known_filter(name: str, obstype: str, filtername: str) -> None:
     filtername : str
         FILTER.
     """
-    if obstype.upper() in FILTERED_OBSTYPES and not filter_keywords(filtername.strip()):
+    if obstype.upper() in FILTERED_OBSTYPES and filter_entry(filtername.strip()) is None:
         raise SanityError(f"{name}: FILTER = {filtername!r} is not a known ODI filter (podisteps/data/filters.toml)")
 
 

@@ -6,6 +6,7 @@
   ``from podisteps import instrument; instrument.geometry(...)`` reads as the instrument's API.
 - ``packagedata``: the one loader of the files in ``podisteps/data/`` (``configs_dir``, ``load_toml``, the
   shipped night specs).
+- ``filters``: what ``podisteps/data/filters.toml`` says of each ODI filter (:func:`filters.filter_entry`).
 - ``almanac``: Sun and Moon at mid-exposure for WIYN (``almanac_keywords``).
 """
 

@@ -12,7 +12,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from ..photometry import filter_entry
+from ..instrument.filters import filter_entry
 
 __all__ = ["PREP4SEX_VALUE", "undefined_value", "softbin_image", "softbin_mask", "softbin_header",
            "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table",

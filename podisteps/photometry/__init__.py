@@ -45,7 +45,6 @@ from .zeropoint import (
     choose_aperture,
     clipped_stars,
     colour_term,
-    filter_entry,
     photcalib,
     reference_band,
     usable_stars,
@@ -68,6 +67,5 @@ __all__ = [
     "fit_radial_zp",
     "usable_stars",
     "clipped_stars",
-    "filter_entry",
     "UNDEFINED",
 ]

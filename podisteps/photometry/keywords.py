@@ -10,7 +10,8 @@ import numpy as np
 from astropy.table import Table
 
 from ..astrometry import tangent_plane
-from .zeropoint import APERTURE_MODE, UNDEFINED, PhotResult, filter_entry, reference_band, weighted_line
+from ..instrument.filters import filter_entry
+from .zeropoint import APERTURE_MODE, UNDEFINED, PhotResult, reference_band, weighted_line
 
 #: Read noise assumed for ``PHOTDPTH``, electrons (QuickReduce's 8 e-).
 DEPTH_READ_NOISE = 8.0

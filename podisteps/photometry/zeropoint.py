@@ -13,6 +13,7 @@ from astropy.table import Table
 
 from ..astrometry import match_nearest
 from ..catalog.detect import APERTURE_DIAMETERS, clean_rows
+from ..instrument.filters import filter_entry
 from ..instrument.packagedata import load_toml
 from ..stats import three_sigma_clip
 
@@ -47,11 +48,6 @@ UNDEFINED = -99.0
 
 #: Stars with ``FLUX_MAX + BACKGROUND`` at or above this are saturated, ADU (``sitesetup.photcalib_saturation``).
 SATURATION_ADU = 53000.0
-
-
-def filter_entry(filtername: str) -> dict | None:
-    """The entry of a filter in ``filters.toml`` (extinction, reference band, ...); None if unknown."""
-    return load_toml("filters.toml").get(filtername)
 
 
 def _aperture_id(diameter: float) -> str:
