@@ -87,7 +87,8 @@ def _podisteps_imports() -> set:
             if not isinstance(node, ast.ImportFrom) or node.level == 0:
                 continue
             base = package.split(".")[: len(package.split(".")) - node.level + 1]
-            targets = [".".join(base + [node.module])] if node.module else [".".join(base + [a.name]) for a in node.names]
+            names = [node.module] if node.module else [a.name for a in node.names]
+            targets = [".".join(base + [name]) for name in names]
             for target in targets:
                 if target.count(".") and not _domain(target).startswith("__") and _domain(target) != _domain(module):
                     edges.add((_domain(module), _domain(target)))
