@@ -27,7 +27,7 @@ from podisteps import astrometry, detect, refcat
 from podisteps.errors import logger
 from podisteps.wcs import WCS_CARD_RE
 
-from .base import FitsTarget, PodiTask
+from .base import CheckpointTarget, FitsTarget, PodiTask
 from .saturation import exposure_record
 from .focalplane import image_task
 from .paths import checkpoint_path
@@ -80,7 +80,7 @@ class OTACatalog(PodiTask):
         return image_task(self.obsid, self.ota, self.reduction_options)
 
     def output(self):
-        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
 
     def run(self):
         path = self.input().path

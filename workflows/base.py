@@ -25,7 +25,7 @@ from luigi.parameter import ParameterVisibility
 from astropy.io import fits
 
 from podisteps import __version__
-from podisteps.atomic import write_fits_atomic, write_text_atomic
+from podisteps.atomic import TornFileError, check_checkpoint, write_fits_atomic, write_text_atomic
 from podisteps.rawio import OTA_FILE_RE
 
 from .options import OPTIONS, ReductionOptions
@@ -34,6 +34,7 @@ from .paths import work_root
 __all__ = [
     "PodiTask",
     "FitsTarget",
+    "CheckpointTarget",
     "fingerprint",
     "file_checksum",
     "cached_checksum",
@@ -140,11 +141,33 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
 
 
 class FitsTarget(luigi.LocalTarget):
-    """A FITS product written atomically (temporary name keeping the suffix, then rename)."""
+    """A FITS product written atomically (temporary name keeping the suffix, then rename) and durably (fsync)."""
+
+    #: fsync before and after the rename (:func:`podisteps.atomic.atomic_path`).
+    durable = True
 
     def write_hdulist(self, hdulist: fits.HDUList) -> None:
         """Write ``hdulist`` to the target atomically."""
-        write_fits_atomic(hdulist, self.path)
+        write_fits_atomic(hdulist, self.path, durable=self.durable)
+
+
+class CheckpointTarget(FitsTarget):
+    """An intermediate checkpoint (a detrended or corrected OTA, a catalogue): atomic, not fsynced.
+
+    A machine crash can cost a rerun of it, never a wrong product: a copy cut short is recognised when a task
+    reads it (:meth:`PodiTask.input`, :func:`podisteps.atomic.check_checkpoint`), removed, and made again by the
+    next run (docs/integrity.md, 'Durability').
+    """
+
+    durable = False
+
+    def check_whole(self) -> None:
+        """Raise :class:`podisteps.atomic.TornFileError` (after removing the file) if it was cut short."""
+        try:
+            check_checkpoint(self.path)
+        except TornFileError as exc:
+            Path(self.path).unlink(missing_ok=True)
+            raise TornFileError(f"{exc}; removed: the next run makes it again") from None
 
 
 def options_param(options: ReductionOptions, families) -> dict:
@@ -250,6 +273,15 @@ class PodiTask(luigi.Task):
     def external_inputs(self) -> list:
         """Files from outside the DAG this product depends on (raw frames, external calibrations)."""
         return []
+
+    def input(self):
+        """Luigi's targets of :meth:`requires`, each :class:`CheckpointTarget` among them checked to be whole
+        (its headers only: about a millisecond a file)."""
+        targets = super().input()
+        for target in luigi.task.flatten(targets):
+            if isinstance(target, CheckpointTarget):
+                target.check_whole()
+        return targets
 
     @cached_property
     def identity(self) -> str:
