@@ -2,9 +2,10 @@
 
 Usage: ``python -m bench.profile_run OUT.prof OUT.json collect OBSID [-flag ...]`` (arguments after the two
 output files as for ``bench.luigi_run``). Writes the raw profile and the top functions by own time and by
-cumulative time as ``file:line(function)`` with seconds and call counts, and the CPU seconds of the build
-(``cpu_s``, user + system of this process: the firmer figure on a loaded machine, where cProfile's wall-clock
-times include waiting for a core).
+cumulative time as ``file:line(function)`` with CPU seconds and call counts, and the CPU seconds of the whole
+build (``cpu_s``, user + system). The profiler's clock is the process's CPU time, not the wall clock: on a
+loaded machine wall-clock times mostly measure the wait for a core (time blocked in ``fsync`` or reads is
+then not counted: ``bench.run`` measures wall time).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import pstats
 import resource
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["top_functions", "main"]
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     prof_path, json_path, mode, names, *flags = argv
     tasks = build_tasks(mode, names, flags, [])
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)
     cpu_start = _cpu_s()
     profiler.enable()
     result = luigi.build(tasks, workers=1, local_scheduler=True, detailed_summary=True, log_level="WARNING")

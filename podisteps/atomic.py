@@ -191,8 +191,8 @@ def check_checkpoint(path: str | os.PathLike) -> None:
                             f"its headers need {needed} bytes)")
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically and return ``path``."""
-    with atomic_path(path) as tmp:
+def write_text_atomic(text: str, path: str | os.PathLike, *, durable: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (``durable``: see :func:`atomic_path`) and return ``path``."""
+    with atomic_path(path, durable=durable) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)

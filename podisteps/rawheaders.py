@@ -85,8 +85,10 @@ def _data_size(hdr) -> int:
     return -(-size // _BLOCK) * _BLOCK
 
 
-def _walk(path: Path) -> tuple[list, list, int]:
+def _walk(path: Path, *, astropy_primary: bool = True) -> tuple[list, list, int]:
     """Headers, data offsets and the end of the last HDU's data (bytes) of a FITS file, walked block by block.
+
+    The primary is an ``astropy.io.fits.Header`` with ``astropy_primary``, else a dict like the others.
 
     Raises
     ------
@@ -102,7 +104,8 @@ def _walk(path: Path) -> tuple[list, list, int]:
         fh.seek(0)
         while (text := _header_text(fh, path)) is not None:
             try:
-                hdr = fits.Header.fromstring(text.decode("ascii")) if not headers else _quick_header(text)
+                full = astropy_primary and not headers
+                hdr = fits.Header.fromstring(text.decode("ascii")) if full else _quick_header(text)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise RawFormatError(f"{path}: corrupt FITS header ({exc})") from None
             headers.append(hdr)
@@ -136,14 +139,16 @@ def walk_hdus(path: Path) -> tuple[list, list]:
     return headers, offsets
 
 
-def hdu_extent(path: Path) -> tuple[fits.Header, int, int]:
-    """The primary header, the number of HDUs and the bytes the headers describe, of any FITS file.
+def hdu_extent(path: Path) -> tuple[dict, int, int]:
+    """The primary header's values, the number of HDUs and the bytes the headers describe, of any FITS file.
 
-    Only the headers are read (a few blocks per HDU), so this costs milliseconds whatever the data size.
+    Only the headers are read (a few blocks per HDU, no astropy card parsing), so this costs well under a
+    millisecond whatever the data size.
 
     Returns
     -------
-    primary : astropy.io.fits.Header
+    primary : dict
+        ``keyword -> value`` of the primary's value cards.
     n_hdus : int
     needed : int
         Bytes from the start of the file to the end of the last HDU's (padded) data.
@@ -153,7 +158,7 @@ def hdu_extent(path: Path) -> tuple[fits.Header, int, int]:
     RawFormatError
         Empty, not FITS, a header without END, or a corrupt header.
     """
-    headers, _, end = _walk(path)
+    headers, _, end = _walk(path, astropy_primary=False)
     return headers[0], len(headers), end
 
 

@@ -9,8 +9,9 @@ import pytest
 from astropy.io import fits
 
 from podisteps.atomic import TornFileError
-from workflows.base import (CheckpointTarget, FitsTarget, PodiTask, file_checksum, fingerprint, input_identity, options_param,
-                            provenance_cards, variant_record)
+from workflows import base
+from workflows.base import (CheckpointTarget, FitsTarget, PodiTask, cached_checksum, file_checksum, fingerprint,
+                            input_identity, options_param, provenance_cards, variant_record)
 from workflows.options import ReductionOptions
 
 
@@ -84,6 +85,15 @@ def test_atomic_fits_target_and_provenance(tmp_path, source, podiflow_config):
     assert [p.read_text() for p in (tmp_path / "work" / ".checksums").rglob("*.xxh3")] == [hdr["PFSUM001"]]
     source.write_bytes(source.read_bytes() + b"changed")  # a new state of the file: hashed again
     assert dict((k, v) for k, v, _ in provenance_cards(task, {"raw": source}))["PFSUM001"] != hdr["PFSUM001"]
+
+
+def test_a_checksum_cache_entry_cut_short_is_hashed_again(tmp_path, source, podiflow_config):
+    podiflow_config(raw_dir=tmp_path / "raw", work_dir=tmp_path / "work")
+    digest = cached_checksum(source)
+    (entry,) = (tmp_path / "work" / ".checksums").rglob("*.xxh3")
+    entry.write_text(digest[:7])  # as a machine crash may leave it (the cache is not fsynced)
+    base._DIGESTS.clear()
+    assert cached_checksum(source) == digest == file_checksum(source) and entry.read_text() == digest
 
 
 def test_failed_write_leaves_no_target(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -73,12 +74,17 @@ def file_checksum(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
 #: Digests already looked up in this process, by file state.
 _DIGESTS: dict = {}
 
+#: A whole XXH3-128 hex digest (32 hex digits).
+DIGEST_RE = re.compile(r"[0-9a-f]{32}")
+
 
 def cached_checksum(path: str | os.PathLike) -> str:
     """:func:`file_checksum` remembered per file state (path, size, mtime) in ``<work>/.checksums/``.
 
     A master MEF read by every OTA of every exposure is hashed once, not once per task. The cache is a file
     per input state, written atomically; a changed or touched file has another state and is hashed again.
+    It is only a cache, so it is written without fsync: an entry a machine crash cut short is not a digest
+    (:data:`DIGEST_RE`) and is made again.
     """
     state = tuple(fingerprint(path))
     digest = _DIGESTS.get(state)
@@ -89,9 +95,11 @@ def cached_checksum(path: str | os.PathLike) -> str:
     try:
         digest = entry.read_text().strip()
     except OSError:
+        digest = ""
+    if not DIGEST_RE.fullmatch(digest):
         digest = file_checksum(path)
         entry.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(digest, entry)
+        write_text_atomic(digest, entry, durable=False)
     _DIGESTS[state] = digest
     return digest
 
@@ -162,12 +170,24 @@ class CheckpointTarget(FitsTarget):
     durable = False
 
     def check_whole(self) -> None:
-        """Raise :class:`podisteps.atomic.TornFileError` (after removing the file) if it was cut short."""
+        """Raise :class:`podisteps.atomic.TornFileError` (after removing the file) if it was cut short.
+
+        A file state (path, size, mtime) found whole is remembered in this process: a task reading its inputs
+        several times, or many tasks reading one checkpoint, walk its headers once.
+        """
+        state = tuple(fingerprint(self.path))
+        if state in _WHOLE:
+            return
         try:
             check_checkpoint(self.path)
         except TornFileError as exc:
             Path(self.path).unlink(missing_ok=True)
             raise TornFileError(f"{exc}; removed: the next run makes it again") from None
+        _WHOLE.add(state)
+
+
+#: File states (:func:`fingerprint`) of checkpoints found whole in this process.
+_WHOLE: set = set()
 
 
 def options_param(options: ReductionOptions, families) -> dict:
