@@ -4,11 +4,14 @@ import json
 import os
 
 import luigi
+import numpy as np
 import pytest
 from astropy.io import fits
 
-from workflows.base import (FitsTarget, PodiTask, file_checksum, fingerprint, input_identity, options_param,
-                            provenance_cards, variant_record)
+from podisteps.io.atomic import TornFileError
+from workflows import base
+from workflows.base import (CheckpointTarget, FitsTarget, PodiTask, cached_checksum, file_checksum, fingerprint,
+                            input_identity, options_param, provenance_cards, variant_record)
 from workflows.options import ReductionOptions
 
 
@@ -84,12 +87,66 @@ def test_atomic_fits_target_and_provenance(tmp_path, source, podiflow_config):
     assert dict((k, v) for k, v, _ in provenance_cards(task, {"raw": source}))["PFSUM001"] != hdr["PFSUM001"]
 
 
+def test_a_checksum_cache_entry_cut_short_is_hashed_again(tmp_path, source, podiflow_config):
+    podiflow_config(raw_dir=tmp_path / "raw", work_dir=tmp_path / "work")
+    digest = cached_checksum(source)
+    (entry,) = (tmp_path / "work" / ".checksums").rglob("*.xxh3")
+    entry.write_text(digest[:7])  # as a machine crash may leave it (the cache is not fsynced)
+    base._DIGESTS.clear()
+    assert cached_checksum(source) == digest == file_checksum(source) and entry.read_text() == digest
+
+
 def test_failed_write_leaves_no_target(tmp_path):
     target = FitsTarget(str(tmp_path / "bad.fits"))
     broken = fits.HDUList([fits.PrimaryHDU(), fits.PrimaryHDU()])  # two primaries: invalid
     with pytest.raises(Exception):
         target.write_hdulist(broken)
     assert os.listdir(tmp_path) == []
+
+
+class _Reader(PodiTask):
+    path = luigi.Parameter()
+
+    def requires(self):
+        return _Written(path=self.path)
+
+
+class _Written(PodiTask):
+    path = luigi.Parameter()
+
+    def output(self):
+        return CheckpointTarget(self.path)
+
+
+def _checkpoint(path):
+    """A DetrendOTA-like checkpoint (primary, SCI, MASK, table) written without fsync; its HDU offsets."""
+    CheckpointTarget(str(path)).write_hdulist(fits.HDUList([
+        fits.PrimaryHDU(), fits.ImageHDU(np.ones((64, 64), np.float32), name="OTA33.SCI"),
+        fits.ImageHDU(np.zeros((64, 64), np.uint16), name="OTA33.MASK"),
+        fits.BinTableHDU.from_columns([fits.Column("X", "E", array=np.arange(3.0))], name="SKYBOXES")]))
+    with fits.open(path) as hdul:
+        return [hdul.fileinfo(i)["hdrLoc"] for i in range(len(hdul))]
+
+
+@pytest.mark.parametrize("cut", ["empty", "in a header", "in the data", "at an HDU boundary"])
+def test_a_checkpoint_cut_short_is_refused_and_removed_when_read(tmp_path, cut):
+    path = tmp_path / "o1.33.detrend.abc.fits"
+    starts = _checkpoint(path)
+    assert fits.getheader(path)["PFNHDU"] == 4
+    reader = _Reader(path=str(path))
+    assert reader.input().path == str(path)  # whole: read as it is
+    keep = {"empty": 0, "in a header": starts[2] + 80, "in the data": starts[2] - 2880,
+            "at an HDU boundary": starts[3]}[cut]
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(TornFileError, match=f"^{path}: checkpoint cut short .*; removed: the next run makes it"):
+        _Reader(path=str(path)).input()
+    assert not path.exists()  # the next run makes it again
+
+
+def test_a_durable_product_has_no_hdu_count(tmp_path):
+    path = tmp_path / "p.fits"
+    FitsTarget(str(path)).write_hdulist(fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones((4, 4)))]))
+    assert "PFNHDU" not in fits.getheader(path)
 
 
 def test_progress_is_safe_outside_a_worker(source):

@@ -1,5 +1,5 @@
 """Before a run: [reduction] typos and bad values, unwritable folders, temporaries of killed runs (issue 21);
-atomic writes fsync before the rename."""
+atomic writes fsync before the rename, except intermediate checkpoints."""
 
 import os
 import subprocess
@@ -50,6 +50,16 @@ def test_atomic_write_fsyncs_file_and_folder_before_and_after_the_rename(tmp_pat
     assert len(synced) == 2 and ".tmp-" in synced[0] and synced[0].endswith(".json")
     assert synced[1] == str(tmp_path / "a")
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+def test_a_checkpoint_is_renamed_into_place_without_fsync(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    target = tmp_path / "a" / "x.fits"
+    with atomic.atomic_path(target, durable=False) as tmp:
+        tmp.write_bytes(b"checkpoint")
+    assert synced == [] and target.read_bytes() == b"checkpoint"
+    assert [p.name for p in target.parent.iterdir()] == ["x.fits"]
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -28,7 +28,7 @@ from podisteps.catalog import detect, refcat
 from podisteps.detrend.wcs import WCS_CARD_RE
 from podisteps.errors import logger
 
-from .base import FitsTarget, PodiTask
+from .base import CheckpointTarget, FitsTarget, PodiTask
 from .focalplane import image_task
 from .paths import checkpoint_path
 from .saturation import exposure_record
@@ -81,7 +81,7 @@ class OTACatalog(PodiTask):
         return image_task(self.obsid, self.ota, self.reduction_options)
 
     def output(self):
-        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
 
     def run(self):
         path = self.input().path

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from astropy.io import fits
 from luigi.parameter import ParameterVisibility
 
 from podisteps import __version__
-from podisteps.io.atomic import write_fits_atomic, write_text_atomic
+from podisteps.io.atomic import TornFileError, check_checkpoint, write_fits_atomic, write_text_atomic
 from podisteps.io.rawio import OTA_FILE_RE
 
 from .options import OPTIONS, ReductionOptions
@@ -34,6 +35,7 @@ from .paths import work_root
 __all__ = [
     "PodiTask",
     "FitsTarget",
+    "CheckpointTarget",
     "fingerprint",
     "file_checksum",
     "cached_checksum",
@@ -72,12 +74,17 @@ def file_checksum(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
 #: Digests already looked up in this process, by file state.
 _DIGESTS: dict = {}
 
+#: A whole XXH3-128 hex digest (32 hex digits).
+DIGEST_RE = re.compile(r"[0-9a-f]{32}")
+
 
 def cached_checksum(path: str | os.PathLike) -> str:
     """:func:`file_checksum` remembered per file state (path, size, mtime) in ``<work>/.checksums/``.
 
     A master MEF read by every OTA of every exposure is hashed once, not once per task. The cache is a file
     per input state, written atomically; a changed or touched file has another state and is hashed again.
+    It is only a cache, so it is written without fsync: an entry a machine crash cut short is not a digest
+    (:data:`DIGEST_RE`) and is made again.
     """
     state = tuple(fingerprint(path))
     digest = _DIGESTS.get(state)
@@ -88,9 +95,11 @@ def cached_checksum(path: str | os.PathLike) -> str:
     try:
         digest = entry.read_text().strip()
     except OSError:
+        digest = ""
+    if not DIGEST_RE.fullmatch(digest):
         digest = file_checksum(path)
         entry.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(digest, entry)
+        write_text_atomic(digest, entry, durable=False)
     _DIGESTS[state] = digest
     return digest
 
@@ -140,11 +149,45 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
 
 
 class FitsTarget(luigi.LocalTarget):
-    """A FITS product written atomically (temporary name keeping the suffix, then rename)."""
+    """A FITS product written atomically (temporary name keeping the suffix, then rename) and durably (fsync)."""
+
+    #: fsync before and after the rename (:func:`podisteps.io.atomic.atomic_path`).
+    durable = True
 
     def write_hdulist(self, hdulist: fits.HDUList) -> None:
         """Write ``hdulist`` to the target atomically."""
-        write_fits_atomic(hdulist, self.path)
+        write_fits_atomic(hdulist, self.path, durable=self.durable)
+
+
+class CheckpointTarget(FitsTarget):
+    """An intermediate checkpoint (a detrended or corrected OTA, a catalogue): atomic, not fsynced.
+
+    A machine crash can cost a rerun of it, never a wrong product: a copy cut short is recognised when a task
+    reads it (:meth:`PodiTask.input`, :func:`podisteps.io.atomic.check_checkpoint`), removed, and made again by the
+    next run (docs/integrity.md, 'Durability').
+    """
+
+    durable = False
+
+    def check_whole(self) -> None:
+        """Raise :class:`podisteps.io.atomic.TornFileError` (after removing the file) if it was cut short.
+
+        A file state (path, size, mtime) found whole is remembered in this process: a task reading its inputs
+        several times, or many tasks reading one checkpoint, walk its headers once.
+        """
+        state = tuple(fingerprint(self.path))
+        if state in _WHOLE:
+            return
+        try:
+            check_checkpoint(self.path)
+        except TornFileError as exc:
+            Path(self.path).unlink(missing_ok=True)
+            raise TornFileError(f"{exc}; removed: the next run makes it again") from None
+        _WHOLE.add(state)
+
+
+#: File states (:func:`fingerprint`) of checkpoints found whole in this process.
+_WHOLE: set = set()
 
 
 def options_param(options: ReductionOptions, families) -> dict:
@@ -250,6 +293,15 @@ class PodiTask(luigi.Task):
     def external_inputs(self) -> list:
         """Files from outside the DAG this product depends on (raw frames, external calibrations)."""
         return []
+
+    def input(self):
+        """Luigi's targets of :meth:`requires`, each :class:`CheckpointTarget` among them checked to be whole
+        (its headers only: about a millisecond a file)."""
+        targets = super().input()
+        for target in luigi.task.flatten(targets):
+            if isinstance(target, CheckpointTarget):
+                target.check_whole()
+        return targets
 
     @cached_property
     def identity(self) -> str:

@@ -29,7 +29,7 @@ from podisteps.io import rawio
 from podisteps.maskbits import MASK_BITS
 from podisteps.masters.calselect import NoCalibrationError
 
-from .base import FitsTarget, PodiTask
+from .base import CheckpointTarget, PodiTask
 from .calibrations import (KINDS, bpm_file, flat_type, master_options, resolve_calibrations, select_night_master,
                            warn_once)
 from .paths import checkpoint_path, night_index, night_of
@@ -168,7 +168,7 @@ class DetrendOTA(PodiTask):
         return files + ([bpm] if bpm is not None else [])
 
     def output(self):
-        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
 
     # ------------------------------------------------------------------------------------------------
 

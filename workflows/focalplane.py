@@ -68,7 +68,7 @@ from podisteps.focalplane import focalfit, fringe, pupilghost
 from podisteps.masters import history
 from podisteps.stats import block_median
 
-from .base import FitsTarget, PodiTask
+from .base import CheckpointTarget, FitsTarget, PodiTask
 from .calibrations import flat_free_options
 from .detrend import DetrendOTA
 from .options import ReductionOptions
@@ -443,7 +443,7 @@ class FocalPlaneSamples(_FocalTask):
         return files + ([vectors] if vectors is not None and self.reduction_options.fringe else [])
 
     def output(self):
-        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
 
     def run(self):
         opts = self.reduction_options
@@ -525,7 +525,7 @@ class CorrectedOTA(_FocalTask):
                 **_template_requirements(self.record, opts)}
 
     def output(self):
-        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
 
     def run(self):
         inputs = self.input()

@@ -25,8 +25,9 @@ from astropy.io import fits
 from podisteps.detrend import persistency
 from podisteps.errors import PodiflowError, logger
 from podisteps.io import rawio
+from podisteps.io.atomic import HDU_COUNT_CARD
 
-from .base import FitsTarget, PodiTask, provenance_cards
+from .base import CheckpointTarget, FitsTarget, PodiTask, provenance_cards
 from .paths import checkpoint_path, exposure_dir, night_index, night_of
 
 __all__ = ["ExposureError", "SaturationCatalog", "SaturationExport", "persistency_folder",
@@ -116,7 +117,7 @@ class SaturationCatalog(PodiTask):
         return [raw_file(self.obsid, self.ota)]
 
     def output(self):
-        return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
 
     def run(self):
         path = raw_file(self.obsid, self.ota)
@@ -165,4 +166,6 @@ class SaturationExport(PodiTask):
             with fits.open(target.path) as hdul:
                 tables[ota] = persistency.read_saturation_catalog(hdul).table(ota)
                 primary = primary if primary is not None else hdul[0].header.copy()  # the raw primary's cards
+        if primary is not None:  # the catalogue's own HDU count is not the export's
+            primary.remove(HDU_COUNT_CARD, ignore_missing=True)
         self.output().write_hdulist(persistency.saturation_catalog_hdulist(primary, tables))

@@ -2,6 +2,12 @@
 
 A reader never sees a half-written product, a failed write leaves no final file, and two writers of
 the same product never interleave (the last complete one wins).
+
+Products a user keeps are also made durable (``fsync`` of the file before the rename and of the folder
+after it). Intermediate checkpoints skip that (``durable=False``): a crash of the machine before the
+kernel wrote them back can leave one cut short, never wrong, and :func:`check_checkpoint` tells such a file
+from a whole one by the HDU count written into its primary header (:data:`HDU_COUNT_CARD`) and the sizes its
+headers describe (docs/integrity.md, 'Durability').
 """
 
 from __future__ import annotations
@@ -13,7 +19,18 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_text_atomic", "remove_stale_temporaries"]
+from ..errors import PodiflowError
+from .rawheaders import hdu_extent
+
+__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_text_atomic", "remove_stale_temporaries",
+           "HDU_COUNT_CARD", "TornFileError", "check_checkpoint"]
+
+#: Primary-header card of a non-durable checkpoint: the number of HDUs it was written with.
+HDU_COUNT_CARD = "PFNHDU"
+
+
+class TornFileError(PodiflowError, OSError):
+    """A checkpoint shorter than its own headers say: cut short by a machine crash before it reached the disk."""
 
 _SUFFIXES = (".fits.fz", ".fits.gz", ".fits", ".ecsv", ".json", ".html", ".png", ".pdf", ".txt")
 
@@ -31,19 +48,30 @@ def temporary_sibling(path: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike):
+def atomic_path(path: str | os.PathLike, *, durable: bool = True):
     """Yield a temporary path to write; on success move it onto ``path``, on error remove it.
 
     The parent folder is created if needed.
+
+    Parameters
+    ----------
+    path : path-like
+        The final name.
+    durable : bool, optional
+        fsync the file before the rename and the folder after it, so the product survives a machine crash
+        whole. False for intermediate checkpoints (see the module docstring): a process that dies still never
+        leaves a partial file, only a machine crash can, and then a short one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
     try:
         yield tmp
-        _fsync(tmp)  # the data is on disk before the name points at it (a crash never leaves a short file)
+        if durable:
+            _fsync(tmp)  # the data is on disk before the name points at it (a crash never leaves a short file)
         os.replace(tmp, path)
-        _fsync(path.parent)  # and the rename itself survives a crash
+        if durable:
+            _fsync(path.parent)  # and the rename itself survives a crash
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -106,7 +134,8 @@ def remove_stale_temporaries(folder: str | os.PathLike, *, min_age_s: float = 60
     return removed
 
 
-def write_fits_atomic(hdulist, path: str | os.PathLike, *, output_verify: str = "exception") -> Path:
+def write_fits_atomic(hdulist, path: str | os.PathLike, *, output_verify: str = "exception",
+                      durable: bool = True) -> Path:
     """Write an ``astropy.io.fits.HDUList`` to ``path`` atomically.
 
     Parameters
@@ -117,19 +146,53 @@ def write_fits_atomic(hdulist, path: str | os.PathLike, *, output_verify: str = 
         Final file name; its suffix (``.fits`` or ``.fits.fz``) is kept on the temporary file.
     output_verify : str, optional
         Passed to ``HDUList.writeto``.
+    durable : bool, optional
+        See :func:`atomic_path`. False also writes :data:`HDU_COUNT_CARD` into the primary header of
+        ``hdulist`` (changed in place), which :func:`check_checkpoint` reads back.
 
     Returns
     -------
     pathlib.Path
         ``path``.
     """
-    with atomic_path(path) as tmp:
+    if not durable:
+        hdulist[0].header[HDU_COUNT_CARD] = (len(hdulist), "HDUs written (a shorter file was cut short)")
+    with atomic_path(path, durable=durable) as tmp:
         hdulist.writeto(tmp, output_verify=output_verify)
     return Path(path)
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically and return ``path``."""
-    with atomic_path(path) as tmp:
+def check_checkpoint(path: str | os.PathLike) -> None:
+    """Raise :class:`TornFileError` if a non-durable checkpoint is shorter than it was written.
+
+    Reads only the headers (milliseconds): the file must hold the :data:`HDU_COUNT_CARD` HDUs its primary
+    names, and as many bytes as their headers describe. A file without the card (written durably) passes.
+
+    Parameters
+    ----------
+    path : path-like
+        A FITS file written by :func:`write_fits_atomic`.
+
+    Raises
+    ------
+    TornFileError
+        Empty, cut inside a header, fewer HDUs than written, or shorter than its headers describe; the
+        message names the file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        primary, n_hdus, needed = hdu_extent(path)
+    except PodiflowError as exc:
+        raise TornFileError(f"{path}: checkpoint cut short ({str(exc).removeprefix(f'{path}: ')})") from None
+    written = int(primary.get(HDU_COUNT_CARD, n_hdus))
+    if n_hdus < written or needed > size:
+        raise TornFileError(f"{path}: checkpoint cut short ({size} bytes, {n_hdus} of {written} HDUs, "
+                            f"its headers need {needed} bytes)")
+
+
+def write_text_atomic(text: str, path: str | os.PathLike, *, durable: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (``durable``: see :func:`atomic_path`) and return ``path``."""
+    with atomic_path(path, durable=durable) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)

@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from ..errors import RawFormatError
 
-__all__ = ["walk_headers", "walk_hdus", "check_extent", "check_count"]
+__all__ = ["walk_headers", "walk_hdus", "hdu_extent", "check_extent", "check_count"]
 
 
 def check_extent(path: Path, needed: int) -> None:
@@ -85,6 +85,36 @@ def _data_size(hdr) -> int:
     return -(-size // _BLOCK) * _BLOCK
 
 
+def _walk(path: Path, *, astropy_primary: bool = True) -> tuple[list, list, int]:
+    """Headers, data offsets and the end of the last HDU's data (bytes) of a FITS file, walked block by block.
+
+    The primary is an ``astropy.io.fits.Header`` with ``astropy_primary``, else a dict like the others.
+
+    Raises
+    ------
+    RawFormatError
+        Empty, not FITS, a header without END, or a corrupt header.
+    """
+    if path.stat().st_size == 0:
+        raise RawFormatError(f"{path}: empty file (0 bytes)")
+    headers, offsets, end = [], [], 0
+    with open(path, "rb") as fh:
+        if fh.read(9) != b"SIMPLE  =":
+            raise RawFormatError(f"{path}: not a readable FITS file (it does not start with SIMPLE =)")
+        fh.seek(0)
+        while (text := _header_text(fh, path)) is not None:
+            try:
+                full = astropy_primary and not headers
+                hdr = fits.Header.fromstring(text.decode("ascii")) if full else _quick_header(text)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise RawFormatError(f"{path}: corrupt FITS header ({exc})") from None
+            headers.append(hdr)
+            offsets.append(fh.tell())
+            end = fh.tell() + _data_size(hdr)
+            fh.seek(end)
+    return headers, offsets, end
+
+
 def walk_hdus(path: Path) -> tuple[list, list]:
     """Every header of a FITS file and the byte offset of each HDU's data, read by walking its blocks.
 
@@ -103,25 +133,33 @@ def walk_hdus(path: Path) -> tuple[list, list]:
     RawFormatError
         Empty, not FITS, truncated, or fewer than 65 HDUs.
     """
-    if path.stat().st_size == 0:
-        raise RawFormatError(f"{path}: empty file (0 bytes)")
-    headers, offsets, end = [], [], 0
-    with open(path, "rb") as fh:
-        if fh.read(9) != b"SIMPLE  =":
-            raise RawFormatError(f"{path}: not a readable FITS file (it does not start with SIMPLE =)")
-        fh.seek(0)
-        while (text := _header_text(fh, path)) is not None:
-            try:
-                hdr = fits.Header.fromstring(text.decode("ascii")) if not headers else _quick_header(text)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise RawFormatError(f"{path}: corrupt FITS header ({exc})") from None
-            headers.append(hdr)
-            offsets.append(fh.tell())
-            end = fh.tell() + _data_size(hdr)
-            fh.seek(end)
+    headers, offsets, end = _walk(path)
     check_extent(path, end)
     check_count(path, len(headers))
     return headers, offsets
+
+
+def hdu_extent(path: Path) -> tuple[dict, int, int]:
+    """The primary header's values, the number of HDUs and the bytes the headers describe, of any FITS file.
+
+    Only the headers are read (a few blocks per HDU, no astropy card parsing), so this costs well under a
+    millisecond whatever the data size.
+
+    Returns
+    -------
+    primary : dict
+        ``keyword -> value`` of the primary's value cards.
+    n_hdus : int
+    needed : int
+        Bytes from the start of the file to the end of the last HDU's (padded) data.
+
+    Raises
+    ------
+    RawFormatError
+        Empty, not FITS, a header without END, or a corrupt header.
+    """
+    headers, _, end = _walk(path, astropy_primary=False)
+    return headers[0], len(headers), end
 
 
 def walk_headers(path: Path) -> list:
