@@ -120,7 +120,9 @@ def _clip_runs(values, count, *, nsigma, max_iter, min_keep):
     """Return the kept run ``[start, end)`` of every column of a sorted block."""
     start = np.zeros(count.shape, dtype=np.intp)
     end = count.copy()
-    active = np.flatnonzero(end >= min_keep)  # below min_keep no clip can ever be accepted
+    # A clip shortens the run and must leave min_keep values: a run of min_keep or fewer can never be clipped
+    # (with min_keep or fewer frames, nothing is: the loop is skipped).
+    active = np.flatnonzero(end > min_keep)
     for _ in range(max_iter):
         if active.size == 0:
             break
