@@ -254,9 +254,9 @@ def master_frame(
     return frame
 
 
-def subtract_bias(sci: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Return ``sci - bias`` (float32, ADU)."""
-    return np.subtract(sci, bias, dtype=np.float32)
+def subtract_bias(sci: np.ndarray, bias: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Return ``sci - bias`` (float32, ADU), written into ``out`` if given (which may be ``sci``)."""
+    return np.subtract(sci, bias, out=out, dtype=np.float32)
 
 
 def dark_scale(science_header: fits.Header, dark_primary: fits.Header, *, exptime_key: str = "EXPTIME") -> float:
@@ -286,9 +286,9 @@ def dark_scale(science_header: fits.Header, dark_primary: fits.Header, *, exptim
     return float(science) / float(darktime)
 
 
-def subtract_dark(sci: np.ndarray, dark: np.ndarray, scale: float) -> np.ndarray:
-    """Return ``sci - dark * scale`` (float32, ADU); ``scale`` from :func:`dark_scale`."""
-    return np.subtract(sci, dark * np.float32(scale), dtype=np.float32)
+def subtract_dark(sci: np.ndarray, dark: np.ndarray, scale: float, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Return ``sci - dark * scale`` (float32, ADU), into ``out`` if given; ``scale`` from :func:`dark_scale`."""
+    return np.subtract(sci, dark * np.float32(scale), out=out, dtype=np.float32)
 
 
 def divide_flat(
@@ -297,6 +297,7 @@ def divide_flat(
     flat: np.ndarray,
     *,
     minimum: float = 0.1,
+    inplace: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Divide by the flat; pixels where the flat is below ``minimum`` or not finite become NaN + LOWFLAT.
 
@@ -310,18 +311,22 @@ def divide_flat(
         Normalised flat, same shape.
     minimum : float, optional
         Flat values below this are not trusted.
+    inplace : bool, optional
+        Write into ``sci`` and ``mask`` (float32 ``sci``) instead of new arrays.
 
     Returns
     -------
     sci, mask : numpy.ndarray
-        New arrays. LOWFLAT is set only where ``sci`` was defined.
+        New arrays (``sci`` and ``mask`` themselves with ``inplace``). LOWFLAT is set only where ``sci`` was
+        defined.
     """
     low = ~(flat >= minimum)
+    lowflat = low & np.isfinite(sci)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.divide(sci, flat, dtype=np.float32)
+        out = np.divide(sci, flat, out=sci if inplace else None, dtype=np.float32)
     out[low] = np.nan
-    newmask = mask.copy()
-    newmask[low & np.isfinite(sci)] |= MASK_BITS["LOWFLAT"]
+    newmask = mask if inplace else mask.copy()
+    newmask[lowflat] |= MASK_BITS["LOWFLAT"]
     return out, newmask
 
 

@@ -324,7 +324,7 @@ def _master(f: _Frame, step: str) -> tuple[Calibration, np.ndarray] | None:
 
 def _bias(f: _Frame) -> None:
     if (found := _master(f, "bias")) is not None:
-        f.sci = calibrate.subtract_bias(f.sci, found[1])
+        f.sci = calibrate.subtract_bias(f.sci, found[1], out=f.sci)
         f.log.applied("bias", found[0].source, history=True)
 
 
@@ -332,7 +332,7 @@ def _dark(f: _Frame) -> None:
     if (found := _master(f, "dark")) is not None:
         cal, frame = found
         scale = calibrate.dark_scale(f.primary, cal.hdul[0].header)
-        f.sci = calibrate.subtract_dark(f.sci, frame, scale)
+        f.sci = calibrate.subtract_dark(f.sci, frame, scale, out=f.sci)
         f.header["DARKSCL"] = (scale, "dark scale factor (EXPTIME / dark EXPMEAS)")
         f.log.applied("dark", cal.source, history=True)
 
@@ -340,7 +340,7 @@ def _dark(f: _Frame) -> None:
 def _flat(f: _Frame) -> None:
     if (found := _master(f, "flat")) is not None:
         cal, frame = found
-        f.sci, f.mask = calibrate.divide_flat(f.sci, f.mask, frame)
+        f.sci, f.mask = calibrate.divide_flat(f.sci, f.mask, frame, inplace=True)
         f.flat_gain = calibrate.flat_gain(cal.hdul)
         ext = calibrate.find_fppos_extension(cal.hdul, str(f.primary["FPPOS"]).strip(), source=str(cal.source))
         f.header.update(calibrate.flat_pupilghost_cards(ext.header))  # the flat's pupil-ghost centre
@@ -443,7 +443,7 @@ def _photflat(f: _Frame) -> None:
         return
     pf = read_photflat(cal.hdul, f.ota, filtername=str(f.primary.get("FILTER", "")).strip(),
                        binning=f.geo.binning, shape=f.sci.shape, source=str(cal.source))
-    f.sci, f.mask = calibrate.divide_flat(f.sci, f.mask, pf)
+    f.sci, f.mask = calibrate.divide_flat(f.sci, f.mask, pf, inplace=True)
     f.log.applied("photflat", cal.source, history=True)
 
 
