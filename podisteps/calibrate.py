@@ -205,6 +205,7 @@ def master_frame(
     gain_method: str | None | bool = False,
     nan_fill: float | None = None,
     source: str | None = None,
+    copy: bool = True,
 ) -> np.ndarray:
     """Return the master image of one OTA, checked against the frame being reduced.
 
@@ -225,11 +226,14 @@ def master_frame(
         Replace NaN by this value (``-keepcells``: see :data:`KEEPCELLS_NAN_FILL`).
     source : str, optional
         File name for messages.
+    copy : bool, optional
+        False: return the file's float32 pixels themselves when nothing needs converting (no ``nan_fill``;
+        any byte order, possibly memory-mapped and read-only), saving a copy for callers that only read it.
 
     Returns
     -------
     numpy.ndarray
-        float32, shape ``(ota_size, ota_size)``; a new array.
+        float32, shape ``(ota_size, ota_size)``; a new array unless ``copy`` is False.
 
     Raises
     ------
@@ -248,6 +252,8 @@ def master_frame(
         check_filter(hdul, hdu.header, filtername, name)
     if gain_method is not False:
         _check_gain_method(hdu.header, gain_method, name)
+    if not copy and nan_fill is None and hdu.data.dtype.kind == "f" and hdu.data.dtype.itemsize == 4:
+        return hdu.data
     frame = np.array(hdu.data, dtype=np.float32)
     if nan_fill is not None:
         frame[np.isnan(frame)] = nan_fill

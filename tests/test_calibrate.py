@@ -67,6 +67,10 @@ def test_keepcells_nan_fill(tmp_path):
     with fits.open(path) as hdul:
         assert np.isnan(cal.master_frame(hdul, "xy33", GEO)).sum() == 10 * N
         filled = cal.master_frame(hdul, "xy33", GEO, nan_fill=cal.KEEPCELLS_NAN_FILL["flat"])
+        shared = cal.master_frame(hdul, "xy33", GEO, copy=False)   # the file's pixels, not a copy
+        assert shared is hdul[1].data
+        np.testing.assert_array_equal(shared, cal.master_frame(hdul, "xy33", GEO))
+        assert cal.master_frame(hdul, "xy33", GEO, copy=False, nan_fill=0.5) is not hdul[1].data
     assert np.all(filled == 1.0)
 
 

@@ -316,7 +316,7 @@ def _master(f: _Frame, step: str) -> tuple[Calibration, np.ndarray] | None:
     kind = "illumination" if step == "illumcorr" else step
     fill = calibrate.KEEPCELLS_NAN_FILL if f.keep.mode != "none" else {}
     frame = calibrate.master_frame(cal.hdul, fppos, f.geo, source=str(cal.source), nan_fill=fill.get(kind),
-                                   filtername=filt if step in ("flat", "illumcorr") else None)
+                                   filtername=filt if step in ("flat", "illumcorr") else None, copy=False)
     if step != "illumcorr":  # a master of zeros or NaN fails here with the reason
         sanity.check_calibration(f"{cal.source} [{fppos}]", step, frame)
     return cal, frame
