@@ -19,7 +19,9 @@ Speed and memory, measured on 2 shared cores (numpy 2.4; ``sigma_clip_mean`` of 
 float32 with Gaussian noise and 0.1 % cosmic rays, default ``block_pixels``): about 5 s (0.3 s per million
 pixels, a fifth of it sorting; ``median_combine`` about 2 s), and a peak of about 290 MB allocated beyond the
 670 MB stack, of which 100 MB are the two outputs: ~1.45x the stack in total. Time and memory scale linearly
-with the number of frames and pixels.
+with the number of frames and pixels. Columns with ``min_keep`` or fewer values cannot be clipped and skip the
+clipping, and up to :data:`SMALL_STACK` frames are sorted by compare-and-swap: 3 frames of 4096 x 4096 take
+about 1.1 CPU-s (6.0 before both).
 """
 
 from __future__ import annotations
