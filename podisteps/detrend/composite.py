@@ -391,9 +391,10 @@ def _bpm(f: _Frame) -> None:
 
 
 def _saturation(f: _Frame) -> None:
-    saturated, bleed = masks.saturation_masks(f.saturated, f.geo, catalog_binning=f.geo.binning)
-    masks.apply_mask(f.sci, f.mask, saturated, "SATURATED")
-    masks.apply_mask(f.sci, f.mask, bleed & ~saturated, "BLEED")
+    if len(f.saturated):  # the usual OTA has none: no full-frame masks to build and scan
+        saturated, bleed = masks.saturation_masks(f.saturated, f.geo, catalog_binning=f.geo.binning)
+        masks.apply_mask(f.sci, f.mask, saturated, "SATURATED")
+        masks.apply_mask(f.sci, f.mask, bleed & ~saturated, "BLEED")
     f.header["NSATPIX"] = (int(len(f.saturated)), "saturated raw pixels")
     f.log.applied("saturation")
 
