@@ -251,7 +251,7 @@ def _ota_header(primary: fits.Header, ota: int) -> fits.Header:
 def _crosstalk(f: _Frame) -> None:
     cal = f.inputs.crosstalk
     if cal is not None:
-        f.cells = crosstalk.correct_crosstalk(f.cells, crosstalk.read_crosstalk(cal.hdul))
+        f.cells = crosstalk.correct_crosstalk(f.cells, crosstalk.read_crosstalk(cal.hdul), inplace=True)
         f.log.applied("crosstalk", cal.source)
 
 
