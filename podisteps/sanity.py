@@ -232,6 +232,11 @@ def bad_cells(cells: dict) -> dict:
     """
     out = {}
     for cid, data in cells.items():
+        low, high = data.min(), data.max()
+        if np.isfinite(low) and np.isfinite(high):  # the usual cell: two read-only passes decide
+            if low < 0 or high > ADC_MAX:
+                out[cid] = f"values outside the ADC range 0..{ADC_MAX:.0f}"
+            continue
         finite = np.isfinite(data)
         if not finite.any():
             out[cid] = "no finite value"

@@ -67,6 +67,10 @@ def test_keepcells_nan_fill(tmp_path):
     with fits.open(path) as hdul:
         assert np.isnan(cal.master_frame(hdul, "xy33", GEO)).sum() == 10 * N
         filled = cal.master_frame(hdul, "xy33", GEO, nan_fill=cal.KEEPCELLS_NAN_FILL["flat"])
+        shared = cal.master_frame(hdul, "xy33", GEO, copy=False)   # the file's pixels, not a copy
+        assert shared is hdul[1].data
+        np.testing.assert_array_equal(shared, cal.master_frame(hdul, "xy33", GEO))
+        assert cal.master_frame(hdul, "xy33", GEO, copy=False, nan_fill=0.5) is not hdul[1].data
     assert np.all(filled == 1.0)
 
 
@@ -179,3 +183,23 @@ def test_flat_gain_and_pupilghost_cards():
     assert cal.flat_pupilghost_cards(fits.Header()) == {"PGAFCTD": False}
     cards = cal.flat_pupilghost_cards(fits.Header({"PGAFCTD": True, "PGCNTR_X": 10.0, "OTHER": 1}))
     assert cards == {"PGAFCTD": True, "PGCNTR_X": 10.0}
+
+
+def test_inplace_arithmetic_matches_new_arrays():
+    rng = np.random.default_rng(8)
+    sci = rng.uniform(100, 1000, (N, N)).astype(np.float32)
+    sci[2, 3] = np.nan
+    bias, dark = rng.normal(0, 3, (2, N, N)).astype(np.float32)
+    flat = rng.uniform(0.8, 1.2, (N, N)).astype(np.float32)
+    flat[5, 7], flat[2, 3] = 0.05, 0.01
+    mask = np.zeros((N, N), dtype=np.uint16)
+    expected_sci, expected_mask = cal.divide_flat(cal.subtract_dark(cal.subtract_bias(sci, bias), dark, 3.0),
+                                                  mask, flat)
+    work, work_mask = sci.copy(), mask.copy()
+    assert cal.subtract_bias(work, bias, out=work) is work
+    assert cal.subtract_dark(work, dark, 3.0, out=work) is work
+    out, out_mask = cal.divide_flat(work, work_mask, flat, inplace=True)
+    assert out is work and out_mask is work_mask
+    np.testing.assert_array_equal(out, expected_sci)
+    np.testing.assert_array_equal(out_mask, expected_mask)
+    assert out_mask[5, 7] == MASK_BITS["LOWFLAT"] and out_mask[2, 3] == 0   # LOWFLAT only where sci was defined

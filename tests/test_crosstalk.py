@@ -68,3 +68,16 @@ def test_missing_cell_raises():
     del cells[(3, 3)]
     with pytest.raises(ValueError, match="xy33"):
         correct_crosstalk(cells, read_crosstalk(crosstalk_hdulist(_fwd())))
+
+
+def test_inplace_writes_the_same_values_into_the_cells():
+    m = read_crosstalk(crosstalk_hdulist(_fwd()))
+    observed = add_crosstalk(_cells(), m)
+    expected = correct_crosstalk(observed, m)
+    cells = {c: v.astype(np.float32) for c, v in observed.items()}
+    cells[(0, 0)] = cells[(0, 0)].astype(np.float64)   # not float32: a new array
+    cells[(1, 0)].flags.writeable = False              # read-only: a new array
+    result = correct_crosstalk(cells, m, inplace=True)
+    for c in instrument.CELL_IDS:
+        np.testing.assert_array_equal(result[c], expected[c])
+        assert (result[c] is cells[c]) == (c not in ((0, 0), (1, 0)))

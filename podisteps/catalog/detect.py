@@ -317,7 +317,8 @@ def windowed_centroids(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg
         0-based centroids, px, shape ``(n,)``.
     """
     xw, yw, flag = sep.winpos(sub, x, y, sig, mask=bad)
-    _, _, touched = sep.sum_circle(np.ones(sub.shape, np.float32), x, y, 4.0 * sig, mask=bad, segmap=segmap,
+    # only the flags are used, and they depend on the mask, segments and frame edge, not on the pixel values
+    _, _, touched = sep.sum_circle(sub, x, y, 4.0 * sig, mask=bad, segmap=segmap,
                                    seg_id=np.asarray(seg_id, np.int32), subpix=0)
     for i in np.flatnonzero(touched & (sep.APER_HASMASKED | sep.APER_TRUNC)):
         cx, cy = x[i], y[i]

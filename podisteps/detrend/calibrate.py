@@ -188,6 +188,7 @@ def master_frame(
     gain_method: str | None | bool = False,
     nan_fill: float | None = None,
     source: str | None = None,
+    copy: bool = True,
 ) -> np.ndarray:
     """Return the master image of one OTA, checked against the frame being reduced.
 
@@ -208,11 +209,14 @@ def master_frame(
         Replace NaN by this value (``-keepcells``: see :data:`KEEPCELLS_NAN_FILL`).
     source : str, optional
         File name for messages.
+    copy : bool, optional
+        False: return the file's float32 pixels themselves when nothing needs converting (no ``nan_fill``;
+        any byte order, possibly memory-mapped and read-only), saving a copy for callers that only read it.
 
     Returns
     -------
     numpy.ndarray
-        float32, shape ``(ota_size, ota_size)``; a new array.
+        float32, shape ``(ota_size, ota_size)``; a new array unless ``copy`` is False.
 
     Raises
     ------
@@ -231,15 +235,17 @@ def master_frame(
         check_filter(hdul, hdu.header, filtername, name)
     if gain_method is not False:
         _check_gain_method(hdu.header, gain_method, name)
+    if not copy and nan_fill is None and hdu.data.dtype.kind == "f" and hdu.data.dtype.itemsize == 4:
+        return hdu.data
     frame = np.array(hdu.data, dtype=np.float32)
     if nan_fill is not None:
         frame[np.isnan(frame)] = nan_fill
     return frame
 
 
-def subtract_bias(sci: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Return ``sci - bias`` (float32, ADU)."""
-    return np.subtract(sci, bias, dtype=np.float32)
+def subtract_bias(sci: np.ndarray, bias: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Return ``sci - bias`` (float32, ADU), written into ``out`` if given (which may be ``sci``)."""
+    return np.subtract(sci, bias, out=out, dtype=np.float32)
 
 
 def dark_scale(science_header: fits.Header, dark_primary: fits.Header, *, exptime_key: str = "EXPTIME") -> float:
@@ -269,9 +275,9 @@ def dark_scale(science_header: fits.Header, dark_primary: fits.Header, *, exptim
     return float(science) / float(darktime)
 
 
-def subtract_dark(sci: np.ndarray, dark: np.ndarray, scale: float) -> np.ndarray:
-    """Return ``sci - dark * scale`` (float32, ADU); ``scale`` from :func:`dark_scale`."""
-    return np.subtract(sci, dark * np.float32(scale), dtype=np.float32)
+def subtract_dark(sci: np.ndarray, dark: np.ndarray, scale: float, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Return ``sci - dark * scale`` (float32, ADU), into ``out`` if given; ``scale`` from :func:`dark_scale`."""
+    return np.subtract(sci, dark * np.float32(scale), out=out, dtype=np.float32)
 
 
 def divide_flat(
@@ -280,6 +286,7 @@ def divide_flat(
     flat: np.ndarray,
     *,
     minimum: float = 0.1,
+    inplace: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Divide by the flat; pixels where the flat is below ``minimum`` or not finite become NaN + LOWFLAT.
 
@@ -293,18 +300,22 @@ def divide_flat(
         Normalised flat, same shape.
     minimum : float, optional
         Flat values below this are not trusted.
+    inplace : bool, optional
+        Write into ``sci`` and ``mask`` (float32 ``sci``) instead of new arrays.
 
     Returns
     -------
     sci, mask : numpy.ndarray
-        New arrays. LOWFLAT is set only where ``sci`` was defined.
+        New arrays (``sci`` and ``mask`` themselves with ``inplace``). LOWFLAT is set only where ``sci`` was
+        defined.
     """
     low = ~(flat >= minimum)
+    lowflat = low & np.isfinite(sci)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.divide(sci, flat, dtype=np.float32)
+        out = np.divide(sci, flat, out=sci if inplace else None, dtype=np.float32)
     out[low] = np.nan
-    newmask = mask.copy()
-    newmask[low & np.isfinite(sci)] |= MASK_BITS["LOWFLAT"]
+    newmask = mask if inplace else mask.copy()
+    newmask[lowflat] |= MASK_BITS["LOWFLAT"]
     return out, newmask
 
 

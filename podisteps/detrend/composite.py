@@ -253,7 +253,7 @@ def _ota_header(primary: fits.Header, ota: int) -> fits.Header:
 def _crosstalk(f: _Frame) -> None:
     cal = f.inputs.crosstalk
     if cal is not None:
-        f.cells = crosstalk.correct_crosstalk(f.cells, crosstalk.read_crosstalk(cal.hdul))
+        f.cells = crosstalk.correct_crosstalk(f.cells, crosstalk.read_crosstalk(cal.hdul), inplace=True)
         f.log.applied("crosstalk", cal.source)
 
 
@@ -318,7 +318,7 @@ def _master(f: _Frame, step: str) -> tuple[Calibration, np.ndarray] | None:
     kind = "illumination" if step == "illumcorr" else step
     fill = calibrate.KEEPCELLS_NAN_FILL if f.keep.mode != "none" else {}
     frame = calibrate.master_frame(cal.hdul, fppos, f.geo, source=str(cal.source), nan_fill=fill.get(kind),
-                                   filtername=filt if step in ("flat", "illumcorr") else None)
+                                   filtername=filt if step in ("flat", "illumcorr") else None, copy=False)
     if step != "illumcorr":  # a master of zeros or NaN fails here with the reason
         sanity.check_calibration(f"{cal.source} [{fppos}]", step, frame)
     return cal, frame
@@ -326,7 +326,7 @@ def _master(f: _Frame, step: str) -> tuple[Calibration, np.ndarray] | None:
 
 def _bias(f: _Frame) -> None:
     if (found := _master(f, "bias")) is not None:
-        f.sci = calibrate.subtract_bias(f.sci, found[1])
+        f.sci = calibrate.subtract_bias(f.sci, found[1], out=f.sci)
         f.log.applied("bias", found[0].source, history=True)
 
 
@@ -334,7 +334,7 @@ def _dark(f: _Frame) -> None:
     if (found := _master(f, "dark")) is not None:
         cal, frame = found
         scale = calibrate.dark_scale(f.primary, cal.hdul[0].header)
-        f.sci = calibrate.subtract_dark(f.sci, frame, scale)
+        f.sci = calibrate.subtract_dark(f.sci, frame, scale, out=f.sci)
         f.header["DARKSCL"] = (scale, "dark scale factor (EXPTIME / dark EXPMEAS)")
         f.log.applied("dark", cal.source, history=True)
 
@@ -342,7 +342,7 @@ def _dark(f: _Frame) -> None:
 def _flat(f: _Frame) -> None:
     if (found := _master(f, "flat")) is not None:
         cal, frame = found
-        f.sci, f.mask = calibrate.divide_flat(f.sci, f.mask, frame)
+        f.sci, f.mask = calibrate.divide_flat(f.sci, f.mask, frame, inplace=True)
         f.flat_gain = calibrate.flat_gain(cal.hdul)
         ext = calibrate.find_fppos_extension(cal.hdul, str(f.primary["FPPOS"]).strip(), source=str(cal.source))
         f.header.update(calibrate.flat_pupilghost_cards(ext.header))  # the flat's pupil-ghost centre
@@ -393,9 +393,10 @@ def _bpm(f: _Frame) -> None:
 
 
 def _saturation(f: _Frame) -> None:
-    saturated, bleed = masks.saturation_masks(f.saturated, f.geo, catalog_binning=f.geo.binning)
-    masks.apply_mask(f.sci, f.mask, saturated, "SATURATED")
-    masks.apply_mask(f.sci, f.mask, bleed & ~saturated, "BLEED")
+    if len(f.saturated):  # the usual OTA has none: no full-frame masks to build and scan
+        saturated, bleed = masks.saturation_masks(f.saturated, f.geo, catalog_binning=f.geo.binning)
+        masks.apply_mask(f.sci, f.mask, saturated, "SATURATED")
+        masks.apply_mask(f.sci, f.mask, bleed & ~saturated, "BLEED")
     f.header["NSATPIX"] = (int(len(f.saturated)), "saturated raw pixels")
     f.log.applied("saturation")
 
@@ -445,7 +446,7 @@ def _photflat(f: _Frame) -> None:
         return
     pf = read_photflat(cal.hdul, f.ota, filtername=str(f.primary.get("FILTER", "")).strip(),
                        binning=f.geo.binning, shape=f.sci.shape, source=str(cal.source))
-    f.sci, f.mask = calibrate.divide_flat(f.sci, f.mask, pf)
+    f.sci, f.mask = calibrate.divide_flat(f.sci, f.mask, pf, inplace=True)
     f.log.applied("photflat", cal.source, history=True)
 
 

@@ -85,15 +85,18 @@ def crosstalk_hdulist(fwd: np.ndarray) -> fits.HDUList:
     ])
 
 
-def apply_crosstalk_matrix(cells: dict, matrix: np.ndarray) -> dict:
+def apply_crosstalk_matrix(cells: dict, matrix: np.ndarray, *, inplace: bool = False) -> dict:
     """Mix the cells of each cell row: ``out[t] = sum_s matrix[cy, s, t] * cells[s]``.
 
     Parameters
     ----------
     cells : dict
-        ``(cx, cy)`` -> raw cell array, all 64 cells, all of one shape ``(ny, nx)``; not modified.
+        ``(cx, cy)`` -> raw cell array, all 64 cells, all of one shape ``(ny, nx)``; not modified unless
+        ``inplace``.
     matrix : numpy.ndarray
         Shape (8, 8, 8) ``[cy, source cx, target cx]``.
+    inplace : bool, optional
+        Write the result into the cells that are writable float32 arrays (no new arrays for them).
 
     Returns
     -------
@@ -113,13 +116,22 @@ def apply_crosstalk_matrix(cells: dict, matrix: np.ndarray) -> dict:
         for cx in range(8):
             row[cx] = np.ravel(cells[(cx, cy)])
         np.matmul(matrix[cy].T, row, out=mixed)  # BLAS; 4x faster than einsum
-        out.update({(cx, cy): mixed[cx].reshape(shape).astype(np.float32) for cx in range(8)})
+        for cx in range(8):
+            out[(cx, cy)] = _float32_target(cells[(cx, cy)], shape, inplace=inplace)
+            np.copyto(out[(cx, cy)], mixed[cx].reshape(shape), casting="same_kind")  # float64 -> float32
     return out
 
 
-def correct_crosstalk(cells: dict, matrices: CrosstalkMatrices) -> dict:
+def _float32_target(cell: np.ndarray, shape: tuple, *, inplace: bool) -> np.ndarray:
+    """``cell`` itself when ``inplace`` and it is a writable float32 array, else a new float32 array."""
+    if inplace and isinstance(cell, np.ndarray) and cell.dtype == np.float32 and cell.flags.writeable:
+        return cell
+    return np.empty(shape, dtype=np.float32)
+
+
+def correct_crosstalk(cells: dict, matrices: CrosstalkMatrices, *, inplace: bool = False) -> dict:
     """Remove crosstalk from raw cells with the inverse matrix (see :func:`apply_crosstalk_matrix`)."""
-    return apply_crosstalk_matrix(cells, matrices.inv)
+    return apply_crosstalk_matrix(cells, matrices.inv, inplace=inplace)
 
 
 def add_crosstalk(cells: dict, matrices: CrosstalkMatrices) -> dict:

@@ -102,6 +102,7 @@ def subtract_overscan(
         level = overscan_row_levels(cell, geometry, window=window)
     else:
         level = overscan_level(cell, geometry)
-    corrected = cell.astype(np.float64)
-    corrected -= level[:, None] if rowwise else level  # in place: one float64 image per cell, not two
-    return corrected.astype(np.float32), level
+    # computed in float64 and rounded to float32 chunk by chunk (numpy's buffered casting): no float64 image
+    corrected = np.subtract(cell, level[:, None] if rowwise else level, dtype=np.float64,
+                            out=np.empty(cell.shape, np.float32), casting="same_kind")
+    return corrected, level

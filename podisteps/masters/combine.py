@@ -19,7 +19,9 @@ Speed and memory, measured on 2 shared cores (numpy 2.4; ``sigma_clip_mean`` of 
 float32 with Gaussian noise and 0.1 % cosmic rays, default ``block_pixels``): about 5 s (0.3 s per million
 pixels, a fifth of it sorting; ``median_combine`` about 2 s), and a peak of about 290 MB allocated beyond the
 670 MB stack, of which 100 MB are the two outputs: ~1.45x the stack in total. Time and memory scale linearly
-with the number of frames and pixels.
+with the number of frames and pixels. Columns with ``min_keep`` or fewer values cannot be clipped and skip the
+clipping, and up to :data:`SMALL_STACK` frames are sorted by compare-and-swap: 3 frames of 4096 x 4096 take
+about 1.1 CPU-s (6.0 before both).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ _Q_LOW, _Q_HIGH = 0.16, 0.84
 
 #: Default number of pixels combined at once (about 4 MB of input per frame).
 BLOCK_PIXELS = 1 << 20
+
+#: Up to this many frames (the usual 3-frame masters), columns are sorted by :func:`_transposition_sort`
+#: rather than ``ndarray.sort``.
+SMALL_STACK = 4
 
 
 def _frames(stack) -> tuple[list, tuple[int, int]]:
@@ -59,9 +65,32 @@ def _row_blocks(frames: list, shape: tuple[int, int], block_pixels: int):
     for r0 in range(0, ny, step):
         rows = slice(r0, min(r0 + step, ny))
         values = np.stack([np.asarray(f[rows], dtype=dtype) for f in frames]).reshape(len(frames), -1)
-        values[~np.isfinite(values)] = np.nan
-        values.sort(axis=0)
-        yield rows, values, _count(~np.isnan(values))
+        finite = np.isfinite(values)
+        if len(frames) > SMALL_STACK:
+            values[~finite] = np.nan
+            values.sort(axis=0)
+        else:  # non-finite as +inf, sorted last, then NaN
+            np.copyto(values, np.inf, where=~finite)
+            _transposition_sort(values)
+            np.copyto(values, np.nan, where=np.isinf(values))
+        yield rows, values, _count(finite)
+
+
+def _transposition_sort(values: np.ndarray) -> None:
+    """Sort every column of a ``(n, n_pixels)`` array ascending in place by odd-even transposition.
+
+    ``n`` rounds of compare-and-swap between neighbouring rows; whole values are swapped, so each column
+    keeps exactly its values (as ``ndarray.sort``). For 3 frames it takes 0.03 CPU-s per million pixels,
+    ``values.sort(axis=0)`` 0.055; from 5 frames on the sort is faster. NaN must not occur (use +inf).
+    """
+    n = values.shape[0]
+    for round_ in range(n):
+        for i in range(round_ % 2, n - 1, 2):
+            low, high = values[i], values[i + 1]
+            swap = low > high
+            smaller = np.where(swap, high, low)
+            np.copyto(high, low, where=swap)
+            low[...] = smaller
 
 
 def _count(mask: np.ndarray) -> np.ndarray:
@@ -120,7 +149,9 @@ def _clip_runs(values, count, *, nsigma, max_iter, min_keep):
     """Return the kept run ``[start, end)`` of every column of a sorted block."""
     start = np.zeros(count.shape, dtype=np.intp)
     end = count.copy()
-    active = np.flatnonzero(end >= min_keep)  # below min_keep no clip can ever be accepted
+    # A clip shortens the run and must leave min_keep values: a run of min_keep or fewer can never be clipped
+    # (with min_keep or fewer frames, nothing is: the loop is skipped).
+    active = np.flatnonzero(end > min_keep)
     for _ in range(max_iter):
         if active.size == 0:
             break

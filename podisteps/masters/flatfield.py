@@ -23,8 +23,8 @@ def _binned_means(frame: np.ndarray, binning: int) -> np.ndarray:
     Rows and columns beyond a multiple of ``binning`` are ignored (OTA frames are multiples of 8).
     """
     ny, nx = (s - s % binning for s in frame.shape)
-    blocks = np.asarray(frame[:ny, :nx], dtype=np.float64).reshape(ny // binning, binning, nx // binning, binning)
-    return blocks.mean(axis=(1, 3)).ravel()
+    blocks = np.asarray(frame)[:ny, :nx].reshape(ny // binning, binning, nx // binning, binning)
+    return blocks.mean(axis=(1, 3), dtype=np.float64).ravel()  # float64 sums, no float64 copy of the frame
 
 
 def flat_level(otas: dict, norm_otas, *, binning: int = 8, iterations: int = 3) -> float:
