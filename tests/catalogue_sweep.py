@@ -8,7 +8,12 @@ Not a test (it takes about ten minutes per exposure on two cores): the measureme
     exposure at full size, reduce it with Luigi to ``FixWCS`` (``-fixwcs``), and write
     ``<tag>/summary.json``: per OTA the SExtractor comparison at S/N > 50 (:func:`sextractor_stats`) and the
     point sources' median FWHM. The detrended OTAs are deleted unless ``--keep`` names the tag. With
-    ``--masters`` the night's biases and darks are simulated too and subtracted as night masters.
+    ``--masters`` the science is detrended with a master bias and dark as a real reduction is: the demo
+    night's 3 biases and 2 darks (seed 42) are simulated once into ``<root>/masters`` and combined there by
+    the pipeline (``MasterCalibration``, as ``-masters=bias,dark`` builds them), and every exposure is
+    detrended with those two files (``-bias``/``-dark``). The detector's defects, glow and dark current
+    depend only on the detector, not on the seed, so another night's master describes them as it would at
+    the telescope; its noise and its cosmic-ray rejection residuals are those of a real 2-frame master.
 ``astrometry``
     Re-solve every simulated exposure from its cached catalogues and reference catalogue as ``FixWCS``
     does (pairs weighted by the reference catalogue's stated errors), and print per OTA the p90 error over
@@ -20,7 +25,7 @@ Not a test (it takes about ten minutes per exposure on two cores): the measureme
 Usage::
 
     .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/sweep 42:0 42:1 1:1 2:1
-    .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/dark 42:1 --masters
+    .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/dark 42:0 42:1 1:1 --masters
     .venv/bin/python -m tests.catalogue_sweep astrometry --root /tmp/sweep
 """
 
@@ -50,6 +55,8 @@ from podisteps.photometry import photcalib  # noqa: E402
 from podisteps.simulate import load_night, simulate_night  # noqa: E402
 from workflows.astrometry import FixWCS, _selected_sources, _wcs_header  # noqa: E402
 from workflows.base import options_param  # noqa: E402
+from workflows.detrend import detrend_options  # noqa: E402
+from workflows.masters import MasterCalibration  # noqa: E402
 from workflows.options import ReductionOptions  # noqa: E402
 from workflows.paths import night_of  # noqa: E402
 
@@ -102,18 +109,38 @@ def sextractor_stats(data, mask, header, *, ota: int, folder: Path) -> dict:
             "seeing": float(np.median(ours["FWHM_WORLD"][point_sources(ours)]))}
 
 
-def simulate(root: Path, seed: int, index: int, *, keep: bool, masters: bool = False) -> None:
+def build_masters(root: Path) -> dict:
+    """The demo night's master bias and dark, simulated and built once under ``<root>/masters``.
+
+    Returns
+    -------
+    dict
+        ``{"bias": path, "dark": path}`` of the master MEFs (``bias_bin1``, ``dark_yes_bin1``).
+    """
+    tag = root / "masters"
+    spec = tomllib.loads((configs_dir() / "nights" / "demo.toml").read_text())
+    frames = [e for e in load_night(spec).exposures if e.obstype in ("BIAS", "DARK")]
+    if not (tag / "sim" / "raw").is_dir():
+        simulate_night(spec, tag / "sim", only=[e.dirname for e in frames])
+    _configure(tag)
+    options = detrend_options(ReductionOptions().replace(masters=("bias", "dark")))
+    tasks = {kind: MasterCalibration(night=night_of(frames[0].dirname), kind=kind, binning=1, options=options)
+             for kind in ("bias", "dark")}
+    assert luigi.build(list(tasks.values()), local_scheduler=True, workers=1, log_level="WARNING")
+    return {kind: Path(task.output().path) for kind, task in tasks.items()}
+
+
+def simulate(root: Path, seed: int, index: int, *, keep: bool, masters: dict | None = None) -> None:
     """Simulate and reduce one exposure; write ``summary.json`` (see the module docstring).
 
-    ``masters``: also simulate the night's biases and darks and subtract the night's master bias and dark
-    (``-masters=bias,dark``), as a real reduction would; otherwise neither is subtracted.
+    ``masters``: ``{"bias": path, "dark": path}`` (:func:`build_masters`) subtracted as ``-bias``/``-dark``;
+    None subtracts neither.
     """
     tag = root / f"s{seed}e{index}"
     spec, exposure = _exposure(seed, index)
-    cals = [e.dirname for e in load_night(spec).exposures if masters and e.obstype in ("BIAS", "DARK")]
-    simulate_night(spec, tag / "sim", only=[exposure.dirname] + cals)
+    simulate_night(spec, tag / "sim", only=[exposure.dirname])
     _configure(tag)
-    options = ReductionOptions().replace(fixwcs=True, masters=("bias", "dark") if masters else ())
+    options = ReductionOptions().replace(fixwcs=True, **{k: str(v) for k, v in (masters or {}).items()})
     task = FixWCS(obsid=exposure.dirname, options=options_param(options, ["FixWCS", "OTACatalog", "DetrendOTA"]))
     assert luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
     truth = json.loads((tag / "sim" / "truth" / night_of(exposure.dirname) / exposure.dirname
@@ -219,14 +246,15 @@ def main(argv=None) -> None:
     parser.add_argument("exposures", nargs="*", help="SEED:INDEX of the demo night's odi_r exposures")
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--keep", nargs="*", default=[], help="tags (s42e0) whose detrended OTAs are kept")
-    parser.add_argument("--masters", action="store_true", help="subtract the night's master bias and dark")
+    parser.add_argument("--masters", action="store_true", help="subtract a master bias and dark (built once)")
     args = parser.parse_intermixed_args(argv)
     if args.stage == "astrometry":
         astrometry(args.root)
         return
+    masters = build_masters(args.root) if args.masters else None
     for item in args.exposures:
         seed, index = (int(v) for v in item.split(":"))
-        simulate(args.root, seed, index, keep=f"s{seed}e{index}" in args.keep, masters=args.masters)
+        simulate(args.root, seed, index, keep=f"s{seed}e{index}" in args.keep, masters=masters)
 
 
 if __name__ == "__main__":
