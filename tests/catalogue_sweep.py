@@ -16,9 +16,10 @@ Not a test (it takes about ten minutes per exposure on two cores): the measureme
     the telescope; its noise and its cosmic-ray rejection residuals are those of a real 2-frame master.
 ``astrometry``
     Re-solve every simulated exposure from its cached catalogues and reference catalogue as ``FixWCS``
-    does (pairs weighted by the reference catalogue's stated errors), and print per OTA the p90 error over
-    a 15 x 15 grid of its pixels against the true WCS, with the canned model's (after the focal-plane fit)
-    and the equal-weight fit's beside it; the summary judges the OTAs with at least 8 matches. Also the
+    does (the posterior mean under the canned model's prior, pairs weighted by their reference and
+    centroid errors), and print per OTA the p90 error over a 15 x 15 grid of its pixels against the true
+    WCS, with the canned model's (after the focal-plane fit) and the solution without the reference
+    catalogue's stated errors beside it; the summary judges the OTAs with at least 8 matches. Also the
     exposure's seeing as the psf/seeing QA plots and the MEF's ``SEEING`` measure it, and its duplicate
     rate (:func:`exposure_seeing`).
 
@@ -231,7 +232,7 @@ def astrometry(root: Path) -> list:
             rows.append((tag.name, ota, len(sol.matches[ota][0]), canned[ota], p90[ota], equal[ota]))
     judged = [r for r in rows if r[2] >= MIN_MATCHED]
     for r in rows:
-        print(f"{r[0]} OTA{r[1]:02d} matched {r[2]:3d} canned {r[3]:.3f} equal weights {r[5]:.3f} solved {r[4]:.3f}"
+        print(f"{r[0]} OTA{r[1]:02d} matched {r[2]:3d} canned {r[3]:.4f} no ref errors {r[5]:.4f} solved {r[4]:.4f}"
               + ("  WORSE" if r[4] > 1.05 * r[3] + 0.002 else "") + ("  OVER" if r[2] >= MIN_MATCHED
                                                                       and r[4] > 0.05 else ""))
     print(f"OTAs with >= {MIN_MATCHED} matches: {len(judged)}, p90 > 0.05\": "
