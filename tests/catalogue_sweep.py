@@ -86,7 +86,9 @@ def sextractor_stats(data, mask, header, *, ota: int, folder: Path) -> dict:
     """podiflow's catalogue of one OTA against SExtractor's clean S/N > 50 sources (as the golden test).
 
     Returns counts (``n``, ``found``), the unmatched SExtractor rows (``missed``: x, y, S/N, flux radius,
-    masked pixels within 10 px) and the point sources' median ``FWHM_WORLD`` (``seeing``, arcsec).
+    masked pixels within 10 px), the position differences of the found ones (``dpos``, px) and the 3"
+    magnitude differences of those with complete apertures (``dmag``, podiflow - SExtractor), and the point
+    sources' median ``FWHM_WORLD`` (``seeing``, arcsec).
     """
     gain = float(header["GAIN"])
     ours = source_catalog(data, header, ota=ota, mask=mask, gain=gain)
@@ -96,17 +98,21 @@ def sextractor_stats(data, mask, header, *, ota: int, folder: Path) -> dict:
     ix = np.rint(theirs["XWIN_IMAGE"] - 1.0).astype(int).clip(0, nx - 1)
     iy = np.rint(theirs["YWIN_IMAGE"] - 1.0).astype(int).clip(0, ny - 1)
     ref = theirs[(snr > 50) & (theirs["FLAGS"] == 0) & (mask[iy, ix] == 0)]
-    dist = cKDTree(np.column_stack([ours["X"], ours["Y"]])).query(
-        np.column_stack([ref["XWIN_IMAGE"], ref["YWIN_IMAGE"]]))[0] if len(ours) else np.full(len(ref), np.inf)
+    dist, row = cKDTree(np.column_stack([ours["X"], ours["Y"]])).query(
+        np.column_stack([ref["XWIN_IMAGE"], ref["YWIN_IMAGE"]]))
+    found = dist < 1.0
+    complete = found & (np.asarray(ours["MASKFRAC_D30"])[row] == 0)
+    dmag = np.asarray(ours["MAG_D30"], float)[row] - np.asarray(ref["MAG_APER"], float)
     missed = []
-    for row in ref[dist >= 1.0]:
-        x, y = int(round(row["XWIN_IMAGE"] - 1)), int(round(row["YWIN_IMAGE"] - 1))
+    for src in ref[~found]:
+        x, y = int(round(src["XWIN_IMAGE"] - 1)), int(round(src["YWIN_IMAGE"] - 1))
         near = mask[max(y - 10, 0):y + 11, max(x - 10, 0):x + 11]
-        missed.append({"x": float(row["XWIN_IMAGE"]), "y": float(row["YWIN_IMAGE"]),
-                       "snr": float(1.0857 / row["MAGERR_APER"]), "flux_radius": float(row["FLUX_RADIUS"]),
+        missed.append({"x": float(src["XWIN_IMAGE"]), "y": float(src["YWIN_IMAGE"]),
+                       "snr": float(1.0857 / src["MAGERR_APER"]), "flux_radius": float(src["FLUX_RADIUS"]),
                        "masked_near": int((near != 0).sum())})
     shutil.rmtree(folder)
-    return {"n": len(ref), "found": int((dist < 1.0).sum()), "missed": missed,
+    return {"n": len(ref), "found": int(found.sum()), "missed": missed, "dpos": dist[found].tolist(),
+            "dmag": dmag[complete].tolist(),
             "seeing": float(np.median(ours["FWHM_WORLD"][point_sources(ours)]))}
 
 
@@ -159,7 +165,10 @@ def simulate(root: Path, seed: int, index: int, *, keep: bool, masters: dict | N
     (tag / "summary.json").write_text(json.dumps(summary, indent=1))
     n = sum(s["n"] for s in summary["otas"].values())
     found = sum(s["found"] for s in summary["otas"].values())
-    print(f"{tag.name}: SExtractor S/N>50 {found}/{n} = {found / max(n, 1):.4f}; seeing "
+    dpos = np.concatenate([s["dpos"] for s in summary["otas"].values()])
+    dmag = np.concatenate([s["dmag"] for s in summary["otas"].values()])
+    print(f"{tag.name}: SExtractor S/N>50 {found}/{n} = {found / max(n, 1):.4f}; position median "
+          f"{np.median(dpos):.5f} px, 3\" mag median |d| {np.median(np.abs(dmag)):.5f} ({dmag.size}); seeing "
           f"{np.median([s['seeing'] for s in summary['otas'].values()]):.3f} (truth {summary['seeing_true']})",
           flush=True)
 

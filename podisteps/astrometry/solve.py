@@ -99,7 +99,7 @@ def _match_by_ota(radec, tree, radius):
 
 
 def _star_sigma(residuals) -> float:
-    """Error per axis of one pair, arcsec: 1.4826 MAD of the residuals (0.1 with fewer than 10 pairs)."""
+    """Error per axis of one pair, arcsec: 1.4826 MAD of the residuals (0.1 with fewer than 5 pairs)."""
     r = np.asarray(residuals, float).ravel()
     return float(1.4826 * np.median(np.abs(r - np.median(r)))) if r.size >= 10 else 0.1
 
