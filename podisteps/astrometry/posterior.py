@@ -33,7 +33,7 @@ PARAMETERS = ("shift_x", "shift_y", "rotation", "scale", "shear_1", "shear_2")
 #: Gauss-Newton / reweighting passes of :func:`posterior_ota`.
 ITERATIONS = 6
 
-#: Soft-L1 scale of the reweighting, in units of a pair's error: pairs within ~2 errors keep full weight.
+#: Soft-L1 scale of the reweighting, in units of a pair's error: a pair 2 errors off keeps 83 % of its weight.
 SOFT_L1_SCALE = 3.0
 
 
