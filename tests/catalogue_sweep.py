@@ -8,19 +8,25 @@ Not a test (it takes about ten minutes per exposure on two cores): the measureme
     exposure at full size, reduce it with Luigi to ``FixWCS`` (``-fixwcs``), and write
     ``<tag>/summary.json``: per OTA the SExtractor comparison at S/N > 50 (:func:`sextractor_stats`) and the
     point sources' median FWHM. The detrended OTAs are deleted unless ``--keep`` names the tag. With
-    ``--masters`` the night's biases and darks are simulated too and subtracted as night masters.
+    ``--masters`` the science is detrended with a master bias and dark as a real reduction is: the demo
+    night's 3 biases and 2 darks (seed 42) are simulated once into ``<root>/masters`` and combined there by
+    the pipeline (``MasterCalibration``, as ``-masters=bias,dark`` builds them), and every exposure is
+    detrended with those two files (``-bias``/``-dark``). The detector's defects, glow and dark current
+    depend only on the detector, not on the seed, so another night's master describes them as it would at
+    the telescope; its noise and its cosmic-ray rejection residuals are those of a real 2-frame master.
 ``astrometry``
     Re-solve every simulated exposure from its cached catalogues and reference catalogue as ``FixWCS``
-    does (pairs weighted by the reference catalogue's stated errors), and print per OTA the p90 error over
-    a 15 x 15 grid of its pixels against the true WCS, with the canned model's (after the focal-plane fit)
-    and the equal-weight fit's beside it; the summary judges the OTAs with at least 8 matches. Also the
+    does (the posterior mean under the canned model's prior, pairs weighted by their reference and
+    centroid errors), and print per OTA the p90 error over a 15 x 15 grid of its pixels against the true
+    WCS, with the canned model's (after the focal-plane fit) and the solution without the reference
+    catalogue's stated errors beside it; the summary judges the OTAs with at least 8 matches. Also the
     exposure's seeing as the psf/seeing QA plots and the MEF's ``SEEING`` measure it, and its duplicate
     rate (:func:`exposure_seeing`).
 
 Usage::
 
     .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/sweep 42:0 42:1 1:1 2:1
-    .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/dark 42:1 --masters
+    .venv/bin/python -m tests.catalogue_sweep simulate --root /tmp/dark 42:0 42:1 1:1 --masters
     .venv/bin/python -m tests.catalogue_sweep astrometry --root /tmp/sweep
 """
 
@@ -51,6 +57,8 @@ from podisteps.simulate import load_night, simulate_night  # noqa: E402
 from tests.sextractor_golden import run_sextractor  # noqa: E402
 from workflows.astrometry import FixWCS, _selected_sources, _wcs_header  # noqa: E402
 from workflows.base import options_param  # noqa: E402
+from workflows.detrend import detrend_options  # noqa: E402
+from workflows.masters import MasterCalibration  # noqa: E402
 from workflows.options import ReductionOptions  # noqa: E402
 from workflows.paths import night_of  # noqa: E402
 
@@ -77,7 +85,9 @@ def sextractor_stats(data, mask, header, *, ota: int, folder: Path) -> dict:
     """podiflow's catalogue of one OTA against SExtractor's clean S/N > 50 sources (as the golden test).
 
     Returns counts (``n``, ``found``), the unmatched SExtractor rows (``missed``: x, y, S/N, flux radius,
-    masked pixels within 10 px) and the point sources' median ``FWHM_WORLD`` (``seeing``, arcsec).
+    masked pixels within 10 px), the position differences of the found ones (``dpos``, px) and the 3"
+    magnitude differences of those with complete apertures (``dmag``, podiflow - SExtractor), and the point
+    sources' median ``FWHM_WORLD`` (``seeing``, arcsec).
     """
     gain = float(header["GAIN"])
     ours = source_catalog(data, header, ota=ota, mask=mask, gain=gain)
@@ -87,32 +97,56 @@ def sextractor_stats(data, mask, header, *, ota: int, folder: Path) -> dict:
     ix = np.rint(theirs["XWIN_IMAGE"] - 1.0).astype(int).clip(0, nx - 1)
     iy = np.rint(theirs["YWIN_IMAGE"] - 1.0).astype(int).clip(0, ny - 1)
     ref = theirs[(snr > 50) & (theirs["FLAGS"] == 0) & (mask[iy, ix] == 0)]
-    dist = cKDTree(np.column_stack([ours["X"], ours["Y"]])).query(
-        np.column_stack([ref["XWIN_IMAGE"], ref["YWIN_IMAGE"]]))[0] if len(ours) else np.full(len(ref), np.inf)
+    dist, row = cKDTree(np.column_stack([ours["X"], ours["Y"]])).query(
+        np.column_stack([ref["XWIN_IMAGE"], ref["YWIN_IMAGE"]]))
+    found = dist < 1.0
+    complete = found & (np.asarray(ours["MASKFRAC_D30"])[row] == 0)
+    dmag = np.asarray(ours["MAG_D30"], float)[row] - np.asarray(ref["MAG_APER"], float)
     missed = []
-    for row in ref[dist >= 1.0]:
-        x, y = int(round(row["XWIN_IMAGE"] - 1)), int(round(row["YWIN_IMAGE"] - 1))
+    for src in ref[~found]:
+        x, y = int(round(src["XWIN_IMAGE"] - 1)), int(round(src["YWIN_IMAGE"] - 1))
         near = mask[max(y - 10, 0):y + 11, max(x - 10, 0):x + 11]
-        missed.append({"x": float(row["XWIN_IMAGE"]), "y": float(row["YWIN_IMAGE"]),
-                       "snr": float(1.0857 / row["MAGERR_APER"]), "flux_radius": float(row["FLUX_RADIUS"]),
+        missed.append({"x": float(src["XWIN_IMAGE"]), "y": float(src["YWIN_IMAGE"]),
+                       "snr": float(1.0857 / src["MAGERR_APER"]), "flux_radius": float(src["FLUX_RADIUS"]),
                        "masked_near": int((near != 0).sum())})
     shutil.rmtree(folder)
-    return {"n": len(ref), "found": int((dist < 1.0).sum()), "missed": missed,
+    return {"n": len(ref), "found": int(found.sum()), "missed": missed, "dpos": dist[found].tolist(),
+            "dmag": dmag[complete].tolist(),
             "seeing": float(np.median(ours["FWHM_WORLD"][point_sources(ours)]))}
 
 
-def simulate(root: Path, seed: int, index: int, *, keep: bool, masters: bool = False) -> None:
+def build_masters(root: Path) -> dict:
+    """The demo night's master bias and dark, simulated and built once under ``<root>/masters``.
+
+    Returns
+    -------
+    dict
+        ``{"bias": path, "dark": path}`` of the master MEFs (``bias_bin1``, ``dark_yes_bin1``).
+    """
+    tag = root / "masters"
+    spec = tomllib.loads((configs_dir() / "nights" / "demo.toml").read_text())
+    frames = [e for e in load_night(spec).exposures if e.obstype in ("BIAS", "DARK")]
+    if not (tag / "sim" / "raw").is_dir():
+        simulate_night(spec, tag / "sim", only=[e.dirname for e in frames])
+    _configure(tag)
+    options = detrend_options(ReductionOptions().replace(masters=("bias", "dark")))
+    tasks = {kind: MasterCalibration(night=night_of(frames[0].dirname), kind=kind, binning=1, options=options)
+             for kind in ("bias", "dark")}
+    assert luigi.build(list(tasks.values()), local_scheduler=True, workers=1, log_level="WARNING")
+    return {kind: Path(task.output().path) for kind, task in tasks.items()}
+
+
+def simulate(root: Path, seed: int, index: int, *, keep: bool, masters: dict | None = None) -> None:
     """Simulate and reduce one exposure; write ``summary.json`` (see the module docstring).
 
-    ``masters``: also simulate the night's biases and darks and subtract the night's master bias and dark
-    (``-masters=bias,dark``), as a real reduction would; otherwise neither is subtracted.
+    ``masters``: ``{"bias": path, "dark": path}`` (:func:`build_masters`) subtracted as ``-bias``/``-dark``;
+    None subtracts neither.
     """
     tag = root / f"s{seed}e{index}"
     spec, exposure = _exposure(seed, index)
-    cals = [e.dirname for e in load_night(spec).exposures if masters and e.obstype in ("BIAS", "DARK")]
-    simulate_night(spec, tag / "sim", only=[exposure.dirname] + cals)
+    simulate_night(spec, tag / "sim", only=[exposure.dirname])
     _configure(tag)
-    options = ReductionOptions().replace(fixwcs=True, masters=("bias", "dark") if masters else ())
+    options = ReductionOptions().replace(fixwcs=True, **{k: str(v) for k, v in (masters or {}).items()})
     task = FixWCS(obsid=exposure.dirname, options=options_param(options, ["FixWCS", "OTACatalog", "DetrendOTA"]))
     assert luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
     truth = json.loads((tag / "sim" / "truth" / night_of(exposure.dirname) / exposure.dirname
@@ -130,7 +164,10 @@ def simulate(root: Path, seed: int, index: int, *, keep: bool, masters: bool = F
     (tag / "summary.json").write_text(json.dumps(summary, indent=1))
     n = sum(s["n"] for s in summary["otas"].values())
     found = sum(s["found"] for s in summary["otas"].values())
-    print(f"{tag.name}: SExtractor S/N>50 {found}/{n} = {found / max(n, 1):.4f}; seeing "
+    dpos = np.concatenate([s["dpos"] for s in summary["otas"].values()])
+    dmag = np.concatenate([s["dmag"] for s in summary["otas"].values()])
+    print(f"{tag.name}: SExtractor S/N>50 {found}/{n} = {found / max(n, 1):.4f}; position median "
+          f"{np.median(dpos):.5f} px, 3\" mag median |d| {np.median(np.abs(dmag)):.5f} ({dmag.size}); seeing "
           f"{np.median([s['seeing'] for s in summary['otas'].values()]):.3f} (truth {summary['seeing_true']})",
           flush=True)
 
@@ -203,7 +240,7 @@ def astrometry(root: Path) -> list:
             rows.append((tag.name, ota, len(sol.matches[ota][0]), canned[ota], p90[ota], equal[ota]))
     judged = [r for r in rows if r[2] >= MIN_MATCHED]
     for r in rows:
-        print(f"{r[0]} OTA{r[1]:02d} matched {r[2]:3d} canned {r[3]:.3f} equal weights {r[5]:.3f} solved {r[4]:.3f}"
+        print(f"{r[0]} OTA{r[1]:02d} matched {r[2]:3d} canned {r[3]:.4f} no ref errors {r[5]:.4f} solved {r[4]:.4f}"
               + ("  WORSE" if r[4] > 1.05 * r[3] + 0.002 else "") + ("  OVER" if r[2] >= MIN_MATCHED
                                                                       and r[4] > 0.05 else ""))
     print(f"OTAs with >= {MIN_MATCHED} matches: {len(judged)}, p90 > 0.05\": "
@@ -218,14 +255,15 @@ def main(argv=None) -> None:
     parser.add_argument("exposures", nargs="*", help="SEED:INDEX of the demo night's odi_r exposures")
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--keep", nargs="*", default=[], help="tags (s42e0) whose detrended OTAs are kept")
-    parser.add_argument("--masters", action="store_true", help="subtract the night's master bias and dark")
+    parser.add_argument("--masters", action="store_true", help="subtract a master bias and dark (built once)")
     args = parser.parse_intermixed_args(argv)
     if args.stage == "astrometry":
         astrometry(args.root)
         return
+    masters = build_masters(args.root) if args.masters else None
     for item in args.exposures:
         seed, index = (int(v) for v in item.split(":"))
-        simulate(args.root, seed, index, keep=f"s{seed}e{index}" in args.keep, masters=args.masters)
+        simulate(args.root, seed, index, keep=f"s{seed}e{index}" in args.keep, masters=masters)
 
 
 if __name__ == "__main__":

@@ -202,12 +202,13 @@ def _apply_nonsidereal(headers: dict, primary: fits.Header, offsets: dict) -> di
 
 
 def _selected_sources(cat: Table) -> tuple:
-    """``(x, y, mag)`` of the sources usable for the solution: clean with a complete 4" aperture
-    (:func:`podisteps.catalog.detect.clean_rows`), resolved, 4" error < 0.3 mag."""
+    """``(x, y, mag, centroid error)`` of the sources usable for the solution: clean with a complete 4"
+    aperture (:func:`podisteps.catalog.detect.clean_rows`), resolved, 4" error < 0.3 mag."""
     good = (detect.clean_rows(cat, aperture="D40") & (cat["FWHM_WORLD"] > MIN_FWHM_ARCSEC) & (cat["MAGERR_D40"] < MAX_MAGERR_4)
             & np.isfinite(cat["MAG_AUTO"]))
     return (np.asarray(cat["X"][good], float), np.asarray(cat["Y"][good], float),
-            np.asarray(cat["MAG_AUTO"][good], float))
+            np.asarray(cat["MAG_AUTO"][good], float),
+            astrometry.centroid_sigma(cat["FWHM_WORLD"][good], cat["MAGERR_AUTO"][good]))
 
 
 class FixWCS(PodiTask):

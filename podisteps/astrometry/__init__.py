@@ -14,17 +14,19 @@ The steps follow QuickReduce's ``dev_ccmatch``, with the changes listed in docs/
    the axis, up to a fixed number of pairs.
 2. :func:`fit_shift_rotation` - least squares on (angle, shift) with robust loss, then
    :func:`apply_shift_rotation` writes it into every OTA header (``CD <- R CD``, ``CRVAL`` moved).
-3. :func:`refine_ota` - per-OTA least squares of ``CRVAL`` (``otashift``) or ``CRVAL`` and ``CD``
-   (``otashear``) with ``scipy.optimize.least_squares(loss='soft_l1')``; the TPV ``PV`` terms stay fixed.
-   The fit is regularised towards the canned model by its stated error (:func:`prior_error`), so an
-   OTA with a few stars moves only as far as they outweigh the model.
+3. :func:`posterior_ota` - per OTA, the posterior mean of ``CRVAL`` (``otashift``) or ``CRVAL`` and ``CD``
+   (``otashear``): the canned model is a Gaussian prior on the OTA's shift, rotation, scale and shear
+   (:func:`canned_prior`, instrument data), the matched stars the likelihood with each pair's reference
+   and centroid errors, so an OTA with a few stars moves only as far as they outweigh the model; the TPV
+   ``PV`` terms stay fixed. :func:`refine_ota` is QuickReduce's unregularised least squares.
 4. :func:`wcs_quality` - the ``WCS_RMSA`` ... ``WCSCRMS`` keywords.
 
 :func:`solve_focal_plane` chains the steps for a whole exposure.
 
 Modules, by algorithm: :mod:`.projection` (sky, tangent plane, pixels), :mod:`.matching` (unique
 nearest-neighbour matches, WCS quality), :mod:`.pointing` (the histogram search), :mod:`.refinement`
-(focal-plane shift and rotation, per-OTA ``CRVAL``/``CD``), :mod:`.solve` (the whole exposure).
+(focal-plane shift and rotation, unregularised per-OTA ``CRVAL``/``CD``), :mod:`.posterior` (the per-OTA
+posterior mean), :mod:`.solve` (the whole exposure).
 
 Conventions
 -----------
@@ -39,6 +41,7 @@ Conventions
 
 from .matching import match_nearest, reference_tree, wcs_quality
 from .pointing import PointingSolution, find_pointing, match_significance
+from .posterior import CannedPrior, canned_prior, centroid_sigma, posterior_ota
 from .projection import (
     from_tangent_plane,
     header_wcs,
@@ -49,7 +52,7 @@ from .projection import (
     unit_vectors,
     wcs2odi,
 )
-from .refinement import apply_shift_rotation, fit_shift_rotation, prior_error, refine_ota
+from .refinement import apply_shift_rotation, fit_shift_rotation, refine_ota
 from .solve import FocalPlaneSolution, nonsidereal_offsets, solve_focal_plane
 
 __all__ = [
@@ -66,7 +69,10 @@ __all__ = [
     "find_pointing",
     "fit_shift_rotation",
     "apply_shift_rotation",
-    "prior_error",
+    "CannedPrior",
+    "canned_prior",
+    "centroid_sigma",
+    "posterior_ota",
     "refine_ota",
     "wcs_quality",
     "odi2wcs",

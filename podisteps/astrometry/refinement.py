@@ -1,8 +1,8 @@
 """Least-squares refinement: shift and rotation of the focal plane, then ``CRVAL``/``CD`` per OTA.
 
 :func:`fit_shift_rotation` fits a rotation about the optical axis and a shift of the axis,
-:func:`apply_shift_rotation` writes it into an OTA header, and :func:`refine_ota` refines one OTA,
-regularised towards the canned model by its stated error (:func:`prior_error`).
+:func:`apply_shift_rotation` writes it into an OTA header, and :func:`refine_ota` refines one OTA as
+QuickReduce does (the regularised fit is :mod:`.posterior`).
 """
 
 from __future__ import annotations
@@ -19,17 +19,6 @@ from .projection import from_tangent_plane, header_wcs, rotate, sky_offsets, tan
 
 #: Minimum matches per OTA for the refinement modes (QuickReduce: more than 4 / more than 9).
 MIN_MATCHES = {"otashift": 5, "otashear": 10}
-
-#: Minimum matches per OTA for a ``CD`` refinement regularised by the canned model's prior: with 10-20
-#: pairs of faint stars (centroid and reference errors of 50-100 mas) a free ``CD`` fits their noise, and
-#: the BIC does not always catch it (a full-size catalogue-level sweep of 10 sparse exposures: two OTAs
-#: with 8 or more matches at a p90 error above 0.05" with 10, none with 20).
-MIN_PRIOR_SHEAR_MATCHES = 20
-
-#: Position error per axis of a canned distortion model without ``ASTRRMS1/2`` cards, arcsec
-#: (:func:`prior_error`; the simulator's perturbed models are 32-48 mas rms in two dimensions).
-DEFAULT_PRIOR_ARCSEC = 0.035
-
 
 def shift_rotation_model(xi, eta, angle_deg: float, shift, center) -> tuple[np.ndarray, np.ndarray]:
     """Sky positions after rotating standard coordinates about the axis and moving the axis by ``shift``."""
@@ -138,27 +127,6 @@ def _wcs_params(wcs: WCS, params, crval0, cd0, mode: str) -> None:
     wcs.wcs.set()
 
 
-def _control_points(header: fits.Header, x, y, n: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """An ``n x n`` grid of 1-based pixels over the OTA (``NAXIS1/2``, else the sources' extent)."""
-    if "NAXIS1" in header and "NAXIS2" in header:
-        (x0, x1), (y0, y1) = (1.0, float(header["NAXIS1"])), (1.0, float(header["NAXIS2"]))
-    else:
-        (x0, x1), (y0, y1) = (float(np.min(x)), float(np.max(x))), (float(np.min(y)), float(np.max(y)))
-    gx, gy = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
-    return gx.ravel(), gy.ravel()
-
-
-def prior_error(header: fits.Header) -> float:
-    """A-priori position error per axis of an OTA's canned WCS, arcsec.
-
-    ``hypot(ASTRRMS1, ASTRRMS2) / sqrt(2)`` (degrees, SCAMP's cards in QuickReduce's canned files) when
-    the header has them, else :data:`DEFAULT_PRIOR_ARCSEC`.
-    """
-    if "ASTRRMS1" in header and "ASTRRMS2" in header:
-        return math.hypot(float(header["ASTRRMS1"]), float(header["ASTRRMS2"])) / math.sqrt(2.0) * 3600.0
-    return DEFAULT_PRIOR_ARCSEC
-
-
 def refine_ota(
     header: fits.Header,
     x,
@@ -168,7 +136,6 @@ def refine_ota(
     *,
     mode: str = "otashear",
     f_scale: float = 0.3,
-    prior_arcsec: float | None = None,
     star_sigma: float = 0.1,
     pair_sigma=None,
 ) -> tuple[fits.Header, np.ndarray, bool]:
@@ -179,18 +146,13 @@ def refine_ota(
     in the tangent plane of the old one; ``CD <- (1 + A) CD`` with a free 2x2 ``A``. ``PV`` terms, ``CRPIX``
     and ``CTYPE`` stay fixed.
 
-    Without a prior, OTAs with fewer than 5 (``otashift``) / 10 (``otashear``) pairs keep their header.
-    With ``prior_arcsec`` (the error per axis of the input header, e.g. :func:`prior_error` of the canned
-    model), every OTA with a pair is refined and the fit is regularised towards the input header: the
-    displacements of a 3x3 grid of control points over the OTA enter as residuals weighted
-    ``star_sigma / prior_arcsec / 3`` (a Gaussian prior of ``prior_arcsec`` rms on the displacement
-    over the OTA, for stars of ``star_sigma`` error per axis). A few stars then move the WCS only as far
-    as they outweigh the prior.
+    QuickReduce's unregularised fit: OTAs with fewer than 5 (``otashift``) / 10 (``otashear``) pairs keep
+    their header (the regularised fit is :func:`podisteps.astrometry.posterior_ota`).
 
     Parameters
     ----------
     header : astropy.io.fits.Header
-        The OTA header (TAN/TPV WCS); ``NAXIS1/2`` place the control points (else the sources' extent).
+        The OTA header (TAN/TPV WCS).
     x, y : array-like
         **1-based** pixel positions of the matched sources, shape ``(n,)``.
     ref_ra, ref_dec : array-like
@@ -199,10 +161,8 @@ def refine_ota(
         Parameters fitted.
     f_scale : float, optional
         Soft-L1 inlier scale, arcsec.
-    prior_arcsec : float, optional
-        Error per axis of the input WCS, arcsec; None: no prior.
     star_sigma : float, optional
-        Error per axis of one source-reference pair, arcsec (only used with a prior).
+        Error per axis of one source-reference pair, arcsec (the scale of ``pair_sigma``).
     pair_sigma : array-like, optional
         Error per axis of each pair, arcsec, shape ``(n,)`` (e.g. the reference catalogue's stated error
         and the centroid error added in quadrature): pair ``i`` is weighted ``star_sigma / pair_sigma[i]``
@@ -222,23 +182,17 @@ def refine_ota(
     x, y = np.asarray(x, float), np.asarray(y, float)
     ref_ra, ref_dec = np.asarray(ref_ra, float), np.asarray(ref_dec, float)
     out = header.copy()
-    refined = x.size >= (1 if prior_arcsec else MIN_MATCHES[mode])
+    refined = x.size >= MIN_MATCHES[mode]
     if refined:
         wcs = header_wcs(header)
         crval0 = tuple(float(v) for v in wcs.wcs.crval)
         cd0 = wcs.wcs.cd.copy() if wcs.wcs.has_cd() else wcs.pixel_scale_matrix
         weight = np.ones(x.size) if pair_sigma is None else star_sigma / np.asarray(pair_sigma, float)
-        target_ra, target_dec, px, py = ref_ra, ref_dec, x, y
-        if prior_arcsec:
-            cx, cy = _control_points(header, x, y)
-            cra, cdec = wcs.all_pix2world(cx, cy, 1)
-            weight = np.r_[weight, np.full(cx.size, star_sigma / prior_arcsec / math.sqrt(cx.size))]
-            target_ra, target_dec, px, py = np.r_[ref_ra, cra], np.r_[ref_dec, cdec], np.r_[x, cx], np.r_[y, cy]
 
         def residuals(p):
             _wcs_params(wcs, p, crval0, cd0, mode)
-            ra, dec = wcs.all_pix2world(px, py, 1)
-            return np.concatenate([d * weight for d in sky_offsets(ra, dec, target_ra, target_dec)])
+            ra, dec = wcs.all_pix2world(x, y, 1)
+            return np.concatenate([d * weight for d in sky_offsets(ra, dec, ref_ra, ref_dec)])
 
         npar = 2 if mode == "otashift" else 6
         res = least_squares(residuals, np.zeros(npar), loss="soft_l1", f_scale=f_scale, method="trf",

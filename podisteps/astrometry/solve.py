@@ -9,16 +9,9 @@ import numpy as np
 
 from .matching import match_nearest, reference_tree, thin_pairs, wcs_quality
 from .pointing import PointingSolution, find_pointing
+from .posterior import canned_prior, posterior_ota
 from .projection import odi2wcs, tangent_plane
-from .refinement import (
-    MIN_MATCHES,
-    MIN_PRIOR_SHEAR_MATCHES,
-    apply_shift_rotation,
-    fit_shift_rotation,
-    prior_error,
-    refine_ota,
-    shift_rotation_model,
-)
+from .refinement import MIN_MATCHES, apply_shift_rotation, fit_shift_rotation, refine_ota, shift_rotation_model
 
 
 def nonsidereal_offsets(dra: float, ddec: float, ref_mjd: float, mjd: float, dec: float) -> dict:
@@ -52,7 +45,7 @@ def nonsidereal_offsets(dra: float, ddec: float, ref_mjd: float, mjd: float, dec
             "NSIDDMJD": dt_mjd, "NSID_DHR": dt_h}
 
 
-#: Smallest error per axis of a source-reference pair beyond the reference's stated error, arcsec (centroid).
+#: Smallest centroid error per axis of a source, arcsec (the canned distortion's higher-order residuals).
 MIN_SOURCE_SIGMA_ARCSEC = 0.01
 
 #: Modes of :func:`solve_focal_plane`, in the order of the steps they include (QuickReduce ``fixwcs_mode``).
@@ -111,31 +104,31 @@ def _star_sigma(residuals) -> float:
     return float(1.4826 * np.median(np.abs(r - np.median(r)))) if r.size >= 10 else 0.1
 
 
-def _pair_sigma(ref_sigma, i2, star_sigma: float):
-    """Error per axis of each pair, arcsec: the reference star's stated error (``ref_sigma[i2]``, NaN where
-    unknown: their median) and, in quadrature, the scatter the stated errors do not explain (``star_sigma``
-    less their median, at least :data:`MIN_SOURCE_SIGMA_ARCSEC`); None without stated errors."""
+def _pair_sigma(ref_sigma, src_sigma, i1, i2, star_sigma: float) -> np.ndarray:
+    """Error per axis of each pair, arcsec, shape like ``i1``: the reference star's stated error
+    (``ref_sigma[i2]``; NaN where unknown: their median; the focal-plane scatter ``star_sigma`` without
+    stated errors) and the source's centroid error (``src_sigma[i1]``, None: none known) in quadrature, the
+    latter at least :data:`MIN_SOURCE_SIGMA_ARCSEC`."""
     if ref_sigma is None or not np.isfinite(ref_sigma).any():
-        return None
-    median = float(np.nanmedian(ref_sigma))
-    rest2 = max(star_sigma**2 - median**2, MIN_SOURCE_SIGMA_ARCSEC**2)
-    return np.sqrt(np.square(np.where(np.isfinite(ref_sigma[i2]), ref_sigma[i2], median)) + rest2)
+        ref = np.full(i1.size, star_sigma)
+    else:
+        ref = np.where(np.isfinite(ref_sigma[i2]), ref_sigma[i2], float(np.nanmedian(ref_sigma)))
+    src = MIN_SOURCE_SIGMA_ARCSEC if src_sigma is None else np.fmax(src_sigma[i1], MIN_SOURCE_SIGMA_ARCSEC)
+    return np.hypot(ref, src)
 
 
-def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, prior: bool, pair_sigma=None):
-    """:func:`refine_ota` of one OTA; ``otashear`` only where its 4 extra parameters pay off.
+def _refine_unregularised(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, pair_sigma):
+    """QuickReduce's :func:`refine_ota` of one OTA; ``otashear`` only where its 4 extra parameters pay off.
 
-    ``CRVAL`` alone is fitted first; ``CD`` too (with at least ``MIN_MATCHES['otashear']`` pairs, or
-    :data:`MIN_PRIOR_SHEAR_MATCHES` with the prior) is kept
+    ``CRVAL`` alone is fitted first; ``CD`` too (with at least ``MIN_MATCHES['otashear']`` pairs) is kept
     only if it lowers the Bayesian information criterion ``m ln(RSS) + k ln(m)`` of the ``m = 2n`` residuals:
     with a few dozen noisy pairs a free ``CD`` mostly fits the noise at the OTA's edges.
     """
     def fit(fit_mode):
-        return refine_ota(header, x, y, ref_ra, ref_dec, mode=fit_mode, star_sigma=star_sigma,
-                          prior_arcsec=prior_error(header) if prior else None, pair_sigma=pair_sigma)
+        return refine_ota(header, x, y, ref_ra, ref_dec, mode=fit_mode, star_sigma=star_sigma, pair_sigma=pair_sigma)
 
     shift = fit("otashift")
-    if mode != "otashear" or x.size < (MIN_PRIOR_SHEAR_MATCHES if prior else MIN_MATCHES["otashear"]):
+    if mode != "otashear" or x.size < MIN_MATCHES["otashear"]:
         return shift
     shear = fit("otashear")
     m = 2 * x.size
@@ -144,14 +137,21 @@ def _refine_one(header, x, y, ref_ra, ref_dec, *, mode: str, star_sigma: float, 
 
 
 def _refine_otas(headers, sources, refs, tree, *, mode: str, star_sigma: float, prior: bool, ref_sigma=None):
-    """:func:`_refine_one` on every OTA with its unique matches within 3", each pair weighted by its error
-    (:func:`_pair_sigma`); returns headers and flags."""
+    """Every OTA with its unique matches within 3", each pair weighted by its error (:func:`_pair_sigma`):
+    the posterior mean under the canned model's prior (:func:`posterior_ota`), or without ``prior``
+    QuickReduce's fit (:func:`_refine_unregularised`). Returns headers and flags."""
     out, refined = dict(headers), {}
     for ota, pairs in _match_by_ota(_radec(headers, sources), tree, 3.0).items():
         i1, i2 = thin_pairs(*pairs)
-        out[ota], _, refined[ota] = _refine_one(headers[ota], sources[ota][0][i1], sources[ota][1][i1],
-                                                refs[0][i2], refs[1][i2], mode=mode, star_sigma=star_sigma,
-                                                prior=prior, pair_sigma=_pair_sigma(ref_sigma, i2, star_sigma))
+        src = sources[ota]
+        sigma = _pair_sigma(ref_sigma, src[3] if len(src) > 3 else None, i1, i2, star_sigma)
+        args = (headers[ota], src[0][i1], src[1][i1], refs[0][i2], refs[1][i2])
+        if prior:
+            out[ota], _, refined[ota] = posterior_ota(*args, pair_sigma=sigma, prior=canned_prior(headers[ota]),
+                                                      mode=mode)
+        else:
+            out[ota], _, refined[ota] = _refine_unregularised(*args, mode=mode, star_sigma=star_sigma,
+                                                              pair_sigma=sigma)
     return out, refined
 
 
@@ -176,28 +176,28 @@ def solve_focal_plane(
     headers_by_ota : dict
         OTA -> header with the current (canned) WCS; all share the optical axis as ``CRVAL``.
     sources_by_ota : dict
-        OTA -> ``(x, y, mag)`` of the selected sources, **1-based** pixels (``CAT.ODI`` ``X``, ``Y``,
-        ``MAG_AUTO``), shape ``(n,)`` each.
+        OTA -> ``(x, y, mag)`` or ``(x, y, mag, sigma)`` of the selected sources, **1-based** pixels
+        (``CAT.ODI`` ``X``, ``Y``, ``MAG_AUTO``) and centroid errors per axis in arcsec
+        (:func:`podisteps.astrometry.centroid_sigma`), shape ``(n,)`` each.
     refs : tuple of array-like
         ``(ra, dec)`` of the reference stars at the exposure epoch, degrees.
     mode : {'shift', 'rotation', 'otashift', 'otashear'}
         Last step run: the search only, + the focal-plane shift/rotation fit (unique matches within 5",
-        more than 10 needed), + per-OTA ``CRVAL`` (matches within 3"), or ``CRVAL`` and ``CD``. In
-        ``otashear`` mode an OTA gets its ``CD`` refined only with at least 20 matches (10 without the
-        prior) and where that lowers the BIC of its residuals (see ``_refine_one``); otherwise only its
-        ``CRVAL``.
+        more than 10 needed), + per-OTA ``CRVAL`` (matches within 3"), or ``CRVAL`` and ``CD``.
     center : tuple of float, optional
         Optical axis, degrees; default the first header's ``CRVAL``.
     max_radius_arcmin, rotations_deg, min_contrast, max_sources
         Passed to :func:`find_pointing`.
     prior : bool, optional
-        Regularise the per-OTA refinement towards the canned model (:func:`refine_ota` with
-        :func:`prior_error` of each header and the pair error measured after the focal-plane fit), so
-        that OTAs with few matches are refined as far as their stars outweigh the model's own error.
-        False: QuickReduce's unregularised fit (5 pairs for ``CRVAL``, 10 for ``CD``).
+        Solve each OTA as the posterior mean with its canned model as a Gaussian prior
+        (:func:`podisteps.astrometry.posterior_ota`, :func:`podisteps.astrometry.canned_prior`): every OTA
+        with a pair is solved, and moves only as far as its stars outweigh the prior. False:
+        QuickReduce's unregularised fit (5 pairs for ``CRVAL``; ``CD`` with 10, where that lowers the BIC
+        of the residuals).
     ref_sigma_arcsec : array-like, optional
         The reference stars' stated position errors per axis, arcsec, shape like ``refs[0]`` (NaN where
-        unknown): the per-OTA fits weight each pair by its error (:func:`_pair_sigma`). None: equal weights.
+        unknown): each pair's error is this and its centroid error in quadrature (:func:`_pair_sigma`).
+        None: the focal-plane fit's scatter stands in for the reference errors.
 
     Returns
     -------
