@@ -86,17 +86,17 @@ class OTACatalog(PodiTask):
     def run(self):
         path = self.input().path
         with fits.open(path) as hdul:
-            header = hdul[1].header
-            data = hdul[1].data.astype(np.float32)
-            mask = hdul[2].data
-        scale = max(1, 4096 // data.shape[0])
-        catalog = detect.source_catalog(data, header, ota=self.ota, mask=mask, back_size=max(8, 64 // scale),
-                                        gain=float(header.get("GAIN", 1.3)))
+            header, data = hdul[1].header, hdul[1].data
+            ny, nx = data.shape
+            scale = max(1, 4096 // ny)
+            # source_catalog makes its own native float32 copy of the (big-endian) pixels: no copy here
+            catalog = detect.source_catalog(data, header, ota=self.ota, mask=hdul[2].data,
+                                            back_size=max(8, 64 // scale), gain=float(header.get("GAIN", 1.3)))
         wcs_cards = [(c.keyword, c.value, c.comment) for c in header.cards if WCS_CARD_RE.match(c.keyword)
                      or c.keyword in ("CRVAL1", "CRVAL2")]
         hdu = table_hdu(catalog, "CAT.ODI", wcs_cards + [("OTA", self.ota, "OTA position"),
-                                                          ("IMWIDTH", data.shape[1], "image width, px"),
-                                                          ("IMHEIGHT", data.shape[0], "image height, px")])
+                                                          ("IMWIDTH", nx, "image width, px"),
+                                                          ("IMHEIGHT", ny, "image height, px")])
         primary = fits.PrimaryHDU()
         self.add_provenance(primary.header, {"detrended": path})
         self.output().write_hdulist(fits.HDUList([primary, hdu]))

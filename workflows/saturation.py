@@ -27,7 +27,7 @@ from podisteps.errors import PodiflowError, logger
 from podisteps.io import rawio
 from podisteps.io.atomic import HDU_COUNT_CARD
 
-from .base import CheckpointTarget, FitsTarget, PodiTask, provenance_cards
+from .base import CheckpointTarget, FitsTarget, PodiTask
 from .paths import checkpoint_path, exposure_dir, night_index, night_of
 
 __all__ = ["ExposureError", "SaturationCatalog", "SaturationExport", "persistency_folder",
@@ -128,8 +128,7 @@ class SaturationCatalog(PodiTask):
         else:
             table = persistency.saturated_pixels(raw.cells)
             hdul = persistency.saturation_catalog_hdulist(raw.primary, {self.ota: table} if len(table) else {})
-        for key, value, comment in provenance_cards(self, {"raw": path}):
-            hdul[0].header[key] = (value, comment)
+        self.add_provenance(hdul[0].header, {"raw": path})
         self.output().write_hdulist(hdul)
 
     def unreadable(self, reason: str) -> fits.HDUList:
