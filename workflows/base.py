@@ -130,8 +130,8 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
     -------
     list of tuple
         ``(keyword, value, comment)``: ``PFVERS``, ``PFTASK``, ``PFID``, ``PFPARAMS`` (JSON), and per
-        input ``PFINnnn`` (role:path) with ``PFSUMnnn`` (XXH3-128, :func:`file_checksum`). No time stamp: a product rebuilt from the
-        same inputs is byte-identical (the file's mtime says when it was written).
+        input ``PFINnnn`` (role:path) with ``PFSUMnnn`` (XXH3-128, :func:`file_checksum`). No time stamp:
+        a product rebuilt from the same inputs is byte-identical (the file's mtime says when it was written).
     """
     cards = [
         ("PFVERS", __version__, "podiflow version"),

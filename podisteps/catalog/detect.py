@@ -148,8 +148,8 @@ def half_light_radius(sub: np.ndarray, x, y, a, *, mask=None) -> np.ndarray:
 def half_light_table(beta: float = PSF_BETA) -> tuple[np.ndarray, np.ndarray]:
     """The half-light radius :func:`half_light_radius` measures on pixel-integrated Moffat stars.
 
-    Noise-free stars (:class:`podisteps.catalog.moffat.Moffat`, as the simulator renders them, out to 8 alpha) at 8 random
-    sub-pixel phases per FWHM; ``a`` is the star's rms radius ``FWHM_eff / 2.3548`` with
+    Noise-free stars (:class:`podisteps.catalog.moffat.Moffat`, as the simulator renders them, out to
+    8 alpha) at 8 random sub-pixel phases per FWHM; ``a`` is the star's rms radius ``FWHM_eff / 2.3548`` with
     ``FWHM_eff^2 = FWHM^2 + 1`` px^2. Beyond 10 px the ratio FWHM / r_half is constant to 0.3 %.
 
     Returns

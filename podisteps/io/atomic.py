@@ -32,6 +32,7 @@ HDU_COUNT_CARD = "PFNHDU"
 class TornFileError(PodiflowError, OSError):
     """A checkpoint shorter than its own headers say: cut short by a machine crash before it reached the disk."""
 
+
 _SUFFIXES = (".fits.fz", ".fits.gz", ".fits", ".ecsv", ".json", ".html", ".png", ".pdf", ".txt")
 
 
