@@ -1,5 +1,9 @@
 """Luigi tasks of podiflow: ``luigi --module workflows <Task> ...``."""
 
+from .hugepages import disable_numpy_hugepages
+
+disable_numpy_hugepages()  # before the task modules import numpy (see workflows/hugepages.py)
+
 from .astrometry import FixWCS, OTACatalog, ReferenceCatalog
 from .console import quiet_luigi_command
 from .collect import CollectCells
