@@ -36,7 +36,7 @@ from astropy.io import fits
 
 from podisteps import instrument, sanity
 from podisteps.detrend import calibrate
-from podisteps.io.atomic import write_text_atomic
+from podisteps.io.atomic import atomic_path, write_text_atomic
 from podisteps.io.outputname import safe_component
 from podisteps.masters import combine, flatfield, flatghost, mastermef
 
@@ -294,10 +294,9 @@ class MasterCalibration(_MasterBase):
                 f"night {self.night}: no {'/'.join(KINDS[self.kind])} frames at bin{self.binning}"
                 + (f" in {self.filter}" if self.filter else "")
             )
-        frames, headers, filelist, gains = {}, {}, None, {}
-        for ota, target in parts.items():
+        headers, filelist, gains = {}, None, {}
+        for ota, target in parts.items():  # headers only: the frames are read one at a time while writing
             with fits.open(target.path) as hdul:
-                frames[ota] = hdul[1].data.astype(np.float32)
                 headers[ota] = hdul[1].header.copy()
                 filelist = filelist or mastermef.master_filelist(hdul)
                 primary = hdul[0].header
@@ -308,9 +307,39 @@ class MasterCalibration(_MasterBase):
             primary["GAIN"] = (flatfield.flat_gain(gains, norm), "NGAIN-weighted flat gain, e-/ADU")
         keep = {k: primary[k] for k in ("OBSTYPE", "BINNING", "NIGHT", "FILTER", "EXPTIME", "EXPMEAS", "GAIN",
                                         "MJD-OBS") if k in primary}
-        hdul = mastermef.master_hdulist(frames, filelist=filelist, primary=keep, ota_headers=headers,
-                                        associations=[("master-ota", t.path) for t in parts.values()])
-        self.add_provenance(hdul[0].header, {"otas": [t.path for t in parts.values()]})
+        hdus = mastermef.master_hdus(_ota_frames(parts, headers), filelist=filelist, primary=keep,
+                                     associations=[("master-ota", t.path) for t in parts.values()])
         target = self.output()
-        target.write_hdulist(hdul)
+        write_streamed(hdus, target.path, durable=target.durable,
+                       prepare=lambda header: self.add_provenance(header, {"otas": [t.path for t in parts.values()]}))
         link_latest(target.path, f"{self.name}.fits")
+
+
+def _ota_frames(parts: dict, headers: dict):
+    """Yield ``(ota, frame, header)`` of MasterOTA products, each frame memory-mapped only while it is used."""
+    for ota, target in parts.items():
+        with fits.open(target.path, memmap=True) as hdul:
+            yield ota, hdul[1].data, headers[ota]
+
+
+def write_streamed(hdus, path: str, *, durable: bool, prepare=None) -> None:
+    """Write HDUs (primary first) atomically as they come, so only the one being written is held in memory.
+
+    Parameters
+    ----------
+    hdus : iterator of astropy.io.fits HDUs
+        The primary HDU, then the extensions (e.g. :func:`podisteps.masters.mastermef.master_hdus`).
+    path : str
+        The final file name (:func:`podisteps.io.atomic.atomic_path`).
+    durable : bool
+        fsync before the rename (the target's ``durable``).
+    prepare : callable, optional
+        ``prepare(primary_header)`` before anything is written (e.g. the provenance cards).
+    """
+    with atomic_path(path, durable=durable) as tmp:
+        primary = next(hdus)
+        if prepare is not None:
+            prepare(primary.header)
+        fits.HDUList([primary]).writeto(tmp, output_verify="exception")
+        for hdu in hdus:
+            fits.append(tmp, hdu.data, hdu.header, verify=False)
