@@ -9,7 +9,8 @@ MasterCalibration(night, kind, binning, filter)  the assembled MEF with QuickRed
 Each input frame is detrended by ``DetrendOTA`` to the right level: biases with overscan and crosstalk;
 darks also minus the night's master bias and divided by EXPMEAS (ADU/s); flats also minus bias and dark
 and divided by the frame's level over the layout's normalisation OTAs. Frames are combined per pixel with
-QuickReduce's sigma-clipped mean (docs/masters.md, 'Combining frames'), reading row blocks of memory-mapped checkpoints.
+QuickReduce's sigma-clipped mean (docs/masters.md, 'Combining frames'), reading row blocks of the checkpoints
+(FITS sections: no frame is read or mapped whole).
 Flats below 0.1 are NaN.
 
 Ghost-free flats (``-flatghost``, docs/masters.md, 'Flat' "optional pupil-ghost removal"): the pupil ghost of each flat
@@ -173,13 +174,13 @@ class MasterOTA(_MasterBase):
                 f"{minimum} needed ([reduction] mincalframes)"
             )
         levels = [json.loads(Path(t.path).read_text()) for t in inputs.get("levels", [])]
-        hduls = [fits.open(p, memmap=True) for p in paths]
+        hduls = [fits.open(p, memmap=False) for p in paths]  # read by row blocks (sections): no frame held whole
         cards = {}
         try:
             headers = [h[1].header for h in hduls]
             scale = self._scales(headers, levels)
-            ghosts = self._ghosts(inputs, headers, hduls[0][1].data.shape, cards) if "ghost" in inputs else None
-            frames = [_Scaled(h[1].data, s, minus=g) for h, s, g in zip(hduls, scale, ghosts or [None] * len(hduls))]
+            ghosts = self._ghosts(inputs, headers, hduls[0][1].shape, cards) if "ghost" in inputs else None
+            frames = [_Scaled(h[1].section, s, minus=g) for h, s, g in zip(hduls, scale, ghosts or [None] * len(hduls))]
             self.progress(30, f"{self.name} OTA{self.ota:02d}: combining {len(frames)} frames")
             master, n_used = combine.sigma_clip_mean(frames)
             first = headers[0]
@@ -249,8 +250,8 @@ class MasterOTA(_MasterBase):
 
 
 class _Scaled:
-    """A lazily scaled 2-D frame: ``frame[rows] * factor - minus[rows]`` (so combining reads row blocks of
-    memmaps); ``minus`` (same shape, in the scaled units) is optional."""
+    """A lazily scaled 2-D frame: ``frame[rows] * factor - minus[rows]`` (so combining reads row blocks of a
+    FITS section or memmap); ``minus`` (same shape, in the scaled units) is optional."""
 
     def __init__(self, data, factor: float, *, minus: np.ndarray | None = None):
         self.data, self.factor, self.minus = data, np.float32(factor), minus
