@@ -5,8 +5,8 @@ import pytest
 from astropy.io import fits
 
 from podisteps import instrument
-from podisteps.detrend.crosstalk import (CrosstalkMatrices, add_crosstalk, correct_crosstalk, crosstalk_hdulist,
-                                         read_crosstalk)
+from podisteps.detrend.crosstalk import (CHUNK_PIXELS, CrosstalkMatrices, add_crosstalk, apply_crosstalk_matrix,
+                                         correct_crosstalk, crosstalk_hdulist, read_crosstalk)
 
 
 def _fwd(seed=3):
@@ -81,3 +81,20 @@ def test_inplace_writes_the_same_values_into_the_cells():
     for c in instrument.CELL_IDS:
         np.testing.assert_array_equal(result[c], expected[c])
         assert (result[c] is cells[c]) == (c not in ((0, 0), (1, 0)))
+
+
+def test_chunked_mixing_is_bit_identical_to_whole_cells():
+    """Cells of several chunks and a partial last one: the same float32 values as one BLAS product per cell row."""
+    rng = np.random.default_rng(11)
+    inv = np.linalg.inv(_fwd())
+    shape = (97, 211)  # 20467 pixels: two whole chunks of CHUNK_PIXELS and a partial one
+    assert shape[0] * shape[1] > 2 * CHUNK_PIXELS
+    cells = {c: rng.uniform(0, 60000, shape).astype(np.float32) for c in instrument.CELL_IDS}
+    expected = {}
+    for cy in range(8):
+        whole = inv[cy].T @ np.stack([cells[(cx, cy)].ravel().astype(np.float64) for cx in range(8)])
+        expected.update({(cx, cy): whole[cx].astype(np.float32).reshape(shape) for cx in range(8)})
+    result = apply_crosstalk_matrix(cells, inv, inplace=True)
+    for c in instrument.CELL_IDS:
+        assert result[c] is cells[c]
+        assert result[c].tobytes() == expected[c].tobytes()

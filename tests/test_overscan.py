@@ -50,3 +50,19 @@ def test_rowwise_extends_rows_outside_block():
     cell = np.tile(np.arange(geo.raw_ny, dtype=np.float32)[:, None], (1, geo.raw_nx))
     levels = overscan_row_levels(cell, geo, window=1)
     assert levels[245] == 245 and levels[246] == 245
+
+
+def test_inplace_scalar_subtraction_is_bit_identical():
+    """Crosstalk-corrected (non-integer) float32 cells: in place, the same float32 values as the float64 route."""
+    geo = instrument.geometry("test", 1)
+    rng = np.random.default_rng(5)
+    cell = (rng.normal(1000.0, 30.0, (geo.raw_ny, geo.raw_nx)) * 1.000137).astype(np.float32)
+    expected, level = subtract_overscan(cell, geo)
+    work = cell.copy()
+    corrected, same_level = subtract_overscan(work, geo, inplace=True)
+    assert corrected is work and same_level == level
+    assert corrected.tobytes() == expected.tobytes()
+    assert np.array_equal(expected, (cell.astype(np.float64) - level).astype(np.float32))
+    raw = cell.astype(np.uint16)  # not float32: a new array, the input untouched
+    out, _ = subtract_overscan(raw, geo, inplace=True)
+    assert out is not raw and out.dtype == np.float32 and np.array_equal(raw, cell.astype(np.uint16))

@@ -94,6 +94,23 @@ def test_assemble_places_cells_and_flags_gaps(tmp_path):
     assert np.isfinite(sci).sum() == 63 * geo.data_nx * geo.data_ny
 
 
+
+def test_assemble_fills_every_pixel_outside_the_trimmed_cells(tmp_path):
+    """The frame is not pre-filled: the gaps, the trimmed cell edges and a missing cell are still NaN + their bit."""
+    path, _ = write_ota(tmp_path)
+    raw = rawio.read_raw_ota(path)
+    geo = raw.geometry
+    del raw.cells[(3, 3)]
+    sci, mask = assemble_ota(raw.cells, geo, trimcell=2)
+    inside = np.zeros(sci.shape, dtype=bool)
+    for c in instrument.CELL_IDS:
+        rows, cols = geo.target_region(*c, trimcell=2)
+        inside[rows, cols] = True
+        assert (mask[rows, cols] == (MASK_BITS["BADCELL"] if c == (3, 3) else 0)).all()
+    assert (mask[~inside] == MASK_BITS["GAP"]).all() and np.isnan(sci[~inside]).all()
+    assert np.isfinite(sci).sum() == 63 * (geo.data_nx - 4) * (geo.data_ny - 4)
+
+
 # ---- bad input: every message names the file and the problem
 
 

@@ -9,7 +9,8 @@ MasterCalibration(night, kind, binning, filter)  the assembled MEF with QuickRed
 Each input frame is detrended by ``DetrendOTA`` to the right level: biases with overscan and crosstalk;
 darks also minus the night's master bias and divided by EXPMEAS (ADU/s); flats also minus bias and dark
 and divided by the frame's level over the layout's normalisation OTAs. Frames are combined per pixel with
-QuickReduce's sigma-clipped mean (docs/masters.md, 'Combining frames'), reading row blocks of memory-mapped checkpoints.
+QuickReduce's sigma-clipped mean (docs/masters.md, 'Combining frames'), reading row blocks of the checkpoints
+(FITS sections: no frame is read or mapped whole).
 Flats below 0.1 are NaN.
 
 Ghost-free flats (``-flatghost``, docs/masters.md, 'Flat' "optional pupil-ghost removal"): the pupil ghost of each flat
@@ -36,7 +37,7 @@ from astropy.io import fits
 
 from podisteps import instrument, sanity
 from podisteps.detrend import calibrate
-from podisteps.io.atomic import write_text_atomic
+from podisteps.io.atomic import atomic_path, write_text_atomic
 from podisteps.io.outputname import safe_component
 from podisteps.masters import combine, flatfield, flatghost, mastermef
 
@@ -173,13 +174,13 @@ class MasterOTA(_MasterBase):
                 f"{minimum} needed ([reduction] mincalframes)"
             )
         levels = [json.loads(Path(t.path).read_text()) for t in inputs.get("levels", [])]
-        hduls = [fits.open(p, memmap=True) for p in paths]
+        hduls = [fits.open(p, memmap=False) for p in paths]  # read by row blocks (sections): no frame held whole
         cards = {}
         try:
             headers = [h[1].header for h in hduls]
             scale = self._scales(headers, levels)
-            ghosts = self._ghosts(inputs, headers, hduls[0][1].data.shape, cards) if "ghost" in inputs else None
-            frames = [_Scaled(h[1].data, s, minus=g) for h, s, g in zip(hduls, scale, ghosts or [None] * len(hduls))]
+            ghosts = self._ghosts(inputs, headers, hduls[0][1].shape, cards) if "ghost" in inputs else None
+            frames = [_Scaled(h[1].section, s, minus=g) for h, s, g in zip(hduls, scale, ghosts or [None] * len(hduls))]
             self.progress(30, f"{self.name} OTA{self.ota:02d}: combining {len(frames)} frames")
             master, n_used = combine.sigma_clip_mean(frames)
             first = headers[0]
@@ -249,8 +250,8 @@ class MasterOTA(_MasterBase):
 
 
 class _Scaled:
-    """A lazily scaled 2-D frame: ``frame[rows] * factor - minus[rows]`` (so combining reads row blocks of
-    memmaps); ``minus`` (same shape, in the scaled units) is optional."""
+    """A lazily scaled 2-D frame: ``frame[rows] * factor - minus[rows]`` (so combining reads row blocks of a
+    FITS section or memmap); ``minus`` (same shape, in the scaled units) is optional."""
 
     def __init__(self, data, factor: float, *, minus: np.ndarray | None = None):
         self.data, self.factor, self.minus = data, np.float32(factor), minus
@@ -294,10 +295,9 @@ class MasterCalibration(_MasterBase):
                 f"night {self.night}: no {'/'.join(KINDS[self.kind])} frames at bin{self.binning}"
                 + (f" in {self.filter}" if self.filter else "")
             )
-        frames, headers, filelist, gains = {}, {}, None, {}
-        for ota, target in parts.items():
+        headers, filelist, gains = {}, None, {}
+        for ota, target in parts.items():  # headers only: the frames are read one at a time while writing
             with fits.open(target.path) as hdul:
-                frames[ota] = hdul[1].data.astype(np.float32)
                 headers[ota] = hdul[1].header.copy()
                 filelist = filelist or mastermef.master_filelist(hdul)
                 primary = hdul[0].header
@@ -308,9 +308,39 @@ class MasterCalibration(_MasterBase):
             primary["GAIN"] = (flatfield.flat_gain(gains, norm), "NGAIN-weighted flat gain, e-/ADU")
         keep = {k: primary[k] for k in ("OBSTYPE", "BINNING", "NIGHT", "FILTER", "EXPTIME", "EXPMEAS", "GAIN",
                                         "MJD-OBS") if k in primary}
-        hdul = mastermef.master_hdulist(frames, filelist=filelist, primary=keep, ota_headers=headers,
-                                        associations=[("master-ota", t.path) for t in parts.values()])
-        self.add_provenance(hdul[0].header, {"otas": [t.path for t in parts.values()]})
+        hdus = mastermef.master_hdus(_ota_frames(parts, headers), filelist=filelist, primary=keep,
+                                     associations=[("master-ota", t.path) for t in parts.values()])
         target = self.output()
-        target.write_hdulist(hdul)
+        write_streamed(hdus, target.path, durable=target.durable,
+                       prepare=lambda header: self.add_provenance(header, {"otas": [t.path for t in parts.values()]}))
         link_latest(target.path, f"{self.name}.fits")
+
+
+def _ota_frames(parts: dict, headers: dict):
+    """Yield ``(ota, frame, header)`` of MasterOTA products, each frame memory-mapped only while it is used."""
+    for ota, target in parts.items():
+        with fits.open(target.path, memmap=True) as hdul:
+            yield ota, hdul[1].data, headers[ota]
+
+
+def write_streamed(hdus, path: str, *, durable: bool, prepare=None) -> None:
+    """Write HDUs (primary first) atomically as they come, so only the one being written is held in memory.
+
+    Parameters
+    ----------
+    hdus : iterator of astropy.io.fits HDUs
+        The primary HDU, then the extensions (e.g. :func:`podisteps.masters.mastermef.master_hdus`).
+    path : str
+        The final file name (:func:`podisteps.io.atomic.atomic_path`).
+    durable : bool
+        fsync before the rename (the target's ``durable``).
+    prepare : callable, optional
+        ``prepare(primary_header)`` before anything is written (e.g. the provenance cards).
+    """
+    with atomic_path(path, durable=durable) as tmp:
+        primary = next(hdus)
+        if prepare is not None:
+            prepare(primary.header)
+        fits.HDUList([primary]).writeto(tmp, output_verify="exception")
+        for hdu in hdus:
+            fits.append(tmp, hdu.data, hdu.header, verify=False)

@@ -42,16 +42,36 @@ def assemble_ota(
         uint16, same shape; ``GAP`` outside the cells, ``BADCELL`` in unused cells.
     """
     n = geometry.ota_size
-    sci = np.full((n, n), np.nan, dtype=np.float32)
-    mask = np.full((n, n), MASK_BITS["GAP"], dtype=np.uint16)
+    sci = np.empty((n, n), dtype=np.float32)  # every pixel is written once below: no fill of the whole frame
+    mask = np.empty((n, n), dtype=np.uint16)
     src_rows, src_cols = geometry.data_section(trimcell=trimcell)
-    for cx, cy in CELL_IDS:
-        rows, cols = geometry.target_region(cx, cy, trimcell=trimcell)
-        data = cells.get((cx, cy))
-        if data is None or (used is not None and not used.get((cx, cy), False)):
+    regions = {cid: geometry.target_region(*cid, trimcell=trimcell) for cid in CELL_IDS}
+    for cid, (rows, cols) in regions.items():
+        data = cells.get(cid)
+        if data is None or (used is not None and not used.get(cid, False)):
+            sci[rows, cols] = np.nan
             mask[rows, cols] = MASK_BITS["BADCELL"]
             continue
         sci[rows, cols] = data[src_rows, src_cols]
         mask[rows, cols] = 0
+    # The cells lie on a grid (a cell's rows depend on its row only, its columns on its column), so what no
+    # cell covers is whole rows and whole columns of the frame.
+    for rows in _uncovered([r for r, _ in regions.values()], n):
+        sci[rows] = np.nan
+        mask[rows] = MASK_BITS["GAP"]
+    for cols in _uncovered([c for _, c in regions.values()], n):
+        sci[:, cols] = np.nan
+        mask[:, cols] = MASK_BITS["GAP"]
     return sci, mask
 
+
+def _uncovered(spans: list, n: int) -> list:
+    """The slices of ``range(n)`` outside every slice of ``spans`` (slices with ``start <= stop``)."""
+    out, pos = [], 0
+    for start, stop in sorted({(s.start, s.stop) for s in spans}):
+        if start > pos:
+            out.append(slice(pos, start))
+        pos = max(pos, stop)
+    if pos < n:
+        out.append(slice(pos, n))
+    return out

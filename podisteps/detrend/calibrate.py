@@ -309,13 +309,15 @@ def divide_flat(
         New arrays (``sci`` and ``mask`` themselves with ``inplace``). LOWFLAT is set only where ``sci`` was
         defined.
     """
-    low = ~(flat >= minimum)
-    lowflat = low & np.isfinite(sci)
+    low = np.greater_equal(flat, minimum)
+    np.logical_not(low, out=low)  # below the minimum or NaN
+    lowflat = np.isfinite(sci)
+    lowflat &= low
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.divide(sci, flat, out=sci if inplace else None, dtype=np.float32)
-    out[low] = np.nan
+    np.copyto(out, np.nan, where=low)  # no boolean indexing: one pass, no index arrays
     newmask = mask if inplace else mask.copy()
-    newmask[lowflat] |= MASK_BITS["LOWFLAT"]
+    np.bitwise_or(newmask, MASK_BITS["LOWFLAT"], out=newmask, where=lowflat)
     return out, newmask
 
 

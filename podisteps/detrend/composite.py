@@ -262,7 +262,8 @@ def _overscan(f: _Frame) -> None:
         return
     levels = {}
     for c in instrument.CELL_IDS:
-        f.cells[c], levels[c] = overscan.subtract_overscan(f.cells[c], f.geo, rowwise=f.settings.overscan == "rowwise")
+        f.cells[c], levels[c] = overscan.subtract_overscan(f.cells[c], f.geo, rowwise=f.settings.overscan == "rowwise",
+                                                           inplace=True)
     f.header["OVSCNMED"] = (float(np.median([np.median(v) for v in levels.values()])),
                             "median overscan level of the cells, ADU")
     f.log.applied("overscan")

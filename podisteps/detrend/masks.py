@@ -345,9 +345,9 @@ def apply_mask(
     """
     if not where.any():  # the usual case for saturation, bleed and persistency: two full scans saved
         return
-    mask[where] |= MASK_BITS[bit]
+    np.bitwise_or(mask, MASK_BITS[bit], out=mask, where=where)  # one pass each, no boolean-index gathers
     if blank:
-        sci[where] = np.nan
+        np.copyto(sci, np.nan, where=where)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 QuickReduce subtracts one scalar per cell: the median of the whole overscan block. The optional row-wise
 mode subtracts, per row, the median across the overscan columns, smoothed along the rows.
 
-Every function works on a float copy; raw integer cells are never modified (docs/quickreduce.md, 'Integer arithmetic').
+Every function works on a float copy (or, asked to, on a float32 cell in place); raw integer cells are never
+modified (docs/quickreduce.md, 'Integer arithmetic').
 """
 
 from __future__ import annotations
@@ -77,24 +78,29 @@ def subtract_overscan(
     *,
     rowwise: bool = False,
     window: int = 15,
+    inplace: bool = False,
 ) -> tuple[np.ndarray, float | np.ndarray]:
     """Subtract the overscan from a whole raw cell (data and overscan), in float.
 
     Parameters
     ----------
     cell : numpy.ndarray
-        Raw cell, shape ``(ny, nx)``, any numeric dtype; not modified.
+        Raw cell, shape ``(ny, nx)``, any numeric dtype; not modified unless ``inplace``.
     geometry : podisteps.instrument.CellGeometry
         Geometry of the cell.
     rowwise : bool, optional
         Subtract :func:`overscan_row_levels` instead of the scalar :func:`overscan_level` (QuickReduce).
     window : int, optional
         Running-median length for ``rowwise``.
+    inplace : bool, optional
+        Subtract a scalar level in the cell itself when it is a writable float32 array (no new array). The
+        level is then a float32 value (the median of float32 pixels) and the float32 difference is the
+        float64 one rounded, as in a new array.
 
     Returns
     -------
     corrected : numpy.ndarray
-        float32, shape ``(ny, nx)``, ADU.
+        float32, shape ``(ny, nx)``, ADU (``cell`` itself when subtracted in place).
     level : float or numpy.ndarray
         The scalar level, or the per-row levels (shape ``(ny,)``), for the header and log.
     """
@@ -102,6 +108,8 @@ def subtract_overscan(
         level = overscan_row_levels(cell, geometry, window=window)
     else:
         level = overscan_level(cell, geometry)
+        if inplace and cell.dtype == np.float32 and cell.flags.writeable:
+            return np.subtract(cell, np.float32(level), out=cell), level
     # computed in float64 and rounded to float32 chunk by chunk (numpy's buffered casting): no float64 image
     corrected = np.subtract(cell, level[:, None] if rowwise else level, dtype=np.float64,
                             out=np.empty(cell.shape, np.float32), casting="same_kind")

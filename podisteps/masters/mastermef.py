@@ -14,14 +14,14 @@ Readers find an OTA by the ``FPPOS`` card of its image extension, never by EXTNA
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 from astropy.io import fits
 
 from ..detrend.calibrate import find_fppos_extension
 
-__all__ = ["ota_extname", "ota_fppos", "master_hdulist", "read_master_ota", "master_filelist"]
+__all__ = ["ota_extname", "ota_fppos", "master_hdulist", "master_hdus", "read_master_ota", "master_filelist"]
 
 #: Column widths of the ASSOCIATIONS table (``podi_associations.create_association_table``).
 ASSOCIATION_WIDTHS = {"correction": 25, "filename_full": 375, "filename": 100}
@@ -90,32 +90,69 @@ def master_hdulist(
     ValueError
         Empty ``filelist`` or ``frames``, or a frame that is not 2-D.
     """
+    if not frames:
+        raise ValueError("a master needs at least one input frame and one OTA")
+    return fits.HDUList(list(master_hdus(((ota, frame, (ota_headers or {}).get(ota)) for ota, frame in frames.items()),
+                                         filelist=filelist, primary=primary, associations=associations)))
+
+
+def master_hdus(otas: Iterable, *, filelist, primary: Mapping | fits.Header | None = None,
+                associations=()) -> Iterator[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU]:
+    """The HDUs of a master MEF one at a time, primary first (:func:`master_hdulist`, written as they come).
+
+    Parameters
+    ----------
+    otas : iterable of (int, array_like, mapping or astropy.io.fits.Header or None)
+        ``(OTA number, 2-D frame, extra cards)`` per OTA in extension order, as the ``frames`` and
+        ``ota_headers`` of :func:`master_hdulist`; it may read each frame only when asked for it, so a writer
+        of these HDUs holds one OTA frame at a time. A float32 frame of either byte order is used as it is.
+    filelist, primary, associations
+        As for :func:`master_hdulist`.
+
+    Yields
+    ------
+    astropy.io.fits.PrimaryHDU, then astropy.io.fits.ImageHDU per OTA, then the FILELIST and ASSOCIATIONS tables.
+
+    Raises
+    ------
+    ValueError
+        Empty ``filelist`` or ``otas``, or a frame that is not 2-D.
+    """
     filelist = [str(f) for f in filelist]
-    if not filelist or not frames:
+    if not filelist:
         raise ValueError("a master needs at least one input frame and one OTA")
     hdu0 = fits.PrimaryHDU()
     hdu0.header.extend(_header(primary), strip=True, update=True)
     hdu0.header["NCOMBINE"] = (len(filelist), "number of frames combined")
-    hdus = [hdu0]
-    for ota, frame in frames.items():
-        data = np.asarray(frame, dtype=np.float32)
-        if data.ndim != 2:
-            raise ValueError(f"OTA {ota}: master frame must be 2-D, got shape {data.shape}")
-        hdu = fits.ImageHDU(data)
-        hdu.header.extend(_header((ota_headers or {}).get(ota)), strip=True, update=True)
-        hdu.header["EXTNAME"] = ota_extname(ota)
-        hdu.header["OTA"] = (int(ota), "OTA number (focal-plane position)")
-        hdu.header["FPPOS"] = (ota_fppos(ota), "focal plane position")
-        hdus.append(hdu)
-    hdus.append(_table({"filenumber": ("J", np.arange(1, len(filelist) + 1)),
-                        "filename": (f"{max(len(f) for f in filelist)}A", filelist)}, "FILELIST"))
+    yield hdu0
+    n_otas = 0
+    for ota, frame, cards in otas:
+        yield _ota_hdu(ota, frame, cards)
+        n_otas += 1
+    if not n_otas:
+        raise ValueError("a master needs at least one input frame and one OTA")
+    yield _table({"filenumber": ("J", np.arange(1, len(filelist) + 1)),
+                  "filename": (f"{max(len(f) for f in filelist)}A", filelist)}, "FILELIST")
     rows = [(str(c), os.fspath(p)) for c, p in associations]
     w = ASSOCIATION_WIDTHS
-    hdus.append(_table({"correction": (f"{w['correction']}A", [c for c, _ in rows]),
-                        "filename_full": (f"{w['filename_full']}A", [p for _, p in rows]),
-                        "filename": (f"{w['filename']}A", [os.path.basename(p) for _, p in rows])},
-                       "ASSOCIATIONS"))
-    return fits.HDUList(hdus)
+    yield _table({"correction": (f"{w['correction']}A", [c for c, _ in rows]),
+                  "filename_full": (f"{w['filename_full']}A", [p for _, p in rows]),
+                  "filename": (f"{w['filename']}A", [os.path.basename(p) for _, p in rows])}, "ASSOCIATIONS")
+
+
+def _ota_hdu(ota: int, frame, cards) -> fits.ImageHDU:
+    """The ``OTAxy.SCI`` extension of one OTA: float32 data (big-endian input kept, not copied), ``cards`` added."""
+    data = np.asarray(frame)
+    if data.dtype.newbyteorder("=") != np.float32:
+        data = data.astype(np.float32)
+    if data.ndim != 2:
+        raise ValueError(f"OTA {ota}: master frame must be 2-D, got shape {data.shape}")
+    hdu = fits.ImageHDU(data)
+    hdu.header.extend(_header(cards), strip=True, update=True)
+    hdu.header["EXTNAME"] = ota_extname(ota)
+    hdu.header["OTA"] = (int(ota), "OTA number (focal-plane position)")
+    hdu.header["FPPOS"] = (ota_fppos(ota), "focal plane position")
+    return hdu
 
 
 def read_master_ota(hdul: fits.HDUList, ota: int, *, source: str | None = None) -> tuple[np.ndarray, fits.Header]:
