@@ -276,18 +276,18 @@ def _mirror_filled(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg_id:
     masked. Returns the stamp and the 0-based image position of its pixel ``(0, 0)``."""
     ny, nx = sub.shape
     ix, iy = int(round(x)), int(round(y))
-    rows, cols = np.arange(iy - half, iy + half + 1), np.arange(ix - half, ix + half + 1)
-    r_in, c_in = (rows >= 0) & (rows < ny), (cols >= 0) & (cols < nx)
-    stamp = np.zeros((rows.size, cols.size), np.float32)
+    x0, y0 = ix - half, iy - half
+    stamp = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
     masked = np.ones(stamp.shape, bool)
-    block = np.ix_(rows[r_in], cols[c_in])
+    r0, r1, c0, c1 = max(y0, 0), min(y0 + 2 * half + 1, ny), max(x0, 0), min(x0 + 2 * half + 1, nx)
+    block, inner = np.s_[r0:r1, c0:c1], np.s_[r0 - y0:r1 - y0, c0 - x0:c1 - x0]
     seg = segmap[block]
-    stamp[np.ix_(r_in, c_in)] = sub[block]
-    masked[np.ix_(r_in, c_in)] = bad[block] | ((seg != 0) & (seg != seg_id))
+    stamp[inner] = sub[block]
+    masked[inner] = bad[block] | ((seg != 0) & (seg != seg_id))
     mirror, mirror_masked = stamp[::-1, ::-1], masked[::-1, ::-1]
     fill = masked & ~mirror_masked
     stamp[fill] = mirror[fill]
-    return stamp, (ix - half, iy - half)
+    return stamp, (x0, y0)
 
 
 def windowed_centroids(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg_id, x, y,
@@ -316,11 +316,15 @@ def windowed_centroids(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg
     xw, yw : numpy.ndarray
         0-based centroids, px, shape ``(n,)``.
     """
-    xw, yw, flag = sep.winpos(sub, x, y, sig, mask=bad)
     # only the flags are used, and they depend on the mask, segments and frame edge, not on the pixel values
     _, _, touched = sep.sum_circle(sub, x, y, 4.0 * sig, mask=bad, segmap=segmap,
                                    seg_id=np.asarray(seg_id, np.int32), subpix=0)
-    for i in np.flatnonzero(touched & (sep.APER_HASMASKED | sep.APER_TRUNC)):
+    touched = (touched & (sep.APER_HASMASKED | sep.APER_TRUNC)) != 0
+    xw, yw, flag = np.array(x, float), np.array(y, float), np.zeros(x.size, np.int64)
+    if not touched.all():  # sep centres each source on its own: the touched ones are centred below instead
+        clear = ~touched
+        xw[clear], yw[clear], flag[clear] = sep.winpos(sub, x[clear], y[clear], sig[clear], mask=bad)
+    for i in np.flatnonzero(touched):
         cx, cy = x[i], y[i]
         for _ in range(3):
             stamp, (x0, y0) = _mirror_filled(sub, bad, segmap, seg_id[i], cx, cy, int(math.ceil(4.0 * sig[i])) + 2)
@@ -331,6 +335,37 @@ def windowed_centroids(sub: np.ndarray, bad: np.ndarray, segmap: np.ndarray, seg
         xw[i], yw[i], flag[i] = cx, cy, 0
     moved = (flag != 0) | ~np.isfinite(xw) | ~np.isfinite(yw) | (np.hypot(xw - x, yw - y) > 2.0 * sig + 1.0)
     return np.where(moved, x, xw), np.where(moved, y, yw)
+
+
+def _bits_near(mask: np.ndarray, bits: int, x, y, half) -> np.ndarray:
+    """``(mask & bits) != 0`` within ``half`` px of the nearest pixels to ``(x, y)``, False elsewhere.
+
+    A measurement that reads only pixels within those boxes (an aperture whose pixels lie within
+    ``half - 1`` px of its centre) finds the same pixels set as in the full-frame test, whose integer
+    and boolean full-frame temporaries cost more than the rest of the saturation flags.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Integer mask, shape ``(ny, nx)``.
+    bits : int
+        The bits to test.
+    x, y : numpy.ndarray
+        0-based centres, px, shape ``(n,)``.
+    half : numpy.ndarray
+        Half-widths of the boxes, px (int), shape ``(n,)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, shape ``(ny, nx)``.
+    """
+    ny, nx = mask.shape
+    near = np.zeros(mask.shape, bool)
+    for xc, yc, h in zip(np.rint(x).astype(int), np.rint(y).astype(int), half):
+        box = np.s_[max(yc - h, 0):min(yc + h + 1, ny), max(xc - h, 0):min(xc + h + 1, nx)]
+        np.not_equal(mask[box] & bits, 0, out=near[box])
+    return near
 
 
 def _aperture_photometry(sub, bad, good, rms, x, y, *, radius: float, gain: float):
@@ -405,10 +440,11 @@ def source_catalog(
         scale, arcsec/px), ``BACKSIZE`` and ``THRESH``.
     """
     image = np.array(data, dtype=np.float32)  # native byte order, a copy we may edit
-    bad = ~np.isfinite(image)
+    bad = np.isfinite(image)  # in place from here on: no full-frame temporaries
+    np.logical_not(bad, out=bad)
     if mask is not None:
-        bad |= np.asarray(mask) != 0
-    image[bad] = 0.0
+        np.logical_or(bad, np.asarray(mask), out=bad)  # nonzero mask pixels
+    np.copyto(image, 0.0, where=bad)
     ny, nx = image.shape
     gain = float(gain if gain is not None else header.get("GAIN", DEFAULT_GAIN))
     back_size = int(max(8, min(back_size, min(ny, nx) // 4)))
@@ -421,7 +457,7 @@ def source_catalog(
     back, rms = bkg.back(), bkg.rms()
     sub = image  # background-subtracted in place
     sub -= back
-    sub[bad] = 0.0
+    np.copyto(sub, 0.0, where=bad)
     sep.set_extract_pixstack(max(sep.get_extract_pixstack(), image.size // 10))
     objs, segmap = sep.extract(sub, thresh, err=rms, mask=bad, minarea=minarea, filter_kernel=None,
                                deblend_nthresh=32, deblend_cont=0.1, clean=True, clean_param=1.0,
@@ -461,7 +497,8 @@ def source_catalog(
     flags[(objs["flag"] & sep.OBJ_MERGED) != 0] |= FLAG_BITS["BLENDED"]
     saturated = objs["peak"] + background >= saturation
     if mask is not None and np.issubdtype(np.asarray(mask).dtype, np.integer):
-        sat_mask = (np.asarray(mask) & (MASK_BITS["SATURATED"] | MASK_BITS["BLEED"])) != 0
+        sat_mask = _bits_near(np.asarray(mask), MASK_BITS["SATURATED"] | MASK_BITS["BLEED"], xw, yw,
+                              np.ceil(k * np.maximum(a, b)).astype(int) + 2)
         _, _, flag_sat = sep.sum_ellipse(sub, xw, yw, a, b, theta, k, mask=sat_mask, subpix=1)
         saturated |= (flag_sat & sep.APER_HASMASKED) != 0
     flags[saturated] |= FLAG_BITS["SATURATED"]
@@ -484,7 +521,7 @@ def source_catalog(
     table["ELONGATION"] = (a / b).astype(np.float32)
     table["ELLIPTICITY"] = (1.0 - b / a).astype(np.float32)
     nominal = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
-    good = (~bad).astype(np.float32)  # one image of unmasked pixels for every aperture
+    good = np.logical_not(bad, out=back)  # unmasked pixels (1.0) for every aperture, in the no longer used back
     for diameter, name in zip(APERTURE_DIAMETERS, _APER_NAMES):
         mag, err, maskfrac = _aperture_photometry(sub, bad, good, rms, xw, yw, radius=diameter / 2.0 / nominal,
                                                   gain=gain)
