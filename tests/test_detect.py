@@ -209,3 +209,20 @@ def test_empty_and_blank_frames():
     blank = np.full(shape, np.nan)
     cat = source_catalog(blank, _header(*shape), ota=22)
     assert len(cat) == 0 and cat.colnames == CATALOG_COLUMNS
+
+
+def test_frame_overflowing_the_pixel_stack_runs_again_with_the_same_catalogue():
+    x, y, flux, _, image = _scene(seed=4, n_side=6)
+    header, before = _header(*image.shape), sep.get_extract_pixstack()
+    try:
+        sep.set_extract_pixstack(image.size // 10)
+        reference = source_catalog(image, header, ota=11)
+        sep.set_extract_pixstack(50)  # fewer than the pixels above the threshold of the brightest stars
+        with pytest.raises(Exception, match="pixel buffer full"):
+            sep.extract(image - SKY, 6.0, err=5.0)
+        cat = source_catalog(image, header, ota=11)
+        assert sep.get_extract_pixstack() == image.size // 10
+    finally:
+        sep.set_extract_pixstack(before)
+    assert len(cat) == x.size and _match(cat, x, y)[1].max() < 0.15  # S/N 30 and up
+    assert all(np.array_equal(cat[c], reference[c]) for c in CATALOG_COLUMNS)
