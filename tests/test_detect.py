@@ -10,7 +10,8 @@ from scipy.special import erf
 
 from podisteps.astrometry import header_wcs, sky_offsets
 from podisteps.catalog.detect import (APERTURE_DIAMETERS, CATALOG_COLUMNS, FLAG_BITS, MAX_MASKED_FRACTION,
-                                      merge_converged, source_catalog, source_positions)
+                                      _bits_near, merge_converged, source_catalog, source_positions)
+from podisteps.maskbits import MASK_BITS
 
 SCALE = 0.5  # arcsec/px
 SIGMA = 1.5  # px
@@ -131,6 +132,35 @@ def test_flags_saturation_and_masked_pixels():
     assert cat["MAG_D120"][row[1]] < 0 and cat["MAG_D120"][row[0]] < 0
 
 
+def test_saturated_and_bleed_mask_bits_in_the_auto_aperture_flag_saturation():
+    shape = (200, 200)
+    x, y = np.array([50.2, 150.3]), np.array([50.4, 140.1])
+    image = (_render(shape, x, y, np.array([2e4, 2e4])) + SKY).astype(np.float32)
+    mask = np.zeros(shape, np.uint16)
+    mask[50, 54] = MASK_BITS["BLEED"]  # 4 px from star 0: inside its AUTO aperture
+    mask[140, 175] = MASK_BITS["SATURATED"]  # 25 px from star 1: outside
+    cat = source_catalog(image, _header(*shape), ota=11, mask=mask)
+    row, dist = _match(cat, x, y)
+    assert dist.max() < 0.1
+    flags = np.asarray(cat["FLAGS"])[row]
+    assert flags[0] & FLAG_BITS["SATURATED"] and not flags[1] & FLAG_BITS["SATURATED"]
+
+
+def test_mask_bits_near_the_sources_give_the_full_frame_aperture_flags():
+    """Saturation bits tested only in boxes around the sources flag the same AUTO ellipses as the full frame."""
+    rng = np.random.default_rng(5)
+    shape, n, bits = (300, 400), 500, MASK_BITS["SATURATED"] | MASK_BITS["BLEED"]
+    mask = np.where(rng.random(shape) < 0.1, rng.choice([1, 8, 16, 24], shape), 0).astype(np.uint16)
+    x, y = rng.uniform(-0.5, shape[1] - 0.5, n), rng.uniform(-0.5, shape[0] - 0.5, n)
+    a = rng.uniform(0.5, 1.5, n)  # small ellipses among dense bits: a box 1 px short of the ellipse fails
+    b, theta, k = a * rng.uniform(0.2, 1.0, n), rng.uniform(-math.pi / 2, math.pi / 2, n), rng.uniform(3.5, 5.0, n)
+    near = _bits_near(mask, bits, x, y, np.ceil(k * a).astype(int) + 2)
+    flagged = [sep.sum_ellipse(np.zeros(shape, np.float32), x, y, a, b, theta, k, mask=m, subpix=1)[2]
+               & sep.APER_HASMASKED for m in ((mask & bits) != 0, near)]
+    assert 0 < np.count_nonzero(flagged[0]) < n
+    assert np.array_equal(flagged[0], flagged[1])
+
+
 def test_partial_apertures_against_the_unmasked_truth():
     """A bad column through a star: each aperture's flux is the noise-free flux of its unmasked pixels, the
     masked fraction its missing area; beyond half the area masked, magnitude 99; masks and the frame
@@ -179,3 +209,20 @@ def test_empty_and_blank_frames():
     blank = np.full(shape, np.nan)
     cat = source_catalog(blank, _header(*shape), ota=22)
     assert len(cat) == 0 and cat.colnames == CATALOG_COLUMNS
+
+
+def test_frame_overflowing_the_pixel_stack_runs_again_with_the_same_catalogue():
+    x, y, flux, _, image = _scene(seed=4, n_side=6)
+    header, before = _header(*image.shape), sep.get_extract_pixstack()
+    try:
+        sep.set_extract_pixstack(image.size // 10)
+        reference = source_catalog(image, header, ota=11)
+        sep.set_extract_pixstack(50)  # fewer than the pixels above the threshold of the brightest stars
+        with pytest.raises(Exception, match="pixel buffer full"):
+            sep.extract(image - SKY, 6.0, err=5.0)
+        cat = source_catalog(image, header, ota=11)
+        assert sep.get_extract_pixstack() == image.size // 10
+    finally:
+        sep.set_extract_pixstack(before)
+    assert len(cat) == x.size and _match(cat, x, y)[1].max() < 0.15  # S/N 30 and up
+    assert all(np.array_equal(cat[c], reference[c]) for c in CATALOG_COLUMNS)
