@@ -1,6 +1,9 @@
 """The final MEF's step functions: almanac, output names, undefined pixels, soft binning, keys, associations."""
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,6 +36,35 @@ def test_almanac_sun_at_kitt_peak():
     assert cards["SUN__ALT"][0] < -60 and cards["SUN__D"][0] < 0.1  # pointed at the Sun's position
     assert almanac.sky_brightness_class(-10.0, -5.0, 0.0) == "naut.twilight"
     assert almanac.sky_brightness_class(-30.0, 20.0, 0.3) == "grey"
+
+
+#: Almanac cards of 2013-10-05T07:00 UT computed in a forked child, before and after the parent read the IERS
+#: table; prints ``[[table already read in the child, cards], ...]`` for the two.
+_ALMANAC_SCRIPT = """
+import json, multiprocessing
+from astropy.utils import iers
+from podisteps.instrument import almanac
+def cards(queue):
+    queue.put([iers.IERS_Auto.iers_table is not None, almanac.almanac_keywords(56570.291666, 191.0, -4.7)])
+def in_child():
+    queue = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(target=cards, args=(queue,))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+fresh = in_child()
+almanac.load_earth_rotation()
+print(json.dumps([fresh, in_child()]))
+"""
+
+
+def test_forked_almanac_inherits_the_iers_table_and_gives_the_same_cards():
+    out = subprocess.run([sys.executable, "-c", _ALMANAC_SCRIPT], check=True, capture_output=True, text=True)
+    fresh, preloaded = json.loads(out.stdout)
+    assert preloaded[0] and not fresh[0]
+    assert preloaded[1] == fresh[1]  # bit-identical: floats survive JSON exactly
+    assert fresh[1]["SUN_RISE"][0] == pytest.approx(13.40, abs=0.05)
 
 
 def test_format_filename():

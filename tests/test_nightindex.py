@@ -65,3 +65,21 @@ def test_cache_is_used_and_refreshed(tmp_path):
     third = nightindex.load_night_index(night, cache)
     assert len(third.exposures) == len(first.exposures) + 1
     assert third.by_obsid()[payload["exposures"][1]["obsid"]].object == "test field"
+
+
+def test_rescan_reads_only_the_exposures_whose_files_changed(tmp_path, monkeypatch):
+    night = _night(tmp_path)
+    cache = tmp_path / "work" / "index.json"
+    nightindex.load_night_index(night, cache)
+    new = night / "o20130302T043000.0"
+    new.mkdir()
+    write_ota(new, ota=33, obsid=new.name, mjd=56353.1875)
+    bad = night / "o20130302T042000.0" / "o20130302T042000.0.33.fits"
+    bad.write_text("garbage, longer")  # the same name, another size: read again
+    read = []
+    monkeypatch.setattr(nightindex, "read_exposure_record",
+                        lambda folder, _read=nightindex.read_exposure_record: read.append(folder.name) or _read(folder))
+    index = nightindex.load_night_index(night, cache)
+    assert sorted(read) == ["o20130302T042000.0", "o20130302T043000.0"]
+    assert index == nightindex.scan_night(night) and len(index.exposures) == 4
+    assert index.by_obsid()["o20130302T042000.0"].error.startswith(str(bad))

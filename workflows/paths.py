@@ -6,6 +6,7 @@
 <work>/<night>/<obsid>/<stage>/<obsid>.<stage>.<id>.fits           per-exposure checkpoints
 <work>/<night>/cals/...                                            masters
 <work>/<night>/night-index.json                                    the cached night index
+<work>/<night>/night-index.exposures.json                          its records per exposure, with their files
 <out>/<night>/<obsid>/<obsid>.fits                                 final MEF
 ```
 """

@@ -24,6 +24,7 @@ Formulas
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 from astropy import units as u
@@ -32,7 +33,7 @@ from astropy.coordinates import (AltAz, EarthLocation, GeocentricTrueEcliptic, S
 from astropy.time import Time
 from astropy.utils import iers
 
-__all__ = ["WIYN", "SYNODIC_MONTH_DAYS", "almanac_keywords", "sky_brightness_class"]
+__all__ = ["WIYN", "SYNODIC_MONTH_DAYS", "almanac_keywords", "load_earth_rotation", "sky_brightness_class"]
 
 #: WIYN at Kitt Peak (QuickReduce's podi_almanac values).
 WIYN = EarthLocation.from_geodetic(lon=-111.600586 * u.deg, lat=31.95758 * u.deg, height=2096.0 * u.m)
@@ -45,6 +46,25 @@ MOON_HORIZON_DEG = 0.125
 _STEP_H, _HALF_H = 1.0 / 6.0, 12.0
 #: Keyword value for no result.
 UNDEFINED = -99.0
+
+
+@contextmanager
+def _offline():
+    """The built-in ephemeris and astropy's bundled IERS tables, never downloaded."""
+    with solar_system_ephemeris.set("builtin"), iers.conf.set_temp("auto_download", False), \
+            iers.conf.set_temp("iers_degraded_accuracy", "ignore"):
+        yield
+
+
+def load_earth_rotation() -> None:
+    """Read astropy's bundled IERS table into this process (once; later calls cost nothing).
+
+    The first :func:`almanac_keywords` of a process spends most of its time (about 0.5 CPU-s) parsing that table.
+    A process that forks workers calls this first, so that every fork inherits the parsed table; the values
+    computed are the same either way (the same bundled file, read the same way).
+    """
+    with _offline():
+        iers.IERS_Auto.open()
 
 
 def _altaz(body: str, times: Time) -> SkyCoord:
@@ -101,8 +121,7 @@ def almanac_keywords(mjd_mid: float, ra_deg: float, dec_deg: float) -> dict:
     mid = Time(mjd_mid, format="mjd", scale="utc")
     n_half = int(round(_HALF_H / _STEP_H))
     grid_h = np.arange(-n_half, n_half + 1) * _STEP_H  # grid_h[n_half] == 0: mid-exposure itself
-    with solar_system_ephemeris.set("builtin"), iers.conf.set_temp("auto_download", False), \
-            iers.conf.set_temp("iers_degraded_accuracy", "ignore"):
+    with _offline():
         sun_now, moon_now = get_sun(mid), get_body("moon", mid)  # geocentric
         sun_alt, moon_alt = _altaz("sun", mid + grid_h * u.h), _altaz("moon", mid + grid_h * u.h)
         lam_sun = sun_now.transform_to(GeocentricTrueEcliptic(equinox=mid)).lon.deg

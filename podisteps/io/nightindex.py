@@ -29,6 +29,7 @@ __all__ = [
     "NightIndex",
     "observing_night",
     "night_signature",
+    "exposure_files_key",
     "scan_night",
     "load_night_index",
     "INDEX_VERSION",
@@ -283,20 +284,72 @@ class NightIndex:
         return tuple(e for e in self.exposures if e.error)
 
 
+def exposure_files_key(folder: str | os.PathLike) -> list:
+    """Return what an exposure's record is read from: ``[name, size, mtime_ns]`` of every entry of its folder.
+
+    A record made when this key was the same is still right (raw files are replaced, not edited in place
+    keeping their size and mtime).
+    """
+    with os.scandir(folder) as it:
+        return sorted([e.name, st.st_size, st.st_mtime_ns] for e in it for st in [e.stat()])
+
+
 def scan_night(night_dir: str | os.PathLike) -> NightIndex:
     """Read every exposure folder of ``night_dir`` into a :class:`NightIndex` (no caching)."""
-    night_dir = Path(night_dir)
+    return _scan(Path(night_dir), {})[0]
+
+
+def _scan(night_dir: Path, known: dict) -> tuple[NightIndex, dict]:
+    """:func:`scan_night`, reusing ``known`` (``obsid -> (files key, record)``) for an exposure whose
+    :func:`exposure_files_key` is unchanged; also return the ``obsid -> (files key, record)`` of this scan."""
     if not night_dir.is_dir():
         raise FileNotFoundError(f"{night_dir}: no such night folder")
     names = [name for name, _ in night_signature(night_dir)]
     exposure = [n for n in names if OBSID_RE.fullmatch(n) and (night_dir / n).is_dir()]
-    records = sorted((read_exposure_record(night_dir / n) for n in exposure), key=lambda r: (r.mjd, r.obsid))
+    scanned = {}
+    for name in exposure:
+        try:
+            key = exposure_files_key(night_dir / name)
+        except OSError:  # gone since the folder was listed: read_exposure_record says so
+            key = None
+        old_key, record = known.get(name, (None, None))
+        reuse = key is not None and old_key == key
+        scanned[name] = (key, record if reuse else read_exposure_record(night_dir / name))
+    records = sorted((r for _, r in scanned.values()), key=lambda r: (r.mjd, r.obsid))
     strays = tuple((n, stray_reason(night_dir / n)) for n in names if n not in exposure)
-    return NightIndex(night=night_dir.name, exposures=tuple(records), strays=strays)
+    return NightIndex(night=night_dir.name, exposures=tuple(records), strays=strays), scanned
+
+
+def _record(fields: dict) -> ExposureRecord:
+    """An :class:`ExposureRecord` from its JSON form (``dataclasses.asdict``)."""
+    return ExposureRecord(**{**fields, "otas": tuple(fields["otas"]),
+                             "bad_otas": tuple((int(o), e) for o, e in fields["bad_otas"])})
+
+
+def _read_json(path: Path) -> dict:
+    """The JSON object in ``path`` if it was written with :data:`INDEX_VERSION`, else ``{}``."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) and payload.get("version") == INDEX_VERSION else {}
+
+
+def _known_exposures(path: Path) -> dict:
+    """``obsid -> (files key, record)`` of the exposure records cached in ``path`` (``{}`` if unusable)."""
+    try:
+        return {obsid: (entry["files"], _record(entry["record"]))
+                for obsid, entry in _read_json(path).get("exposures", {}).items()}
+    except (KeyError, TypeError, ValueError):
+        return {}
 
 
 def load_night_index(night_dir: str | os.PathLike, cache_path: str | os.PathLike) -> NightIndex:
     """Return the night index, from ``cache_path`` if it is current, else rescanned and re-cached.
+
+    A rescan (the night folder changed: an exposure added while observing) reads again only the exposures
+    whose files changed (:func:`exposure_files_key`); the others' records come from
+    ``<cache_path stem>.exposures.json``, written beside the cache.
 
     Parameters
     ----------
@@ -307,17 +360,15 @@ def load_night_index(night_dir: str | os.PathLike, cache_path: str | os.PathLike
     """
     night_dir, cache_path = Path(night_dir), Path(cache_path)
     signature = night_signature(night_dir)
-    try:
-        cached = json.loads(cache_path.read_text())
-        if cached.get("version") == INDEX_VERSION and cached.get("signature") == signature:
-            records = tuple(ExposureRecord(**{**r, "otas": tuple(r["otas"]),
-                                              "bad_otas": tuple((int(o), e) for o, e in r["bad_otas"])})
-                            for r in cached["exposures"])
-            return NightIndex(night=cached["night"], exposures=records,
+    cached = _read_json(cache_path)
+    if cached.get("signature") == signature:
+        try:
+            return NightIndex(night=cached["night"], exposures=tuple(_record(r) for r in cached["exposures"]),
                               strays=tuple(tuple(x) for x in cached["strays"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    index = scan_night(night_dir)
+        except (KeyError, TypeError, ValueError):
+            pass
+    per_exposure = cache_path.with_suffix(".exposures.json")
+    index, scanned = _scan(night_dir, _known_exposures(per_exposure))
     payload = {
         "version": INDEX_VERSION,
         "night": index.night,
@@ -327,4 +378,6 @@ def load_night_index(night_dir: str | os.PathLike, cache_path: str | os.PathLike
         "strays": [list(x) for x in index.strays],
     }
     write_text_atomic(json.dumps(payload, indent=1, allow_nan=True), cache_path)
+    exposures = {obsid: {"files": key, "record": asdict(r)} for obsid, (key, r) in scanned.items()}
+    write_text_atomic(json.dumps({"version": INDEX_VERSION, "exposures": exposures}, allow_nan=True), per_exposure)
     return index
