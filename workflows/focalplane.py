@@ -448,12 +448,14 @@ class FocalPlaneSamples(_FocalTask):
     def run(self):
         opts = self.reduction_options
         path = self.input()["detrend"].path
-        with fits.open(path) as hdul:
-            data, header = hdul[1].data.astype(np.float32), hdul[1].header
-            boxes = Table(hdul["SKYBOXES"].data)
-        scale = frame_scale(data.shape)
-        used, fringe_rows = {"detrended": path}, None
         template_path = _template_path(self, "fringe")
+        with fits.open(path) as hdul:
+            header, boxes = hdul[1].header, Table(hdul["SKYBOXES"].data)
+            # the image (64 MB full size) only for a fringe template or the ghost bins: the sky boxes are a table
+            pixels = template_path is not None or bool(opts.pupilghost)
+            data = hdul[1].data.astype(np.float32) if pixels else None
+        scale = frame_scale((header["NAXIS2"], header["NAXIS1"]))
+        used, fringe_rows = {"detrended": path}, None
         vectors_path = fringe_vector_file(self.record, opts, self.ota)
         if template_path is not None:
             fringe_rows = focalfit.fringe_samples(data, self._fringe_template(template_path), vectors_path and

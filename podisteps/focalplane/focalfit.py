@@ -69,14 +69,14 @@ def fringe_samples(data: np.ndarray, template, vectors, boxes: Table, *, scale: 
     return rows, np.nan_to_num(at_boxes)
 
 
-def ota_samples(data: np.ndarray, header: fits.Header, boxes: Table, *, ota: int, scale: int, fringe_rows=None,
+def ota_samples(data: np.ndarray | None, header: fits.Header, boxes: Table, *, ota: int, scale: int, fringe_rows=None,
                 pupilghost_bins: bool = False) -> fits.HDUList:
     """The focal-plane samples of one OTA.
 
     Parameters
     ----------
-    data : numpy.ndarray
-        The detrended OTA, float32 ADU, shape ``(ny, nx)``.
+    data : numpy.ndarray or None
+        The detrended OTA, float32 ADU, shape ``(ny, nx)``; read only with ``pupilghost_bins`` (may be None without).
     header : astropy.io.fits.Header
         Its header (``CRPIX1/2`` locate the optical axis; ``ROTSTART``, ``CELLMODE``, ``PGCNTR_X/Y``).
     boxes : astropy.table.Table
