@@ -17,9 +17,9 @@ The JSON written holds ``t_import`` (seconds from interpreter start to the end o
 ``t_build`` (the whole ``luigi.build``), per task family the number of tasks that ran and the sum of their
 run times (``families``), each task run with its process (``tasks``: ``pid``, ``family``, ``task`` as Luigi
 prints it, ``start``, ``end`` in seconds since the epoch; ``bench.runner`` uses them to name the processes of
-the memory peak), the build's own process (``pid``) and the build's status. Task start and end times are collected through
-``luigi.Event.START``/``SUCCESS`` handlers appending to a file, since with ``--workers > 1`` each task runs in
-a forked process.
+the memory peak), the build's own process (``pid``) and the build's status. Task start and end times are
+collected through ``luigi.Event.START``/``SUCCESS`` handlers appending to a file, since with ``--workers > 1``
+each task runs in a forked process.
 """
 
 from __future__ import annotations

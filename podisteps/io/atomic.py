@@ -25,8 +25,8 @@ from ..errors import PodiflowError
 from .mapped import release_pages
 from .rawheaders import hdu_extent
 
-__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_fits_streamed", "write_text_atomic", "remove_stale_temporaries",
-           "HDU_COUNT_CARD", "TornFileError", "check_checkpoint"]
+__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_fits_streamed", "write_text_atomic",
+           "remove_stale_temporaries", "HDU_COUNT_CARD", "TornFileError", "check_checkpoint"]
 
 #: Primary-header card of a non-durable checkpoint: the number of HDUs it was written with.
 HDU_COUNT_CARD = "PFNHDU"
