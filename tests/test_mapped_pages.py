@@ -6,6 +6,7 @@ from astropy.io import fits
 from podisteps.io import mef
 from podisteps.io.atomic import write_fits_atomic, write_fits_streamed
 from podisteps.io.mapped import release_pages
+from podisteps.masters import flatfield
 
 
 def _resident_mb(path) -> float:
@@ -70,3 +71,17 @@ def test_streamed_file_is_the_atomic_one_with_every_frame_released(tmp_path):
             h.close()
     assert (tmp_path / "streamed.fits").read_bytes() == (tmp_path / "whole.fits").read_bytes()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_flat_level_holds_one_mapped_frame_at_a_time(tmp_path):
+    paths = _frames(tmp_path)
+    in_memory = {i: fits.getdata(p) for i, p in enumerate(paths)}
+    opened = [fits.open(p, memmap=True, mode="denywrite") for p in paths]
+    try:
+        level = flatfield.flat_level({i: h[1].data for i, h in enumerate(opened)}, [0, 1, 2])
+        assert sum(_resident_mb(p) for p in paths) == 0.0
+    finally:
+        for h in opened:
+            h.close()
+    assert level == flatfield.flat_level(in_memory, [0, 1, 2])
+    assert abs(level - 100.0) < 0.1  # the frames' mean
