@@ -15,15 +15,18 @@ flags given (exactly the task ``podi_collectcells`` builds for one exposure); ``
 The JSON written holds ``t_import`` (seconds from interpreter start to the end of the imports),
 ``t_first_start`` (seconds from the call of ``luigi.build`` to the first task's ``run``; the scheduling phase),
 ``t_build`` (the whole ``luigi.build``), per task family the number of tasks that ran and the sum of their
-run times (``families``), and the build's status. Task start and end times are collected through
-``luigi.Event.START``/``SUCCESS`` handlers appending to a file, since with ``--workers > 1`` each task runs in
-a forked process.
+run times (``families``), each task run with its process (``tasks``: ``pid``, ``family``, ``task`` as Luigi
+prints it, ``start``, ``end`` in seconds since the epoch; ``bench.runner`` uses them to name the processes of
+the memory peak), the build's own process (``pid``) and the build's status. Task start and end times are
+collected through ``luigi.Event.START``/``SUCCESS`` handlers appending to a file, since with ``--workers > 1``
+each task runs in a forked process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -86,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def _record(kind):
         def handler(task, *_):
+            text = str(task).replace("\n", " ")
             with open(events, "a") as fh:
-                fh.write(f"{kind} {time.time()} {task.get_task_family()} {task.task_id}\n")
+                fh.write(f"{kind} {time.time()} {os.getpid()} {task.get_task_family()} {task.task_id} {text}\n")
         return handler
 
     luigi.Task.event_handler(luigi.Event.START)(_record("start"))
@@ -98,20 +102,24 @@ def main(argv: list[str] | None = None) -> int:
     result = luigi.build(tasks, workers=args.workers, local_scheduler=True, detailed_summary=True,
                          log_level="WARNING")
     t_build = time.time() - t0
-    lines = [line.split() for line in events.read_text().splitlines()]
+    lines = [line.split(maxsplit=5) for line in events.read_text().splitlines()]
     events.unlink()
-    starts = {tid: (float(t), fam) for kind, t, fam, tid in lines if kind == "start"}
+    starts = {tid: (float(t), fam) for kind, t, _, fam, tid, _ in lines if kind == "start"}
+    ends = {tid: float(t) for kind, t, _, _, tid, _ in lines if kind == "end"}
     families: dict = {}
-    for kind, t, fam, tid in lines:
-        if kind == "end" and tid in starts:
-            entry = families.setdefault(fam, {"n": 0, "run_s": 0.0})
+    for tid, end in ends.items():
+        if tid in starts:
+            entry = families.setdefault(starts[tid][1], {"n": 0, "run_s": 0.0})
             entry["n"] += 1
-            entry["run_s"] += float(t) - starts[tid][0]
+            entry["run_s"] += end - starts[tid][0]
+    runs = [{"pid": int(pid), "family": fam, "task": text, "start": float(t), "end": ends.get(tid)}
+            for kind, t, pid, fam, tid, text in lines if kind == "start"]
     record = {
         "mode": args.mode, "names": args.names, "workers": args.workers, "flags": flags,
         "status": result.status.name, "t_import": t_import, "t_build": t_build,
         "t_first_start": (min(t for t, _ in starts.values()) - t0) if starts else None,
         "tasks_started": dict(Counter(f for _, f in starts.values())), "families": families,
+        "pid": os.getpid(), "tasks": runs,
     }
     Path(args.json).write_text(json.dumps(record, indent=1))
     return 0 if result.status.name in ("SUCCESS", "SUCCESS_WITH_RETRY") else 1

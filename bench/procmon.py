@@ -3,7 +3,9 @@
 Memory is sampled every ``interval`` seconds over the whole process tree: the sum of the proportional set
 size (PSS, ``/proc/<pid>/smaps_rollup``: shared pages split between the processes sharing them, so forked
 Luigi workers are not counted twice) and, for comparison, the sum of the resident set sizes (RSS). Peaks
-shorter than the interval can be missed; the default 0.1 s is well below any task's duration.
+shorter than the interval can be missed; the default 0.1 s is well below any task's duration. At the peak
+sample each process's PSS, RSS and parent are kept (``Measurement.peak_procs``), so the peak can be broken
+down by process (``bench.runner`` names the Luigi task each forked process ran).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import resource
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Measurement", "run_measured", "tree_memory"]
+__all__ = ["Measurement", "run_measured", "tree_memory", "tree_processes"]
 
 
 @dataclass
@@ -36,6 +38,11 @@ class Measurement:
         a machine shared with other jobs, where wall time is not).
     returncode : int
         The command's exit status.
+    start_time, peak_time : float
+        When the command started and when the peak PSS sample was taken, seconds since the epoch.
+    peak_procs : list of dict
+        The processes of the peak sample: ``pid``, ``ppid``, ``pss_gb``, ``rss_gb``; the command's own
+        process first, then by decreasing PSS.
     """
 
     wall_s: float
@@ -44,10 +51,14 @@ class Measurement:
     max_procs: int
     returncode: int
     cpu_s: float = 0.0
+    start_time: float = 0.0
+    peak_time: float = 0.0
+    peak_procs: list = field(default_factory=list)
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
+def _parents() -> dict[int, int]:
+    """Parent pid of every process on the machine."""
+    parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -55,16 +66,20 @@ def _children_map() -> dict[int, list[int]]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    return children
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
 
 
-def _tree(root: int) -> list[int]:
-    children, out, todo = _children_map(), [], [root]
+def _tree(root: int) -> dict[int, int]:
+    """``{pid: ppid}`` of ``root`` and all its descendants."""
+    parents = _parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = {}, [root]
     while todo:
         pid = todo.pop()
-        out.append(pid)
+        out[pid] = parents.get(pid, 0)
         todo.extend(children.get(pid, ()))
     return out
 
@@ -84,14 +99,29 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return pss, rss
 
 
+def tree_processes(root: int) -> list[dict]:
+    """``pid``, ``ppid``, ``pss_gb`` and ``rss_gb`` (GB) of ``root`` and each of its descendants."""
+    procs = []
+    for pid, ppid in _tree(root).items():
+        pss, rss = _memory_kb(pid)
+        procs.append({"pid": pid, "ppid": ppid, "pss_gb": pss * 1024 / 1e9, "rss_gb": rss * 1024 / 1e9})
+    return procs
+
+
 def tree_memory(root: int) -> tuple[float, float, int]:
     """Summed (PSS GB, RSS GB, number of processes) of ``root`` and all its descendants."""
-    pids = _tree(root)
-    pss = rss = 0
-    for pid in pids:
-        p, r = _memory_kb(pid)
-        pss, rss = pss + p, rss + r
-    return pss * 1024 / 1e9, rss * 1024 / 1e9, len(pids)
+    procs = tree_processes(root)
+    return sum(p["pss_gb"] for p in procs), sum(p["rss_gb"] for p in procs), len(procs)
+
+
+def _keep_peak(peak: dict, procs: list[dict], root: int) -> None:
+    """Fold one sample of the tree into ``peak`` (maxima; the processes of the highest PSS sample)."""
+    pss = sum(p["pss_gb"] for p in procs)
+    peak["rss"] = max(peak["rss"], sum(p["rss_gb"] for p in procs))
+    peak["n"] = max(peak["n"], len(procs))
+    if pss > peak["pss"]:
+        peak["pss"], peak["time"] = pss, time.time()
+        peak["procs"] = sorted(procs, key=lambda p: (p["pid"] != root, -p["pss_gb"]))
 
 
 def run_measured(cmd: list[str], *, env: dict | None = None, cwd: str | os.PathLike | None = None,
@@ -115,18 +145,17 @@ def run_measured(cmd: list[str], *, env: dict | None = None, cwd: str | os.PathL
     -------
     Measurement
     """
-    peak = [0.0, 0.0, 0]
+    peak = {"pss": 0.0, "rss": 0.0, "n": 0, "time": 0.0, "procs": []}
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
+        t0, start = time.perf_counter(), time.time()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         done = threading.Event()
 
         def sample():
             while not done.is_set():
-                pss, rss, n = tree_memory(proc.pid)
-                peak[0], peak[1], peak[2] = max(peak[0], pss), max(peak[1], rss), max(peak[2], n)
+                _keep_peak(peak, tree_processes(proc.pid), proc.pid)
                 done.wait(interval)
 
         thread = threading.Thread(target=sample, daemon=True)
@@ -140,4 +169,4 @@ def run_measured(cmd: list[str], *, env: dict | None = None, cwd: str | os.PathL
         if log:
             out.close()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Measurement(wall, peak[0], peak[1], peak[2], code, cpu)
+    return Measurement(wall, peak["pss"], peak["rss"], peak["n"], code, cpu, start, peak["time"], peak["procs"])

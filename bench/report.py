@@ -48,6 +48,20 @@ def _fmt(value, digits=2):
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _peak_lines(row: dict) -> list[str]:
+    """Markdown of a row's ``peak_breakdown`` (:func:`bench.runner.peak_breakdown`): who holds the peak."""
+    peak = row.get("peak_breakdown")
+    if not peak:
+        return []
+    lines = ["", f"Peak of item {row['item']} ({row['name']}): {_gib(row['peak_pss_gb']):.2f} GiB PSS, "
+                 f"{peak['at_s']:.1f} s after the start, by process:", "",
+             "| pid | task | PSS GiB | RSS GiB | task running for, s |", "|---|---|---|---|---|"]
+    for p in peak["processes"]:
+        lines.append(f"| {p['pid']} | {p['task']} | {_fmt(_gib(p['pss_gb']), 3)} | {_fmt(_gib(p['rss_gb']), 3)} | "
+                     f"{_fmt(p['running_s'], 1)} |")
+    return lines
+
+
 def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
     """The Markdown report: one table of medians, one of the targets, and the run's context."""
     lines = [f"# make bench ({meta['mode']}), {meta['date']}", "",
@@ -69,6 +83,8 @@ def markdown(rows: list[dict], targets: list[dict], meta: dict) -> str:
         if "exposures_per_hour" in r:
             lines.append(f"\nTest-instrument night: {r['exposures_per_hour']:.0f} exposures per hour; scheduling "
                          f"{r['t_first_start']:.1f} s = {100 * r['sched_fraction']:.1f} % of the wall time.")
+    for r in rows:
+        lines += _peak_lines(r)
     lines += ["", "| target | limit | measured | met |", "|---|---|---|---|"]
     for t in targets:
         met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")

@@ -17,7 +17,7 @@ from pathlib import Path
 from .datasets import python_env
 from .procmon import run_measured
 
-__all__ = ["Runner", "summarise"]
+__all__ = ["Runner", "summarise", "peak_breakdown"]
 
 
 class Runner:
@@ -57,6 +57,9 @@ class Runner:
         self._count -= 1  # the same number for the JSON and the log
         result = self.run(tag, [sys.executable, "-m", "bench.luigi_run", *args, "--json", str(report)], config)
         result.update(json.loads(report.read_text()))
+        result["peak_breakdown"] = peak_breakdown(result)
+        for proc in result["peak_breakdown"]["processes"]:
+            self.log(f"    at the peak: {proc['pss_gb']:.3f} GB PSS  pid {proc['pid']}  {proc['task']}")
         return result
 
     def floor(self, tag: str, exposure: Path, cals: Path, procs: int) -> dict:
@@ -66,6 +69,44 @@ class Runner:
                                 "--procs", str(procs)])
         shutil.rmtree(out, ignore_errors=True)
         return result
+
+
+def _task_at(runs: list[dict], pid: int, when: float) -> dict | None:
+    """The task run (of ``bench.luigi_run``'s ``tasks``) process ``pid`` was running at ``when``."""
+    for run in runs:
+        if run["pid"] == pid and run["start"] <= when and (run["end"] is None or when <= run["end"]):
+            return run
+    return None
+
+
+def peak_breakdown(result: dict) -> dict:
+    """The memory peak of a Luigi build by process, each named by the task it ran.
+
+    Parameters
+    ----------
+    result : dict
+        A :meth:`Runner.luigi` result: ``start_time``, ``peak_time``, ``peak_procs`` (:mod:`bench.procmon`),
+        ``pid`` and ``tasks`` (:mod:`bench.luigi_run`).
+
+    Returns
+    -------
+    dict
+        ``at_s``: seconds from the command's start to the peak sample; ``processes``: per process of that
+        sample ``pid``, ``pss_gb``, ``rss_gb`` (GB), ``task`` (``"build: scheduler and worker"`` for the build's
+        own process, the task as Luigi prints it for a forked task process, else ``"other (parent PID)"``) and
+        ``running_s`` (seconds the task had run at the peak, None for the others).
+    """
+    when = result.get("peak_time", 0.0)
+    procs = []
+    for proc in result.get("peak_procs", []):
+        run = _task_at(result.get("tasks", []), proc["pid"], when)
+        if proc["pid"] == result.get("pid"):
+            name = "build: scheduler and worker"
+        else:
+            name = run["task"] if run else f"other (parent {proc['ppid']})"
+        procs.append({"pid": proc["pid"], "pss_gb": proc["pss_gb"], "rss_gb": proc["rss_gb"], "task": name,
+                      "running_s": when - run["start"] if run else None})
+    return {"at_s": when - result.get("start_time", when), "processes": procs}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -80,8 +121,8 @@ def summarise(runs: list[dict]) -> dict:
     -------
     dict
         ``n``, ``wall_s`` (median), ``wall_min_s``, ``cpu_s`` (median), ``peak_pss_gb`` and ``peak_rss_gb`` (medians), ``max_procs``,
-        and, for Luigi builds, the medians of ``t_import``, ``t_first_start``, ``t_build`` and the per-family
-        run times of the median run.
+        and, for Luigi builds, the medians of ``t_import``, ``t_first_start``, ``t_build``, the per-family
+        run times of the median run and the peak's processes (``peak_breakdown``) of the run of median peak.
     """
     med = statistics.median
     walls = [r["wall_s"] for r in runs]
@@ -96,4 +137,6 @@ def summarise(runs: list[dict]) -> dict:
         middle = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
         out["families"] = middle["families"]
         out["tasks_started"] = middle.get("tasks_started", {})
+    if "peak_breakdown" in runs[0]:
+        out["peak_breakdown"] = sorted(runs, key=lambda r: r["peak_pss_gb"])[len(runs) // 2]["peak_breakdown"]
     return out

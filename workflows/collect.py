@@ -28,7 +28,7 @@ from podisteps import instrument
 from podisteps.errors import logger
 from podisteps.instrument import almanac
 from podisteps.io import finalmef, mef
-from podisteps.io.atomic import write_text_atomic
+from podisteps.io.atomic import write_fits_streamed, write_text_atomic
 from podisteps.io.finalmef import INHERITED_KEYS
 
 from .astrometry import FixWCS
@@ -119,7 +119,9 @@ class CollectCells(PodiTask):
         """Yield ``(opened OTA products, finalmef.ExposureProducts)``, closed afterwards."""
         inputs = self.input()
         with ExitStack() as stack:
-            opened = [stack.enter_context(fits.open(t.path, memmap=True)) for t in inputs["otas"].values()]
+            # read-only maps: their pages are released once read (podisteps.io.mapped), one OTA held at a time
+            opened = [stack.enter_context(fits.open(t.path, memmap=True, mode="denywrite"))
+                      for t in inputs["otas"].values()]
             extra = {k: stack.enter_context(fits.open(inputs[k].path))
                      for k in ("fixwcs", "photcal", "focalplane", "photflat") if k in inputs}
             provenance = {"otas": [_provenance(h[0].header) for h in opened],
@@ -147,7 +149,7 @@ class CollectCells(PodiTask):
             self.progress(10, f"{self.obsid}: assembling {len(opened)} OTAs")
             hdul = self.build_hdulist(opened, extra)
             self.progress(60, f"{self.obsid}: writing {self.output().path}")
-            self.output().write_hdulist(self.for_writing(hdul))
+            write_fits_streamed(self.for_writing(hdul), self.output().path)
         record = self.identity_record()
         record.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.output().path + "\n", record)

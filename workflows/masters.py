@@ -107,7 +107,8 @@ class FlatLevel(PodiTask):
         return luigi.LocalTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, suffix=".json")))
 
     def run(self):
-        hduls = {ota: fits.open(t.path, memmap=True) for ota, t in self.input().items()}
+        # read-only maps: each OTA's pages are released once averaged (flatfield.flat_level), one held at a time
+        hduls = {ota: fits.open(t.path, memmap=True, mode="denywrite") for ota, t in self.input().items()}
         try:
             frames = {ota: h[1].data for ota, h in hduls.items()}
             gains = {ota: (h[1].header.get("GAIN", -1.0), h[1].header.get("NGAIN", 0)) for ota, h in hduls.items()}

@@ -185,7 +185,7 @@ def final_mef(otas, products: ExposureProducts, *, options: MefOptions, log_keys
 def _ota_problem(part: dict, options: MefOptions) -> str:
     """Why one OTA cannot be published ('' if it can): its pixels as written, the fill value counting as
     undefined, and its key header values."""
-    data = part["sci"].data[::mef.CHECK_STRIDE, ::mef.CHECK_STRIDE]
+    data = mef.check_sample(part["sci"].data)
     hdr = part["header"]
     return sanity.ota_problem(data, {k: hdr[k] for k in OTA_KEY_VALUES if k in hdr}, fill=options.fill)
 

@@ -13,10 +13,11 @@ from astropy.io import fits
 from astropy.table import Table
 
 from ..instrument.filters import filter_entry
+from .mapped import release_pages
 
 __all__ = ["PREP4SEX_VALUE", "undefined_value", "softbin_image", "softbin_mask", "softbin_header",
            "softbin_table", "compress_hdu", "parse_fits_key", "filter_keywords", "association_table",
-           "integrity_cards", "lost_otas", "product_check_inputs", "CHECK_STRIDE"]
+           "integrity_cards", "lost_otas", "product_check_inputs", "check_sample", "CHECK_STRIDE"]
 
 #: Value of undefined pixels with -prep4sex (SExtractor's "no data").
 PREP4SEX_VALUE = -1e31
@@ -191,6 +192,25 @@ def lost_otas(header: fits.Header) -> list:
 CHECK_STRIDE = 8
 
 
+def check_sample(data: np.ndarray) -> np.ndarray:
+    """A copy of every ``CHECK_STRIDE``-th pixel of an image, the pages read for it released again.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image, shape ``(ny, nx)``; if it is memory-mapped read-only, the pages read for the sample are unmapped
+        afterwards (:func:`podisteps.io.mapped.release_pages`): checking many OTAs holds one at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(ceil(ny / CHECK_STRIDE), ceil(nx / CHECK_STRIDE))``, the dtype of ``data``.
+    """
+    sample = np.array(data[::CHECK_STRIDE, ::CHECK_STRIDE])
+    release_pages(data)
+    return sample
+
+
 def product_check_inputs(hdulist: fits.HDUList, *, keys=("EXPTIME", "MJD-OBS", "SKYLEVEL")) -> tuple[dict, dict]:
     """What :func:`podisteps.sanity.check_product` needs from a final MEF, read cheaply.
 
@@ -205,6 +225,6 @@ def product_check_inputs(hdulist: fits.HDUList, *, keys=("EXPTIME", "MJD-OBS", "
     for hdu in hdulist[1:]:
         name = hdu.name
         if name.startswith("OTA") and name.endswith(".SCI") and hdu.data is not None:
-            otas[int(name[3:5])] = np.asarray(hdu.data[::CHECK_STRIDE, ::CHECK_STRIDE])
+            otas[int(name[3:5])] = check_sample(hdu.data)
     ph = hdulist[0].header
     return otas, {k: ph[k] for k in keys if k in ph}

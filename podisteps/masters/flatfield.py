@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..io.mapped import release_pages
+
 __all__ = ["flat_level", "normalise_flat", "flat_gain"]
 
 #: QuickReduce's initial acceptance range for binned flat values, ADU.
@@ -20,11 +22,15 @@ _INITIAL_RANGE = (-1e5, 1e6)
 def _binned_means(frame: np.ndarray, binning: int) -> np.ndarray:
     """Means of ``binning x binning`` blocks (float64, flattened); a block with any NaN is NaN.
 
-    Rows and columns beyond a multiple of ``binning`` are ignored (OTA frames are multiples of 8).
+    Rows and columns beyond a multiple of ``binning`` are ignored (OTA frames are multiples of 8). The pages of a
+    frame memory-mapped read-only are released afterwards (:func:`podisteps.io.mapped.release_pages`), so that
+    averaging many OTAs holds one at a time.
     """
     ny, nx = (s - s % binning for s in frame.shape)
     blocks = np.asarray(frame)[:ny, :nx].reshape(ny // binning, binning, nx // binning, binning)
-    return blocks.mean(axis=(1, 3), dtype=np.float64).ravel()  # float64 sums, no float64 copy of the frame
+    means = blocks.mean(axis=(1, 3), dtype=np.float64).ravel()  # float64 sums, no float64 copy of the frame
+    release_pages(frame)
+    return means
 
 
 def flat_level(otas: dict, norm_otas, *, binning: int = 8, iterations: int = 3) -> float:
