@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from podisteps import __version__
+from podisteps.instrument import almanac
 
 from .collectcells import collectcells, collectcells_main  # both commands' entry points in one place
 
@@ -175,6 +176,7 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
     with lock, build_lease(work_root()), run_log(work_root(), f"reduce-{night}", level=args.log_level) as log:
         clear_failures(night)  # this run reports what it produced, not what an earlier one left
         task = ReduceNight(night=night)
+        almanac.load_earth_rotation()  # the IERS table, read once here: the forked task processes inherit it
         with live_progress(log.with_suffix(".progress"), [task]):
             luigi.build([task], workers=args.workers, detailed_summary=True, **where)
         # judged by the targets: with a central scheduler, tasks another worker ran count as "not granted"

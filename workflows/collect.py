@@ -26,7 +26,6 @@ from astropy.io import fits
 
 from podisteps import instrument
 from podisteps.errors import logger
-from podisteps.instrument import almanac
 from podisteps.io import finalmef, mef
 from podisteps.io.atomic import write_fits_streamed, write_text_atomic
 from podisteps.io.finalmef import INHERITED_KEYS
@@ -105,14 +104,8 @@ class CollectCells(PodiTask):
 
     def complete(self):
         """The MEF exists and was made with this identity; one made from other inputs or options (say with a
-        master borrowed from another night before the night's own was complete) is superseded and rebuilt.
-
-        An MEF still to make has the IERS table read here, in the scheduling process, so that the forked task
-        processes of ``--workers N`` inherit it (:func:`podisteps.instrument.almanac.load_earth_rotation`)."""
-        done = self.output().exists() and self.identity_record().exists()
-        if not done:
-            almanac.load_earth_rotation()
-        return done
+        master borrowed from another night before the night's own was complete) is superseded and rebuilt."""
+        return self.output().exists() and self.identity_record().exists()
 
     @contextmanager
     def opened_inputs(self):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podisteps import instrument
+from podisteps.instrument import almanac
 from podisteps.io.rawio import OTA_FILE_RE, RawFormatError, read_primary_header
 
 __all__ = ["ArrivalTracker", "Arrival", "WatchSettings", "watch_night", "SUMMARY_REFRESH_S"]
@@ -168,6 +169,7 @@ def _reduce(obsids: list[str], night: str, settings: WatchSettings, say) -> None
     from .qa import NightSummary, exposure_records
     from .runlock import build_lease
 
+    almanac.load_earth_rotation()  # the IERS table, read once here: the forked task processes inherit it
     for obsid in obsids:
         with build_lease(work_root()):  # a reduce run meanwhile keeps the intermediates this build may need
             luigi.build([ReduceExposure(obsid=obsid)], workers=settings.workers, log_level="ERROR",
