@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import luigi
 
+    from workflows.launch import build
+
     tasks = build_tasks(args.mode, args.names, flags, args.param)
     events = Path(tempfile.mkstemp(prefix="luigi-events-", suffix=".txt")[1])
 
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_import = time.time() - _T_INTERPRETER
     t0 = time.time()
-    result = luigi.build(tasks, workers=args.workers, local_scheduler=True, detailed_summary=True,
+    result = build(tasks, workers=args.workers, local_scheduler=True, detailed_summary=True,
                          log_level="WARNING")
     t_build = time.time() - t0
     lines = [line.split(maxsplit=5) for line in events.read_text().splitlines()]

@@ -1,10 +1,10 @@
-"""Reading the MASK plane of a checkpoint for the source catalogue (``workflows.astrometry.stored_integers``)."""
+"""Reading the MASK plane of a checkpoint for the source catalogue (``podisteps.io.planes``)."""
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from workflows.astrometry import CheckpointFormatError, stored_integers
+from podisteps.io.planes import CheckpointFormatError, plain_pixels, stored_integers
 
 
 def _mask(shape=(40, 50)):
@@ -30,3 +30,12 @@ def test_non_integer_plane_is_refused_with_the_file_name(tmp_path):
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 4), np.float32), name="MASK")]).writeto(path)
     with fits.open(path, do_not_scale_image_data=True) as hdul, pytest.raises(CheckpointFormatError, match="ckpt.fits"):
         stored_integers(hdul[1], path)
+
+
+def test_scaled_image_plane_is_refused_with_the_file_name(tmp_path):
+    path = str(tmp_path / "ckpt.fits")
+    hdu = fits.ImageHDU(np.arange(16, dtype=np.int16).reshape(4, 4))
+    hdu.header["BZERO"], hdu.header["BSCALE"] = 10.0, 2.0
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    with fits.open(path, do_not_scale_image_data=True) as hdul, pytest.raises(CheckpointFormatError, match="ckpt.fits"):
+        plain_pixels(hdul[1], path)

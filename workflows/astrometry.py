@@ -26,7 +26,8 @@ from astropy.time import Time
 from podisteps import astrometry
 from podisteps.catalog import detect, refcat
 from podisteps.detrend.wcs import WCS_CARD_RE
-from podisteps.errors import PodiflowError, logger
+from podisteps.errors import logger
+from podisteps.io.planes import plain_pixels, stored_integers
 
 from .base import CheckpointTarget, FitsTarget, PodiTask
 from .focalplane import image_task
@@ -34,8 +35,7 @@ from .paths import checkpoint_path
 from .saturation import exposure_record
 from .settings import site
 
-__all__ = ["OTACatalog", "ReferenceCatalog", "FixWCS", "SEARCH_RADIUS_DEG", "table_hdu", "stored_integers",
-           "CheckpointFormatError"]
+__all__ = ["OTACatalog", "ReferenceCatalog", "FixWCS", "SEARCH_RADIUS_DEG", "table_hdu"]
 
 #: Reference cut-out radius around the pointing: the field (0.8 deg) plus the largest pointing error searched.
 SEARCH_RADIUS_DEG = 0.8 + 20.0 / 60.0
@@ -71,39 +71,6 @@ def table_hdu(table: Table, name: str, header_cards=()) -> fits.BinTableHDU:
     return hdu
 
 
-class CheckpointFormatError(PodiflowError, ValueError):
-    """A checkpoint plane stored in a form its reader does not take; the message names the file."""
-
-
-def stored_integers(hdu: fits.ImageHDU | fits.CompImageHDU, path: str) -> np.ndarray:
-    """The integers of a MASK plane read with ``do_not_scale_image_data``, without astropy's scaled copy.
-
-    FITS stores an unsigned plane as signed integers with ``BZERO = 2^(bits - 1)``: the unsigned value is the
-    stored one with its top bit flipped, done here in place in the decompressed plane: no scaled full-frame
-    copy (about 20 ms of the 50 ms that reading a full-size OTA's MASK plane costs).
-
-    Parameters
-    ----------
-    hdu : astropy.io.fits.ImageHDU or astropy.io.fits.CompImageHDU
-        The plane, from a file opened with ``do_not_scale_image_data=True``; shape ``(ny, nx)``.
-    path : str
-        The file, for the error message.
-
-    Returns
-    -------
-    numpy.ndarray
-        The plane's values (unsigned for an unsigned plane), shape ``(ny, nx)``.
-    """
-    raw, bzero = hdu.data, hdu.header.get("BZERO", 0)
-    unsigned_convention = raw.dtype.kind == "i" and bzero == 2 ** (8 * raw.itemsize - 1)
-    if raw.dtype.kind not in "iu" or hdu.header.get("BSCALE", 1) != 1 or not (bzero == 0 or unsigned_convention):
-        raise CheckpointFormatError(f"{path}: {hdu.name} is not an integer plane (dtype {raw.dtype}, BZERO {bzero})")
-    if bzero == 0:
-        return raw
-    unsigned = raw.view(raw.dtype.str.replace("i", "u"))
-    return np.bitwise_xor(unsigned, bzero, out=unsigned if unsigned.flags.writeable else None)
-
-
 class OTACatalog(PodiTask):
     """The sep catalogue of one OTA with QuickReduce's ``CAT.ODI`` columns (canned WCS)."""
 
@@ -119,10 +86,8 @@ class OTACatalog(PodiTask):
 
     def run(self):
         path = self.input().path
-        with fits.open(path, do_not_scale_image_data=True) as hdul:  # the MASK plane: see stored_integers
-            header, data = hdul[1].header, hdul[1].data
-            if (header.get("BSCALE", 1), header.get("BZERO", 0)) != (1, 0):
-                raise CheckpointFormatError(f"{path}: the image plane is scaled (BSCALE/BZERO); expected plain pixels")
+        with fits.open(path, do_not_scale_image_data=True) as hdul:  # planes as stored: podisteps.io.planes
+            header, data = hdul[1].header, plain_pixels(hdul[1], path)
             ny, nx = data.shape
             scale = max(1, 4096 // ny)
             # source_catalog makes its own native float32 copy of the (big-endian) pixels: no copy here

@@ -12,7 +12,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from podisteps import __version__
-from podisteps.instrument import almanac
 
 from .collectcells import collectcells, collectcells_main  # both commands' entry points in one place
 
@@ -162,6 +161,7 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
 
     from .console import run_log
     from .failures import clear_failures, read_failures, record_blocked
+    from .launch import build
     from .night import ReduceNight
     from .paths import night_index, work_root
     from .progress import live_progress
@@ -176,9 +176,8 @@ def _reduce_night(night: str, n_science: int, args) -> bool:
     with lock, build_lease(work_root()), run_log(work_root(), f"reduce-{night}", level=args.log_level) as log:
         clear_failures(night)  # this run reports what it produced, not what an earlier one left
         task = ReduceNight(night=night)
-        almanac.load_earth_rotation()  # the IERS table, read once here: the forked task processes inherit it
         with live_progress(log.with_suffix(".progress"), [task]):
-            luigi.build([task], workers=args.workers, detailed_summary=True, **where)
+            build([task], workers=args.workers, detailed_summary=True, **where)
         # judged by the targets: with a central scheduler, tasks another worker ran count as "not granted"
         done = task.complete()
         if not done:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from podisteps import __version__
 from podisteps.errors import PodiflowError
-from podisteps.instrument import almanac
 
 __all__ = ["collectcells_main", "collectcells"]
 
@@ -179,9 +178,8 @@ def _cc_build(tasks: list, options, *, work: Path, obsid: str) -> bool:
     """
     import time
 
-    import luigi
-
     from .console import run_log
+    from .launch import build
     from .paths import night_of
     from .progress import live_progress
     from .runlock import build_lease, night_lock
@@ -195,9 +193,8 @@ def _cc_build(tasks: list, options, *, work: Path, obsid: str) -> bool:
     lock = contextlib.nullcontext() if options.scheduler else night_lock(
         work / night, what=f"podi_collectcells {obsid}", program="podi_collectcells")
     with lock, build_lease(work), run_log(work, "collectcells") as log:
-        almanac.load_earth_rotation()  # the IERS table, read once here: the forked task processes inherit it
         with live_progress(log.with_suffix(".progress"), tasks):
-            result = luigi.build(tasks, workers=max(1, options.ncpu), detailed_summary=True, **where)
+            result = build(tasks, workers=max(1, options.ncpu), detailed_summary=True, **where)
         ok = result.status.name == "SUCCESS" and all(t.complete() for t in tasks)
     if not ok:
         _print_cc_failures(obsid, night, since=started, log=log)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podisteps import instrument
-from podisteps.instrument import almanac
 from podisteps.io.rawio import OTA_FILE_RE, RawFormatError, read_primary_header
 
 __all__ = ["ArrivalTracker", "Arrival", "WatchSettings", "watch_night", "SUMMARY_REFRESH_S"]
@@ -164,15 +163,15 @@ def _reduce(obsids: list[str], night: str, settings: WatchSettings, say) -> None
 
     from podisteps.qa.nightsummary import progress_line
 
+    from .launch import build
     from .night import ReduceExposure
     from .paths import work_root
     from .qa import NightSummary, exposure_records
     from .runlock import build_lease
 
-    almanac.load_earth_rotation()  # the IERS table, read once here: the forked task processes inherit it
     for obsid in obsids:
         with build_lease(work_root()):  # a reduce run meanwhile keeps the intermediates this build may need
-            luigi.build([ReduceExposure(obsid=obsid)], workers=settings.workers, log_level="ERROR",
+            build([ReduceExposure(obsid=obsid)], workers=settings.workers, log_level="ERROR",
                         **settings.scheduler)
         for record in exposure_records(night, {obsid})[0]:
             say(progress_line(record))

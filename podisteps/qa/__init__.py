@@ -12,9 +12,26 @@ photZP_map, their ``_init`` versions, autophotflat), ``sky`` (skylevel), ``plan`
 ``nightsummary`` (the night's summary table and HTML page; imported by module).
 """
 
-from .common import ExposureId, PlotResult
-from .exposure import ExposureQA, exposure_qa, photflat_blocks
-from .plan import PLOT_OPTIONS, PLOTS, PlannedPlot, draw, output_stem, plan_plots, qa_filename
+import importlib
 
-__all__ = ["ExposureId", "PlotResult", "ExposureQA", "exposure_qa", "photflat_blocks", "PLOTS", "PLOT_OPTIONS",
-           "PlannedPlot", "draw", "output_stem", "plan_plots", "qa_filename"]
+#: Where each public name lives. The submodules are imported on first use (PEP 562), so that importing
+#: :mod:`podisteps.qa.nightsummary` (every podiflow process does, for its failure lines) does not import
+#: matplotlib: about 0.3 s at the start of every run that makes no plot.
+_EXPORTS = {"ExposureId": "common", "PlotResult": "common", "ExposureQA": "exposure", "exposure_qa": "exposure",
+            "photflat_blocks": "exposure", "PLOTS": "plan", "PLOT_OPTIONS": "plan", "PlannedPlot": "plan",
+            "draw": "plan", "output_stem": "plan", "plan_plots": "plan", "qa_filename": "plan"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """The public name ``name``, imported from its submodule on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
