@@ -6,9 +6,9 @@ from the scheduling process: whatever that process has read before the build, ev
 
 That is astropy's IERS (Earth rotation) table, which each exposure's almanac cards need. Parsing the bundled
 text file costs about 0.4 CPU-s; the parsed table is kept in ``<work>/cache/`` as a pickle named by a hash of
-the astropy versions and the bundled files' sizes and times, and read from there (about 0.01 s) by later
-runs. Another astropy or other bundled files give another name, so a cached table is only ever the one this
-astropy would parse; an unreadable cache file is parsed again and replaced.
+the astropy, numpy and Python versions and the bundled files' sizes and times, and read from there (about
+0.01 s) by later runs. Other versions or other bundled files give another name, so a cached table is only ever
+the one this installation would parse; an unreadable cache file is parsed again and replaced.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import luigi
@@ -33,8 +34,9 @@ def _cache_name() -> str:
     """The cache file's name for this astropy and its bundled IERS files."""
     import astropy
     import astropy_iers_data
+    import numpy
 
-    parts = [astropy.__version__, astropy_iers_data.__version__]
+    parts = [astropy.__version__, astropy_iers_data.__version__, numpy.__version__, sys.version]
     for path in almanac.earth_rotation_files():
         st = os.stat(path)
         parts += [os.path.basename(path), str(st.st_size), str(st.st_mtime_ns)]
