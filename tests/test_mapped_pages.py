@@ -4,8 +4,9 @@ import numpy as np
 from astropy.io import fits
 
 from podisteps.io import mef
-from podisteps.io.atomic import write_fits_atomic, write_fits_streamed
+from podisteps.io.atomic import write_fits_atomic
 from podisteps.io.mapped import release_pages
+from podisteps.io.streamed import write_fits_streamed
 from podisteps.masters import flatfield
 
 

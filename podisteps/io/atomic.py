@@ -19,13 +19,10 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from astropy.io import fits
-
 from ..errors import PodiflowError
-from .mapped import release_pages
 from .rawheaders import hdu_extent
 
-__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_fits_streamed", "write_text_atomic",
+__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_text_atomic",
            "remove_stale_temporaries", "HDU_COUNT_CARD", "TornFileError", "check_checkpoint"]
 
 #: Primary-header card of a non-durable checkpoint: the number of HDUs it was written with.
@@ -163,42 +160,6 @@ def write_fits_atomic(hdulist, path: str | os.PathLike, *, output_verify: str = 
         hdulist[0].header[HDU_COUNT_CARD] = (len(hdulist), "HDUs written (a shorter file was cut short)")
     with atomic_path(path, durable=durable) as tmp:
         hdulist.writeto(tmp, output_verify=output_verify)
-    return Path(path)
-
-
-def write_fits_streamed(hdulist: fits.HDUList, path: str | os.PathLike, *, output_verify: str = "exception") -> Path:
-    """Write an ``HDUList`` durably and atomically one HDU after the other, each one's mapped pages released.
-
-    The file is the one :func:`write_fits_atomic` writes (the list verified, ``EXTEND`` set, then every HDU in
-    turn); after each image HDU is written, the pages of its data are unmapped from this process if the data is
-    a read-only memory map (:func:`podisteps.io.mapped.release_pages`). Writing many OTAs memory-mapped from their
-    products (the final MEF) then holds one OTA's pixels at a time instead of all of them.
-
-    Parameters
-    ----------
-    hdulist : astropy.io.fits.HDUList
-        What to write; its image HDUs are made from arrays. Consumed: its HDUs point at the file written,
-        closed, afterwards (as HDUs appended to a file do in astropy).
-    path : path-like
-        Final file name.
-    output_verify : str, optional
-        As for ``HDUList.writeto``.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-    """
-    hdulist.verify(option=output_verify)
-    hdulist.update_extend()
-    with atomic_path(path, durable=True) as tmp:
-        fits.HDUList(hdulist[:1]).writeto(tmp, output_verify=output_verify)
-        for hdu in hdulist[1:]:
-            data = hdu.data if isinstance(hdu, fits.ImageHDU) else None  # the HDU reads it from the new file after
-            with fits.open(tmp, mode="append") as out:
-                out.append(hdu)
-            if data is not None:
-                release_pages(data)
     return Path(path)
 
 
