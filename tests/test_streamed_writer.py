@@ -1,11 +1,13 @@
 """podisteps.io.streamed: the one streamed FITS writer writes what astropy writes, and nothing when it fails."""
 
+import sys
+
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from podisteps.errors import PodiflowError
-from podisteps.io import streamed
+from podisteps.io import atomic, streamed
 from podisteps.io.streamed import write_fits_streamed
 
 
@@ -31,17 +33,24 @@ def _mef() -> fits.HDUList:
     return fits.HDUList([primary, *images, table, fits.ImageHDU(name="EMPTY")])
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_bytes_are_astropys_for_images_compressed_images_and_tables(tmp_path, monkeypatch, threads):
+def test_bytes_are_astropys_for_images_compressed_images_and_tables(tmp_path, monkeypatch):
     monkeypatch.setattr(streamed, "SLICE_BYTES", 1000)  # several slices per image, a partial last one
+    handed = []
+    monkeypatch.setattr(streamed, "start_writeback", lambda fd, offset, nbytes: handed.append((offset, nbytes)))
     whole = tmp_path / "whole.fits"
     _mef().writeto(whole)
-    out = write_fits_streamed(iter(_mef()), tmp_path / "streamed.fits", threads=threads)
+    out = write_fits_streamed(iter(_mef()), tmp_path / "streamed.fits")
     assert out.read_bytes() == whole.read_bytes()
     with fits.open(out) as hdul:
         assert hdul[0].header["EXTEND"] is True and len(hdul) == 10
         np.testing.assert_array_equal(hdul["BIGEND.SCI"].data, _mef()["NATIVE.SCI"].data)
+        # the padded data sections of the five images written by the writer itself went to the disk early
+        sections = [(h.fileinfo()["datLoc"], h.fileinfo()["datSpan"]) for h in hdul[1:6]]
+    assert handed == sections and sections[0][1] == 8640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.fits", "whole.fits"]
+    handed.clear()
+    write_fits_streamed(_mef(), tmp_path / "checkpoint.fits", durable=False)
+    assert handed == [] and (tmp_path / "checkpoint.fits").read_bytes() == whole.read_bytes()
 
 
 def test_provenance_callback_and_a_lone_primary_with_data(tmp_path):
@@ -67,23 +76,22 @@ def _failing(hdus, after: int):
         yield hdu
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_a_failure_mid_write_leaves_no_target_and_no_temporary(tmp_path, monkeypatch, threads):
+def test_a_failure_mid_write_leaves_no_target_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "final.fits"
     with pytest.raises(OSError, match="input vanished"):
-        write_fits_streamed(_failing(_mef(), after=4), target, threads=threads)
+        write_fits_streamed(_failing(_mef(), after=4), target)
     assert list(tmp_path.iterdir()) == []
 
     real = streamed._write_image
 
-    def disk_full(fd, data, offset):
+    def disk_full(out, data, **options):
         if data.dtype == np.uint8:
             raise OSError(28, "No space left on device")
-        real(fd, data, offset)
+        real(out, data, **options)
 
     monkeypatch.setattr(streamed, "_write_image", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        write_fits_streamed(_mef(), target, threads=threads)
+        write_fits_streamed(_mef(), target)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -94,3 +102,12 @@ def test_misplaced_hdus_are_refused_naming_the_file(tmp_path):
     with pytest.raises(PodiflowError, match="final.fits: HDU 2 is not an extension"):
         write_fits_streamed([fits.PrimaryHDU(), fits.ImageHDU(np.zeros(3)), fits.PrimaryHDU()], target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_start_writeback_is_found_on_linux_and_changes_no_byte(tmp_path):
+    path = tmp_path / "part.bin"
+    path.write_bytes(bytes(range(256)) * 40)
+    with open(path, "r+b") as fh:
+        assert atomic.start_writeback(fh.fileno(), 2880, 5760) is None
+    assert path.read_bytes() == bytes(range(256)) * 40
+    assert (atomic._sync_file_range() is not None) == sys.platform.startswith("linux")
