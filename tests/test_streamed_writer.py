@@ -25,7 +25,8 @@ def _mef() -> fits.HDUList:
         fits.ImageHDU(rng.integers(-300, 300, (5, 6, 7)).astype(np.int16), name="CUBE.I2"),
         fits.ImageHDU(rng.integers(0, 255, (9, 11)).astype(np.uint8), name="MASK"),
         fits.ImageHDU(rng.integers(0, 60000, (8, 8)).astype(np.uint16), name="UNSIGNED"),  # astropy scales it
-        fits.CompImageHDU(sky, name="PACKED.SCI", quantize_level=16.0, dither_seed=1),
+        # lossless: astropy's float compression is not reproducible from one second to the next
+        fits.CompImageHDU(rng.integers(0, 5000, (40, 50)).astype(np.int32), name="PACKED.MASK"),
     ]
     table = fits.BinTableHDU.from_columns([fits.Column("ID", "J", array=np.arange(4)),
                                            fits.Column("MAG", "E", array=[20.5, 21.0, np.nan, 19.25]),

@@ -90,13 +90,19 @@ def write_fits_streamed(hdus: Iterable, path: str | os.PathLike, *, durable: boo
 
 
 def _write_hdu(out, hdu, *, writeback: bool) -> None:
-    """Append ``hdu`` (verified) to the unbuffered binary file ``out``; ``writeback``: see :func:`_write_image`."""
+    """Append ``hdu`` (verified) to the unbuffered binary file ``out``, then release the pages of its pixels.
+
+    ``writeback``: see :func:`_write_image`.
+    """
     data = _plain_image_data(hdu)
     if data is None:
         _write_all(out, _serialised(hdu))
-        return
-    _write_all(out, hdu.header.tostring().encode("ascii"))
-    _write_image(out, data, writeback=writeback)
+        data = hdu.data if isinstance(hdu, fits.ImageHDU) else None  # e.g. the source of a compressed image
+    else:
+        _write_all(out, hdu.header.tostring().encode("ascii"))
+        _write_image(out, data, writeback=writeback)
+    if isinstance(data, np.ndarray):
+        release_pages(data)
 
 
 def _plain_image_data(hdu) -> np.ndarray | None:
@@ -118,7 +124,7 @@ def _serialised(hdu) -> bytes:
 
 
 def _write_image(out, data: np.ndarray, *, writeback: bool) -> None:
-    """Append ``data`` big-endian to ``out``, zero-padded to whole blocks, then release its pages.
+    """Append ``data`` big-endian to ``out``, zero-padded to whole blocks.
 
     Parameters
     ----------
@@ -141,7 +147,6 @@ def _write_image(out, data: np.ndarray, *, writeback: bool) -> None:
         _write_all(out, bytes(padding))
     if writeback:
         start_writeback(out.fileno(), start, out.tell() - start)
-    release_pages(data)
 
 
 def _write_all(out, buffer) -> None:
