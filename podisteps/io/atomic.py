@@ -110,6 +110,13 @@ def start_writeback(fd: int, offset: int, nbytes: int) -> None:
     final MEF of a full-size exposure: 0.6 -> 0.01 s). It changes no byte and is not itself durable
     (metadata and the rest are still the fsync's). Nothing where libc has no ``sync_file_range``; a
     failure is ignored.
+
+    Parameters
+    ----------
+    fd : int
+        A file descriptor open for writing.
+    offset, nbytes : int
+        The range, in bytes.
     """
     function = _sync_file_range()
     if function is not None:
