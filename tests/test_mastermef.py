@@ -8,6 +8,7 @@ from astropy.io import fits
 
 from podisteps import instrument
 from podisteps.detrend import calibrate
+from podisteps.io.streamed import write_fits_streamed
 from podisteps.masters.mastermef import master_filelist, master_hdulist, master_hdus, ota_extname, read_master_ota
 
 N = 32
@@ -80,8 +81,6 @@ def test_header_input_and_errors(tmp_path):
 def test_streamed_master_is_byte_identical_and_keeps_big_endian_frames(tmp_path):
     """MasterCalibration writes the MEF one OTA at a time (frames read from big-endian FITS as they are):
     the file is byte for byte the one the whole HDUList writes."""
-    from workflows.masters import write_streamed
-
     rng = np.random.default_rng(7)
     frames = {ota: rng.normal(1.0, 0.1, (N, N)).astype(np.float32) for ota in (22, 33, 34)}
     kw = {"filelist": ["o1.fits", "o2.fits"], "primary": {"OBSTYPE": "DFLAT", "GAIN": (1.3, "e-/ADU")},
@@ -92,8 +91,8 @@ def test_streamed_master_is_byte_identical_and_keeps_big_endian_frames(tmp_path)
     hdul.writeto(whole)
     big_endian = ((ota, f.astype(">f4"), {"GAINMTHD": "none"} if ota == 33 else None) for ota, f in frames.items())
     streamed = tmp_path / "streamed.fits"
-    write_streamed(master_hdus(big_endian, **kw), str(streamed), durable=False,
-                   prepare=lambda header: header.__setitem__("PFTEST", "provenance"))
+    write_fits_streamed(master_hdus(big_endian, **kw), str(streamed), durable=False,
+                        prepare=lambda header: header.__setitem__("PFTEST", "provenance"))
     assert streamed.read_bytes() == whole.read_bytes()
     with fits.open(streamed) as out:
         np.testing.assert_array_equal(out["OTA34.SCI"].data, frames[34])

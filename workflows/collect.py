@@ -27,8 +27,9 @@ from astropy.io import fits
 from podisteps import instrument
 from podisteps.errors import logger
 from podisteps.io import finalmef, mef
-from podisteps.io.atomic import write_fits_streamed, write_text_atomic
+from podisteps.io.atomic import write_text_atomic
 from podisteps.io.finalmef import INHERITED_KEYS
+from podisteps.io.streamed import write_fits_streamed
 
 from .astrometry import FixWCS
 from .base import FitsTarget, PodiTask

@@ -37,8 +37,9 @@ from astropy.io import fits
 
 from podisteps import instrument, sanity
 from podisteps.detrend import calibrate
-from podisteps.io.atomic import atomic_path, write_text_atomic
+from podisteps.io.atomic import write_text_atomic
 from podisteps.io.outputname import safe_component
+from podisteps.io.streamed import write_fits_streamed
 from podisteps.masters import combine, flatfield, flatghost, mastermef
 
 from .base import FitsTarget, PodiTask, provenance_cards
@@ -312,8 +313,9 @@ class MasterCalibration(_MasterBase):
         hdus = mastermef.master_hdus(_ota_frames(parts, headers), filelist=filelist, primary=keep,
                                      associations=[("master-ota", t.path) for t in parts.values()])
         target = self.output()
-        write_streamed(hdus, target.path, durable=target.durable,
-                       prepare=lambda header: self.add_provenance(header, {"otas": [t.path for t in parts.values()]}))
+        used = {"otas": [t.path for t in parts.values()]}
+        write_fits_streamed(hdus, target.path, durable=target.durable,
+                            prepare=lambda header: self.add_provenance(header, used))
         link_latest(target.path, f"{self.name}.fits")
 
 
@@ -322,26 +324,3 @@ def _ota_frames(parts: dict, headers: dict):
     for ota, target in parts.items():
         with fits.open(target.path, memmap=True) as hdul:
             yield ota, hdul[1].data, headers[ota]
-
-
-def write_streamed(hdus, path: str, *, durable: bool, prepare=None) -> None:
-    """Write HDUs (primary first) atomically as they come, so only the one being written is held in memory.
-
-    Parameters
-    ----------
-    hdus : iterator of astropy.io.fits HDUs
-        The primary HDU, then the extensions (e.g. :func:`podisteps.masters.mastermef.master_hdus`).
-    path : str
-        The final file name (:func:`podisteps.io.atomic.atomic_path`).
-    durable : bool
-        fsync before the rename (the target's ``durable``).
-    prepare : callable, optional
-        ``prepare(primary_header)`` before anything is written (e.g. the provenance cards).
-    """
-    with atomic_path(path, durable=durable) as tmp:
-        primary = next(hdus)
-        if prepare is not None:
-            prepare(primary.header)
-        fits.HDUList([primary]).writeto(tmp, output_verify="exception")
-        for hdu in hdus:
-            fits.append(tmp, hdu.data, hdu.header, verify=False)

@@ -12,6 +12,8 @@ headers describe (docs/integrity.md, 'Durability').
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import re
 import time
@@ -19,14 +21,11 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from astropy.io import fits
-
 from ..errors import PodiflowError
-from .mapped import release_pages
 from .rawheaders import hdu_extent
 
-__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_fits_streamed", "write_text_atomic",
-           "remove_stale_temporaries", "HDU_COUNT_CARD", "TornFileError", "check_checkpoint"]
+__all__ = ["temporary_sibling", "atomic_path", "write_fits_atomic", "write_text_atomic",
+           "start_writeback", "remove_stale_temporaries", "HDU_COUNT_CARD", "TornFileError", "check_checkpoint"]
 
 #: Primary-header card of a non-durable checkpoint: the number of HDUs it was written with.
 HDU_COUNT_CARD = "PFNHDU"
@@ -88,6 +87,40 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: ``sync_file_range`` flag: start writing the dirty pages of the range, do not wait (linux/fs.h).
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.cache
+def _sync_file_range():
+    """libc's ``sync_file_range`` (Linux), or None where there is none."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function
+
+
+def start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    """Start writing bytes ``offset`` to ``offset + nbytes`` of an open file to disk, without waiting.
+
+    A hint for a file that will be fsynced (a durable product written in parts): the disk writes one part
+    while the next is being written, and the fsync before the rename has little left to wait for (the
+    final MEF of a full-size exposure: 0.6 -> 0.01 s). It changes no byte and is not itself durable
+    (metadata and the rest are still the fsync's). Nothing where libc has no ``sync_file_range``; a
+    failure is ignored.
+
+    Parameters
+    ----------
+    fd : int
+        A file descriptor open for writing.
+    offset, nbytes : int
+        The range, in bytes.
+    """
+    function = _sync_file_range()
+    if function is not None:
+        function(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
 #: ``.<stem>.tmp-<pid>-<hex8><suffix>``: the temporary names of :func:`temporary_sibling`.
@@ -163,42 +196,6 @@ def write_fits_atomic(hdulist, path: str | os.PathLike, *, output_verify: str = 
         hdulist[0].header[HDU_COUNT_CARD] = (len(hdulist), "HDUs written (a shorter file was cut short)")
     with atomic_path(path, durable=durable) as tmp:
         hdulist.writeto(tmp, output_verify=output_verify)
-    return Path(path)
-
-
-def write_fits_streamed(hdulist: fits.HDUList, path: str | os.PathLike, *, output_verify: str = "exception") -> Path:
-    """Write an ``HDUList`` durably and atomically one HDU after the other, each one's mapped pages released.
-
-    The file is the one :func:`write_fits_atomic` writes (the list verified, ``EXTEND`` set, then every HDU in
-    turn); after each image HDU is written, the pages of its data are unmapped from this process if the data is
-    a read-only memory map (:func:`podisteps.io.mapped.release_pages`). Writing many OTAs memory-mapped from their
-    products (the final MEF) then holds one OTA's pixels at a time instead of all of them.
-
-    Parameters
-    ----------
-    hdulist : astropy.io.fits.HDUList
-        What to write; its image HDUs are made from arrays. Consumed: its HDUs point at the file written,
-        closed, afterwards (as HDUs appended to a file do in astropy).
-    path : path-like
-        Final file name.
-    output_verify : str, optional
-        As for ``HDUList.writeto``.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-    """
-    hdulist.verify(option=output_verify)
-    hdulist.update_extend()
-    with atomic_path(path, durable=True) as tmp:
-        fits.HDUList(hdulist[:1]).writeto(tmp, output_verify=output_verify)
-        for hdu in hdulist[1:]:
-            data = hdu.data if isinstance(hdu, fits.ImageHDU) else None  # the HDU reads it from the new file after
-            with fits.open(tmp, mode="append") as out:
-                out.append(hdu)
-            if data is not None:
-                release_pages(data)
     return Path(path)
 
 
