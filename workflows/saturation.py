@@ -136,7 +136,7 @@ class SaturationCatalog(PodiTask):
                 errors[ota] = str(exc)  # no saturated pixels known; later exposures skip this OTA
                 continue
             tables[ota] = persistency.saturated_pixels(raw.cells)
-            primary = raw.primary if primary is None else primary  # the first readable OTA's (as QuickReduce)
+            primary = raw.primary if primary is None else primary  # the first readable OTA's cards
         hdul = persistency.saturation_catalog_hdulist(self.fallback_primary() if primary is None else primary,
                                                       tables, errors=errors)
         self.add_provenance(hdul[0].header, {"raw": paths})
