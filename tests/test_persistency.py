@@ -57,6 +57,24 @@ def test_file_layout_round_trip(tmp_path):
     assert len(catalog.table(44)) == 0
 
 
+def test_unreadable_ota_card_and_reading_one_ota(tmp_path):
+    primary = primary_header(mjd=MJD)
+    table = saturated_pixels(_cells())
+    hdul = saturation_catalog_hdulist(primary, {33: table, 44: table[:1]}, errors={34: "x.34.fits: truncated"})
+    hdul.writeto(tmp_path / "c.fits")
+    with fits.open(tmp_path / "c.fits") as back:
+        assert [h.name for h in back] == ["PRIMARY", "OTA33.SATPIX", "OTA44.SATPIX"]
+        catalog = read_saturation_catalog(back)
+        one = read_saturation_catalog(back, otas=(44,))
+        skipped = read_saturation_catalog(back, otas=[34])
+    with fits.open(tmp_path / "c.fits") as lazy:
+        read_saturation_catalog(lazy, otas=(33,))
+        assert "data" in vars(lazy[1]) and "data" not in vars(lazy[2])  # the other OTA's table never loaded
+    assert catalog.errors == {34: "x.34.fits: truncated"} and catalog.error(33) is None
+    assert sorted(one.tables) == [44] and np.array_equal(one.table(44), table[:1]) and one.errors == {}
+    assert skipped.error(34) == "x.34.fits: truncated" and skipped.tables == {}
+
+
 def test_reader_errors_name_the_file(tmp_path):
     path = tmp_path / "x.saturated.fits"
     fits.HDUList([fits.PrimaryHDU()]).writeto(path)

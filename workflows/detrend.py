@@ -4,8 +4,9 @@
 (crosstalk, overscan, non-linearity, assembly, bias, dark, flat, illumination, gain, BPM, saturation/bleed and
 persistency masks, cosmic rays, the photometric flat, the WCS, the sky boxes the focal-plane fit needs; the
 order in ``docs/architecture.md``, "Detrending one OTA"). Persistency is an explicit dependency: the task
-requires the ``SaturationCatalog`` of the same OTA of every earlier exposure of the night inside the
-persistency window, found through the night index at scheduling time.
+requires the per-exposure ``SaturationCatalog`` of every earlier exposure of the night inside the
+persistency window that has this OTA, found through the night index at scheduling time, and reads only this
+OTA's table from each.
 
 Checkpoint layout: PRIMARY (provenance), ``OTAxy.SCI`` (float32, NaN undefined), ``OTAxy.MASK``
 (uint16 bits, ``podisteps.maskbits.MASK_BITS``), ``SKYBOXES`` (table).
@@ -25,6 +26,7 @@ from astropy.table import Table
 from podisteps.detrend import (BadPixelRegions, Calibration, DetrendInputs, DetrendSettings, PersistencySource,
                                detrend_ota, masks, persistency)
 from podisteps.detrend.reductionlog import REDUCTION_LOG_KEYS
+from podisteps.errors import logger
 from podisteps.io import rawio
 from podisteps.maskbits import MASK_BITS
 from podisteps.masters.calselect import NoCalibrationError
@@ -148,7 +150,7 @@ class DetrendOTA(PodiTask):
     def requires(self):
         masters = self.night_masters()
         req = {
-            "persistency": [SaturationCatalog(obsid=o, ota=self.ota) for o in self.earlier_exposures()],
+            "persistency": [SaturationCatalog(obsid=o) for o in self.earlier_exposures()],
             "masters": masters,
             # the same per-OTA masters assembled into QuickReduce's MEFs in <work>/<night>/cals/ (for -cals)
             "master_mefs": [master_tasks().MasterCalibration(night=m.night, kind=m.kind, binning=m.binning,
@@ -215,15 +217,19 @@ class DetrendOTA(PodiTask):
             missing=tuple(missing))
 
     def _persistency_sources(self) -> tuple:
-        """The saturation catalogues of earlier exposures: the DAG's, then those of a ``-persistency`` folder."""
+        """This OTA's part of the earlier exposures' saturation catalogues: the DAG's, then those of a
+        ``-persistency`` folder (an OTA whose raw file was unreadable is skipped with a warning)."""
         if not self.reduction_options.persistency:
             return ()
         own = [(t.path, False) for t in self.input()["persistency"]]
         sources = []
         for path, imported in own + [(str(p), True) for p in self.imported_catalogs()]:
-            with fits.open(path) as hdul:
-                sources.append(PersistencySource(persistency.read_saturation_catalog(hdul), path,
-                                                 skipped=hdul[0].header.get("SATERR"), imported=imported))
+            with fits.open(path) as hdul:  # lazily: only this OTA's table is loaded
+                catalog = persistency.read_saturation_catalog(hdul, otas=(self.ota,))
+            skipped = catalog.error(self.ota)
+            if skipped:
+                logger.warning("%s OTA%02d: persistence of %s not masked: %s", self.obsid, self.ota, path, skipped)
+            sources.append(PersistencySource(catalog, path, skipped=skipped, imported=imported))
         return tuple(sources)
 
 

@@ -1,9 +1,14 @@
-"""Saturation catalogues: one per OTA in the DAG, and QuickReduce's per-exposure files in ``-persistency=DIR``.
+"""Saturation catalogues: one per exposure in the DAG, in QuickReduce's ``<base>.saturated.fits`` layout.
 
 ```
-SaturationCatalog(obsid, ota)    <work>/<night>/<obsid>/satcat/<obsid>.<OTA>.satcat.<id>.fits
-SaturationExport(obsid)          <DIR>/<base>.saturated.fits  (QuickReduce's format, every OTA of the exposure)
+SaturationCatalog(obsid)         <work>/<night>/<obsid>/satcat/<obsid>.satcat.<id>.fits  (every OTA of the exposure)
+SaturationExport(obsid)          <DIR>/<base>.saturated.fits  (a copy of the above, with -persistency=DIR)
 ```
+
+One task reads the exposure's raw OTA files in turn and writes one catalogue: one ``OTAnn.SATPIX`` table per
+OTA with saturated pixels, a ``SATERRnn`` card per OTA whose raw file cannot be read (a later exposure then
+skips that OTA's persistence with a warning; the exposure itself fails in its own ``DetrendOTA``). A later
+exposure's ``DetrendOTA`` reads only its own OTA's table from it.
 
 With ``-persistency=DIR`` (a folder rather than the default ``auto``) the exposures podiflow reduces are
 also written to DIR as ``<base>.saturated.fits``, and catalogues found there (any file whose name contains
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from pathlib import Path
 
 import luigi
@@ -25,7 +31,7 @@ from astropy.io import fits
 from podisteps.detrend import persistency
 from podisteps.errors import PodiflowError, logger
 from podisteps.io import rawio
-from podisteps.io.atomic import HDU_COUNT_CARD
+from podisteps.io.atomic import atomic_path
 
 from .base import CheckpointTarget, FitsTarget, PodiTask
 from .paths import checkpoint_path, exposure_dir, night_index, night_of
@@ -107,64 +113,60 @@ def folder_catalogs(folder: Path) -> tuple:
 
 
 class SaturationCatalog(PodiTask):
-    """The saturated raw pixels (>= 65535) of one OTA, in QuickReduce's ``OTAnn.SATPIX`` layout."""
+    """The saturated raw pixels (>= 65535) of every OTA of one exposure, in QuickReduce's per-exposure layout
+    (``OTAnn.SATPIX`` tables; ``SATERRnn`` for an unreadable raw file)."""
 
     obsid = luigi.Parameter(description="exposure, e.g. o20130301T040000.0")
-    ota = luigi.IntParameter(description="OTA position, e.g. 33")
     stage = "satcat"
 
     def external_inputs(self):
-        return [raw_file(self.obsid, self.ota)]
+        return [raw_file(self.obsid, ota) for ota in exposure_record(self.obsid).otas]
 
     def output(self):
-        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity)))
 
     def run(self):
-        path = raw_file(self.obsid, self.ota)
-        try:
-            raw = rawio.read_raw_ota(path, dtype=np.uint16)
-        except rawio.RawFormatError as exc:
-            hdul = self.unreadable(str(exc))
-        else:
-            table = persistency.saturated_pixels(raw.cells)
-            hdul = persistency.saturation_catalog_hdulist(raw.primary, {self.ota: table} if len(table) else {})
-        self.add_provenance(hdul[0].header, {"raw": path})
+        paths = self.external_inputs()
+        tables, errors, primary = {}, {}, None
+        for ota, path in zip(exposure_record(self.obsid).otas, paths, strict=True):
+            try:
+                raw = rawio.read_raw_ota(path, dtype=np.uint16)
+            except rawio.RawFormatError as exc:
+                logger.warning("%s: persistency source skipped: %s", self.obsid, exc)
+                errors[ota] = str(exc)  # no saturated pixels known; later exposures skip this OTA
+                continue
+            tables[ota] = persistency.saturated_pixels(raw.cells)
+            primary = raw.primary if primary is None else primary  # the first readable OTA's cards
+        hdul = persistency.saturation_catalog_hdulist(self.fallback_primary() if primary is None else primary,
+                                                      tables, errors=errors)
+        self.add_provenance(hdul[0].header, {"raw": paths})
         self.output().write_hdulist(hdul)
 
-    def unreadable(self, reason: str) -> fits.HDUList:
-        """An empty catalogue whose ``SATERR`` card says why the raw file could not be read.
-
-        A later exposure's persistency masking then skips this one with a warning instead of being blocked
-        by it (the exposure itself fails in its own DetrendOTA, with the same reason).
-        """
-        logger.warning("%s: persistency source skipped: %s", self.obsid, reason)
+    def fallback_primary(self) -> fits.Header:
+        """``MJD-OBS`` and ``EXPTIME`` from the night index, when no raw file of the exposure can be read."""
         rec = exposure_record(self.obsid)
-        hdul = persistency.saturation_catalog_hdulist(fits.Header({"MJD-OBS": rec.mjd, "EXPTIME": rec.exptime}), {})
-        hdul[0].header["SATERR"] = reason  # the raw file is unreadable: no saturated pixels known
-        return hdul
+        return fits.Header({"MJD-OBS": rec.mjd, "EXPTIME": rec.exptime})
 
 
 class SaturationExport(PodiTask):
-    """All OTAs' saturation catalogues of one exposure as QuickReduce's ``<DIR>/<base>.saturated.fits``."""
+    """The exposure's saturation catalogue copied to QuickReduce's ``<DIR>/<base>.saturated.fits``.
+
+    The checkpoint already has QuickReduce's layout (plus podiflow's provenance and ``SATERRnn`` cards,
+    which QuickReduce ignores), so the export is a plain atomic copy; a separate task because the catalogue
+    is shared by every set of reduction options while the folder is one of them.
+    """
 
     obsid = luigi.Parameter(description="exposure, e.g. o20130301T040000.0")
     folder = luigi.Parameter(description="the -persistency folder")
     stage = "satexport"
 
     def requires(self):
-        return {ota: SaturationCatalog(obsid=self.obsid, ota=ota) for ota in exposure_record(self.obsid).otas}
+        return SaturationCatalog(obsid=self.obsid)
 
     def output(self):
         return FitsTarget(str(Path(self.folder) / persistency.saturation_catalog_name(self.obsid)))
 
     def run(self):
         check_persistency_folder(self.folder)
-        Path(self.folder).mkdir(parents=True, exist_ok=True)
-        tables, primary = {}, None
-        for ota, target in sorted(self.input().items()):
-            with fits.open(target.path) as hdul:
-                tables[ota] = persistency.read_saturation_catalog(hdul).table(ota)
-                primary = primary if primary is not None else hdul[0].header.copy()  # the raw primary's cards
-        if primary is not None:  # the catalogue's own HDU count is not the export's
-            primary.remove(HDU_COUNT_CARD, ignore_missing=True)
-        self.output().write_hdulist(persistency.saturation_catalog_hdulist(primary, tables))
+        with atomic_path(self.output().path, durable=self.output().durable) as tmp:
+            shutil.copyfile(self.input().path, tmp)

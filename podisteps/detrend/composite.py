@@ -89,7 +89,7 @@ class BadPixelRegions:
 class PersistencySource:
     """The saturation catalogue of an earlier exposure (:func:`podisteps.detrend.persistency.read_saturation_catalog`).
 
-    ``skipped`` is the reason an unreadable earlier exposure was skipped (its ``SATERR``), else None;
+    ``skipped`` is the reason an unreadable earlier OTA file was skipped (its catalogue's ``SATERRnn``), else None;
     ``imported`` says it came from a ``-persistency`` folder rather than the pipeline's own catalogues.
     """
 

@@ -5,7 +5,9 @@ A saturation catalogue lists every raw pixel at or above the saturation limit (6
 ``CELL_X, CELL_Y, X, Y`` (int16; X/Y are 0-based column/row in the raw cell array, overscan included).
 QuickReduce keeps one file per exposure, ``<base>.saturated.fits``: a primary header with ``MJD-OBS`` and
 ``EXPTIME`` (copied from the raw primary) and one BinTable ``OTA%02d.SATPIX`` per OTA that has saturated
-pixels. This module builds and reads that layout from and to HDULists; the caller owns the path.
+pixels. podiflow adds one primary card ``SATERR%02d`` per OTA whose raw file could not be read (the reason;
+that OTA has no table and its saturated pixels are unknown). This module builds and reads that layout from
+and to HDULists; the caller owns the path.
 
 Selection (docs/reduction-steps.md, 'Saturation and persistency', ``[1 s, 600 s + EXPTIME_prev]``): a catalogue is
 **this frame's** when ``|dMJD| < 1 s``; it is an **earlier** frame whose persistence counts when
@@ -22,7 +24,7 @@ not used by default: like QuickReduce, podiflow masks persistent pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.io import fits
@@ -34,6 +36,7 @@ __all__ = [
     "SaturationCatalog",
     "saturated_pixels",
     "satpix_extname",
+    "saturation_error_key",
     "saturation_catalog_name",
     "saturation_catalog_hdulist",
     "read_saturation_catalog",
@@ -77,16 +80,24 @@ class SaturationCatalog:
         Binning of the raw frame (``CCDBIN1``, else ``CCDSUM``, else 1).
     tables : dict
         OTA number -> structured array of :data:`SATPIX_DTYPE`; OTAs without saturated pixels are absent.
+    errors : dict
+        OTA number -> why its raw file could not be read (``SATERR%02d`` cards); its saturated pixels are
+        unknown.
     """
 
     mjd: float
     exptime: float
     binning: int
     tables: dict
+    errors: dict = field(default_factory=dict)
 
     def table(self, ota: int) -> np.ndarray:
         """The rows of ``ota`` (empty when it had no saturated pixels)."""
         return self.tables.get(int(ota), np.zeros(0, dtype=SATPIX_DTYPE))
+
+    def error(self, ota: int) -> str | None:
+        """Why the raw file of ``ota`` could not be read, None when it was read."""
+        return self.errors.get(int(ota))
 
 
 def saturated_pixels(cells: dict, *, limit: float = SATURATION_LIMIT) -> np.ndarray:
@@ -121,13 +132,18 @@ def satpix_extname(ota: int) -> str:
     return f"OTA{int(ota):02d}.SATPIX"
 
 
+def saturation_error_key(ota: int) -> str:
+    """``SATERR%02d``: the primary card giving why the raw file of ``ota`` could not be read."""
+    return f"SATERR{int(ota):02d}"
+
+
 def saturation_catalog_name(filename: str) -> str:
     """Catalogue file name from the raw ``FILENAME`` card: the first two '.'-separated tokens + ``.saturated.fits``."""
     base = ".".join(str(filename).strip().split(".")[:2])
     return f"{base}.saturated.fits"
 
 
-def saturation_catalog_hdulist(primary: fits.Header, tables: dict) -> fits.HDUList:
+def saturation_catalog_hdulist(primary: fits.Header, tables: dict, *, errors: dict | None = None) -> fits.HDUList:
     """Build a catalogue file in QuickReduce's layout.
 
     Parameters
@@ -136,17 +152,21 @@ def saturation_catalog_hdulist(primary: fits.Header, tables: dict) -> fits.HDULi
         Raw primary header of the exposure (any OTA); must have ``MJD-OBS`` and ``EXPTIME``.
     tables : dict
         OTA number -> array from :func:`saturated_pixels`. Empty tables are not written.
+    errors : dict, optional
+        OTA number -> why its raw file could not be read; one ``SATERR%02d`` card each.
 
     Returns
     -------
     astropy.io.fits.HDUList
-        Primary with the :data:`CATALOG_CARDS` present in ``primary``, then ``OTA%02d.SATPIX`` tables in
-        ascending OTA order.
+        Primary with the :data:`CATALOG_CARDS` present in ``primary`` and the ``SATERR%02d`` cards, then
+        ``OTA%02d.SATPIX`` tables in ascending OTA order.
     """
     missing = [k for k in ("MJD-OBS", "EXPTIME") if k not in primary]
     if missing:
         raise ValueError(f"saturation catalogue needs {', '.join(missing)} in the primary header")
     header = fits.Header([(k, primary[k]) for k in CATALOG_CARDS if k in primary])
+    for ota, reason in sorted((errors or {}).items()):
+        header[saturation_error_key(ota)] = (str(reason), "raw file unreadable: saturated pixels unknown")
     hdus = [fits.PrimaryHDU(header=header)]
     for ota in sorted(tables):
         rows = np.asarray(tables[ota], dtype=SATPIX_DTYPE)
@@ -163,10 +183,40 @@ def _binning(header: fits.Header) -> int:
     return 1
 
 
-def read_saturation_catalog(hdul: fits.HDUList) -> SaturationCatalog:
+def _is_satpix(name: str) -> bool:
+    name = str(name).upper()
+    return name.startswith("OTA") and name.endswith(".SATPIX")
+
+
+def _satpix_hdus(hdul: fits.HDUList, otas) -> list:
+    """``(ota, hdu)`` of the ``OTAnn.SATPIX`` tables of ``otas`` (every one when None).
+
+    With ``otas`` given, only the wanted extensions are looked up by name, so a lazily opened file never
+    loads the other OTAs' tables.
+    """
+    if otas is None:
+        return [(int(hdu.name[3:5]), hdu) for hdu in hdul[1:] if _is_satpix(hdu.name)]
+    found = []
+    for ota in sorted(otas):
+        try:
+            found.append((ota, hdul[satpix_extname(ota)]))
+        except KeyError:  # no saturated pixels on this OTA
+            continue
+    return found
+
+
+def read_saturation_catalog(hdul: fits.HDUList, *, otas=None) -> SaturationCatalog:
     """Read a ``<base>.saturated.fits`` catalogue from an open HDUList.
 
     Extensions are recognised by their ``OTAnn.SATPIX`` name; other extensions are ignored.
+
+    Parameters
+    ----------
+    hdul : astropy.io.fits.HDUList
+        The open catalogue (lazily opened is best: see ``otas``).
+    otas : iterable of int, optional
+        Read only the tables (and ``SATERR%02d`` reasons) of these OTAs; the others are not loaded.
+        Default: every OTA.
 
     Raises
     ------
@@ -177,19 +227,20 @@ def read_saturation_catalog(hdul: fits.HDUList) -> SaturationCatalog:
     primary = hdul[0].header
     if "MJD-OBS" not in primary or "EXPTIME" not in primary:
         raise ValueError(f"{source}: saturation catalogue lacks MJD-OBS or EXPTIME in its primary header")
+    otas = None if otas is None else {int(o) for o in otas}
     tables = {}
-    for hdu in hdul[1:]:
-        name = str(hdu.name).upper()
-        if not (name.startswith("OTA") and name.endswith(".SATPIX")):
-            continue
+    for ota, hdu in _satpix_hdus(hdul, otas):
         missing = [c for c in SATPIX_DTYPE.names if c not in hdu.columns.names]
         if missing:
-            raise ValueError(f"{source}: {name} lacks column(s) {', '.join(missing)}")
+            raise ValueError(f"{source}: {satpix_extname(ota)} lacks column(s) {', '.join(missing)}")
         rows = np.zeros(len(hdu.data), dtype=SATPIX_DTYPE)
         for c in SATPIX_DTYPE.names:
             rows[c] = hdu.data[c]
-        tables[int(name[3:5])] = rows
-    return SaturationCatalog(float(primary["MJD-OBS"]), float(primary["EXPTIME"]), _binning(primary), tables)
+        tables[ota] = rows
+    errors = {int(key[6:]): str(value) for key, value in primary.items()
+              if key.startswith("SATERR") and key[6:].isdigit() and (otas is None or int(key[6:]) in otas)}
+    return SaturationCatalog(float(primary["MJD-OBS"]), float(primary["EXPTIME"]), _binning(primary), tables,
+                             errors)
 
 
 def is_same_frame(mjd: float, mjd_catalog: float) -> bool:
