@@ -11,8 +11,10 @@ DetrendOTA checkpoints one after the other (the pixels, when needed, one OTA at 
         then per OTA, in the exposure's OTA order:
         OTAnn.SKYBOXES  the DetrendOTA sky boxes, plus FRNG_T (fringe template in each box)      [FRNG_T: -fringe]
                         header: OTA, SCALE (full-size px per px), AXIS_X/Y (optical axis, 0-based frame px,
-                        from CRPIX), ROTSTART, GUIDEOTA, [PGCNTR_X/Y when the detrended header has the flat's centre]
-        OTAnn.FRINGE    per fringe vector: QuickReduce's 7 columns (podisteps.focalplane.fringe.FRINGE_COLUMNS) [-fringe]
+                        from CRPIX), ROTSTART, GUIDEOTA, [PGCNTR_X/Y when the detrended header has the flat's
+                        centre]
+        OTAnn.FRINGE    per fringe vector: QuickReduce's 7 columns (podisteps.focalplane.fringe.FRINGE_COLUMNS)
+                                                                                                 [-fringe]
         OTAnn.PGBINS    X, Y, SKY: 64-px block medians of the detrended OTA                      [-pupilghost]
     FocalPlaneCorrections <work>/<night>/<obsid>/focalplane/<obsid>.focalplane.<id>.fits
         PRIMARY   SKYLEVEL ... (docs/reduction-steps.md, 'Global sky level' keys), FRNG_SCL, FRNG_STD, FRNG_NV, PUPLGFAC, PGBGRND, PGOFFS_X/Y
