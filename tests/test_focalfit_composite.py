@@ -10,6 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
+from podisteps.errors import PodiflowError
 from podisteps.focalplane import focalfit
 
 SHAPE = (512, 512)
@@ -114,3 +115,10 @@ def test_exposure_samples_file_reads_back_every_ota_as_its_own_file(tmp_path):
     assert fits_together[0].header["FRNG_SCL"] == pytest.approx(FRINGE_ADU, rel=0.02)
     assert list(fits_together[0].header.items()) == list(fits_alone[0].header.items())
     assert np.array_equal(fits_together["SKYLEVEL"].data, fits_alone["SKYLEVEL"].data)
+
+
+def test_a_per_ota_samples_file_is_refused_naming_it(tmp_path):
+    hdul = _ota_hduls(otas=(33,))[0][33]
+    hdul.writeto(tmp_path / "o1.33.fpsamples.fits")  # the per-OTA layout of earlier versions
+    with fits.open(tmp_path / "o1.33.fpsamples.fits") as f, pytest.raises(PodiflowError, match="o1.33.fpsamples.fits"):
+        focalfit.read_exposure_samples(f)

@@ -24,6 +24,7 @@ from astropy.table import Table, vstack
 
 from .. import instrument
 from ..detrend.background import sky_statistics
+from ..errors import PodiflowError
 from ..stats import block_median
 from . import fringe, pupilghost
 
@@ -158,10 +159,18 @@ def read_exposure_samples(hdul: fits.HDUList) -> dict:
     dict
         ``OTA -> {"PRIMARY": Header, "SKYBOXES": Table, ["FRINGE": Table], ["PGBINS": Table]}`` in the file's OTA
         order; the header is the ``OTAnn.SKYBOXES`` one, with the OTA's cards.
+
+    Raises
+    ------
+    podisteps.errors.PodiflowError
+        If an extension is not named ``OTAnn.<table>`` (not this layout), naming the file.
     """
     samples: dict = {}
     for hdu in hdul[1:]:
-        ota, kind = hdu.name.split(".")
+        ota, _, kind = hdu.name.partition(".")
+        if not (len(ota) == 5 and ota.startswith("OTA") and ota[3:].isdigit() and kind):
+            raise PodiflowError(f"{hdul.filename()}: extension {hdu.name!r} is not OTAnn.<table>: not a "
+                                "per-exposure FocalPlaneSamples file")
         entry = samples.setdefault(int(ota[3:]), {})
         entry[kind] = Table(hdu.data)
         if kind == "SKYBOXES":
