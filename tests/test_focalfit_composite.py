@@ -10,6 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
+from podisteps.errors import PodiflowError
 from podisteps.focalplane import focalfit
 
 SHAPE = (512, 512)
@@ -29,20 +30,31 @@ def _vectors() -> np.ndarray:
                      for i in range(3) for j in range(4)])
 
 
-def _samples(seed: int = 1) -> tuple[dict, dict]:
+def _ota_hduls(seed: int = 1, *, otas=OTAS) -> tuple[dict, dict]:
+    """``OTA -> ota_samples HDUList`` and ``OTA -> frame`` of the synthetic OTAs."""
     rng = np.random.default_rng(seed)
     template = _template()
-    samples, frames = {}, {}
-    for ota in OTAS:
+    hduls, frames = {}, {}
+    for ota in otas:
         data = (SKY_ADU + FRINGE_ADU * template + rng.normal(0, NOISE_ADU, SHAPE)).astype(np.float32)
         header = fits.Header({"CRPIX1": 600.0, "CRPIX2": -50.0, "ROTSTART": 0.0, "CELLMODE": "S" * 64})
         x, y = np.meshgrid(np.arange(20, 512, 40.0), np.arange(20, 512, 40.0))
         boxes = Table({"X": x.ravel(), "Y": y.ravel(), "INTENSITY": data[y.ravel().astype(int), x.ravel().astype(int)]})
         rows = focalfit.fringe_samples(data, template, _vectors(), boxes, scale=SCALE)
-        hdul = focalfit.ota_samples(data, header, boxes, ota=ota, scale=SCALE, fringe_rows=rows, pupilghost_bins=True)
-        samples[ota] = {h.name: (Table(h.data) if h.name != "PRIMARY" else h.header) for h in hdul}
+        hduls[ota] = focalfit.ota_samples(data, header, boxes, ota=ota, scale=SCALE, fringe_rows=rows,
+                                          pupilghost_bins=True)
         frames[ota] = data
-    return samples, frames
+    return hduls, frames
+
+
+def _as_samples(hdul: fits.HDUList) -> dict:
+    """One OTA's samples as :func:`podisteps.focalplane.focalfit.fit_focal_plane` takes them."""
+    return {h.name: (Table(h.data) if h.name != "PRIMARY" else h.header) for h in hdul}
+
+
+def _samples(seed: int = 1) -> tuple[dict, dict]:
+    hduls, frames = _ota_hduls(seed)
+    return {ota: _as_samples(hdul) for ota, hdul in hduls.items()}, frames
 
 
 def test_samples_layout():
@@ -74,3 +86,39 @@ def test_correction_leaves_the_noise():
     assert applied == ["fringe"] and header["FRNG_SCL"] == fit["FRNG_SCL"] and header["PGAFCTD"] is False
     assert np.std(sci - SKY_ADU) == pytest.approx(NOISE_ADU, rel=0.02)
     assert focalfit.correct_ota(frames[34].copy(), fits.Header(), fit, {}, ota=34)[2] == []
+
+
+def test_exposure_samples_file_reads_back_every_ota_as_its_own_file(tmp_path):
+    """The one FocalPlaneSamples file of an exposure: every OTA, in order, with the same tables and cards as
+    a file of that OTA alone (the per-OTA layout before), so the fit gets the very same numbers."""
+    otas = (44, 33, 34)  # not sorted: the exposure's order is kept
+    per_ota, alone = _ota_hduls(otas=otas)[0], {}
+    for ota, hdul in per_ota.items():
+        hdul.writeto(tmp_path / f"{ota}.fits")
+        with fits.open(tmp_path / f"{ota}.fits") as f:
+            alone[ota] = {h.name: (Table(h.data) if h.name != "PRIMARY" else h.header.copy()) for h in f}
+    focalfit.exposure_samples(per_ota).writeto(tmp_path / "exposure.fits")
+    with fits.open(tmp_path / "exposure.fits") as f:
+        names = [f"OTA{o}.{k}" for o in otas for k in ("SKYBOXES", "FRINGE", "PGBINS")]
+        assert [h.name for h in f] == ["PRIMARY", *names]
+        together = focalfit.read_exposure_samples(f)
+    assert list(together) == list(otas)
+    for ota in otas:
+        assert set(together[ota]) == set(alone[ota]) == {"PRIMARY", "FRINGE", "PGBINS", "SKYBOXES"}
+        for name in ("FRINGE", "PGBINS", "SKYBOXES"):
+            assert together[ota][name].colnames == alone[ota][name].colnames
+            assert all(np.array_equal(together[ota][name][c], alone[ota][name][c]) for c in alone[ota][name].colnames)
+        cards = alone[ota]["PRIMARY"].copy(strip=True)
+        assert len(cards) == 6 and all(together[ota]["PRIMARY"][k] == v for k, v in cards.items())
+    fits_alone, fits_together = (focalfit.fit_focal_plane(s, layout="podi", sky_otas=(33, 44), centre_subsample=4)
+                                 for s in (alone, together))
+    assert fits_together[0].header["FRNG_SCL"] == pytest.approx(FRINGE_ADU, rel=0.02)
+    assert list(fits_together[0].header.items()) == list(fits_alone[0].header.items())
+    assert np.array_equal(fits_together["SKYLEVEL"].data, fits_alone["SKYLEVEL"].data)
+
+
+def test_a_per_ota_samples_file_is_refused_naming_it(tmp_path):
+    hdul = _ota_hduls(otas=(33,))[0][33]
+    hdul.writeto(tmp_path / "o1.33.fpsamples.fits")  # the per-OTA layout of earlier versions
+    with fits.open(tmp_path / "o1.33.fpsamples.fits") as f, pytest.raises(PodiflowError, match="o1.33.fpsamples.fits"):
+        focalfit.read_exposure_samples(f)

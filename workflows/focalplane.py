@@ -3,14 +3,19 @@
 
 docs/reduction-steps.md, 'Fringe amplitudes', 'Pupil-ghost samples', 'Subtracting the focal-plane templates', 'Global
 sky level', 'Global fringe scale' and 'Global pupil-ghost scale'. The exposure-wide fit reads only small per-OTA
-measurements, never images::
+measurements, never images; they are taken by one ``FocalPlaneSamples`` task per exposure, which reads the
+DetrendOTA checkpoints one after the other (the pixels, when needed, one OTA at a time) and writes one file::
 
-    FocalPlaneSamples     <work>/<night>/<obsid>/fpsamples/<obsid>.<OTA>.fpsamples.<id>.fits
-        PRIMARY   OTA, SCALE (full-size px per px), AXIS_X/Y (optical axis, 0-based frame px, from CRPIX),
-                  ROTSTART, GUIDEOTA, [PGCNTR_X/Y when the detrended header has the flat's centre]
-        FRINGE    per fringe vector: QuickReduce's 7 columns (podisteps.focalplane.fringe.FRINGE_COLUMNS)   [-fringe]
-        PGBINS    X, Y, SKY: 64-px block medians of the detrended OTA                            [-pupilghost]
-        SKYBOXES  the DetrendOTA sky boxes, plus FRNG_T (fringe template in each box)            [-fringe]
+    FocalPlaneSamples     <work>/<night>/<obsid>/fpsamples/<obsid>.fpsamples.<id>.fits
+        PRIMARY         provenance only
+        then per OTA, in the exposure's OTA order:
+        OTAnn.SKYBOXES  the DetrendOTA sky boxes, plus FRNG_T (fringe template in each box)      [FRNG_T: -fringe]
+                        header: OTA, SCALE (full-size px per px), AXIS_X/Y (optical axis, 0-based frame px,
+                        from CRPIX), ROTSTART, GUIDEOTA, [PGCNTR_X/Y when the detrended header has the flat's
+                        centre]
+        OTAnn.FRINGE    per fringe vector: QuickReduce's 7 columns (podisteps.focalplane.fringe.FRINGE_COLUMNS)
+                                                                                                 [-fringe]
+        OTAnn.PGBINS    X, Y, SKY: 64-px block medians of the detrended OTA                      [-pupilghost]
     FocalPlaneCorrections <work>/<night>/<obsid>/focalplane/<obsid>.focalplane.<id>.fits
         PRIMARY   SKYLEVEL ... (docs/reduction-steps.md, 'Global sky level' keys), FRNG_SCL, FRNG_STD, FRNG_NV, PUPLGFAC, PGBGRND, PGOFFS_X/Y
         SKYLEVEL  the sky boxes used: OTA, X, Y, INTENSITY, CORRECTED
@@ -19,7 +24,8 @@ measurements, never images::
         the DetrendOTA layout (PRIMARY, OTAxy.SCI, OTAxy.MASK, SKYBOXES) minus template x scale
 
 The tasks open their inputs and write their products; the measurements, the fit and the correction are the
-pure composites of :mod:`podisteps.focalplane.focalfit` (``ota_samples``, ``fit_focal_plane``, ``correct_ota``).
+pure composites of :mod:`podisteps.focalplane.focalfit` (``ota_samples``, ``exposure_samples`` and
+``read_exposure_samples``, ``fit_focal_plane``, ``correct_ota``).
 
 Departures from QuickReduce, on purpose:
 
@@ -65,6 +71,7 @@ from astropy.table import Table
 
 from podisteps import instrument
 from podisteps.focalplane import focalfit, fringe, pupilghost
+from podisteps.io.mapped import release_pages
 from podisteps.masters import history
 from podisteps.stats import block_median
 
@@ -426,51 +433,70 @@ class _FocalTask(PodiTask):
 
 
 class FocalPlaneSamples(_FocalTask):
-    """The small per-OTA measurements the focal-plane fit reads (fringe amplitudes, binned sky, sky boxes)."""
+    """The small measurements the focal-plane fit reads (fringe amplitudes, binned sky, sky boxes) of every OTA of
+    one exposure, in one file (:func:`podisteps.focalplane.focalfit.exposure_samples`)."""
 
-    ota = luigi.IntParameter()
     stage = "fpsamples"
 
     def requires(self):
-        req = {"detrend": self._detrend(self.ota)}
+        req = {"detrend": {ota: self._detrend(ota) for ota in self.record.otas}}
         fringe_task = _template_requirements(self.record, self.reduction_options).get("fringe")
         return req | ({"fringe": fringe_task} if fringe_task is not None else {})
 
     def external_inputs(self):
-        vectors = fringe_vector_file(self.record, self.reduction_options, self.ota)
         fringe_file = fringe_source(self.record, self.reduction_options)
         files = [fringe_file.path] if fringe_file is not None and fringe_file.path is not None else []
-        return files + ([vectors] if vectors is not None and self.reduction_options.fringe else [])
+        return files + (self._vector_files() if self.reduction_options.fringe else [])
+
+    def _vector_files(self) -> list:
+        """The fringe-vector files of the exposure's OTAs that have one."""
+        vectors = (fringe_vector_file(self.record, self.reduction_options, ota) for ota in self.record.otas)
+        return list(dict.fromkeys(v for v in vectors if v is not None))
 
     def output(self):
-        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity)))
 
     def run(self):
-        opts = self.reduction_options
-        path = self.input()["detrend"].path
         template_path = _template_path(self, "fringe")
-        with fits.open(path) as hdul:
-            header, boxes = hdul[1].header, Table(hdul["SKYBOXES"].data)
-            # the image (64 MB full size) only for a fringe template or the ghost bins: the sky boxes are a table
-            pixels = template_path is not None or bool(opts.pupilghost)
-            data = hdul[1].data.astype(np.float32) if pixels else None
-        scale = frame_scale((header["NAXIS2"], header["NAXIS1"]))
-        used, fringe_rows = {"detrended": path}, None
-        vectors_path = fringe_vector_file(self.record, opts, self.ota)
+        detrended = {ota: t.path for ota, t in self.input()["detrend"].items()}
+        per_ota = {}
+        for i, (ota, path) in enumerate(detrended.items()):
+            self.progress(100 * i / len(detrended), f"focal-plane samples: OTA{ota:02d}")
+            per_ota[ota] = self._ota_samples(ota, path, template_path)
+        used = {"detrended": list(detrended.values())}
         if template_path is not None:
-            fringe_rows = focalfit.fringe_samples(data, self._fringe_template(template_path), vectors_path and
-                                                  fringe.fringe_vectors_from_regions(vectors_path, scale=scale),
-                                                  boxes, scale=scale)
-            used |= {"fringe": template_path} | ({"fringevectors": vectors_path} if vectors_path else {})
-        hdul = focalfit.ota_samples(data, header, boxes, ota=self.ota, scale=scale, fringe_rows=fringe_rows,
-                                    pupilghost_bins=bool(opts.pupilghost))
+            vectors = self._vector_files()
+            used |= {"fringe": template_path} | ({"fringevectors": vectors} if vectors else {})
+        hdul = focalfit.exposure_samples(per_ota)
         self.add_provenance(hdul[0].header, used)
         self.output().write_hdulist(hdul)
 
-    def _fringe_template(self, template_path) -> np.ndarray | None:
-        """This OTA of the fringe template, float32 (None if the template lacks it)."""
+    def _ota_samples(self, ota: int, path: str, template_path) -> fits.HDUList:
+        """:func:`podisteps.focalplane.focalfit.ota_samples` of one OTA: its pixels (64 MB full size) are read only
+        for a fringe template or the ghost bins, and are released on return (one OTA image at a time)."""
+        opts = self.reduction_options
+        with fits.open(path, mode="denywrite") as hdul:
+            header, boxes = hdul[1].header, Table(hdul["SKYBOXES"].data)
+            # the image only for a fringe template or the ghost bins: the sky boxes are a table
+            pixels = template_path is not None or bool(opts.pupilghost)
+            data = hdul[1].data.astype(np.float32) if pixels else None
+            if pixels:
+                release_pages(hdul[1].data)
+        scale = frame_scale((header["NAXIS2"], header["NAXIS1"]))
+        fringe_rows = None
+        if template_path is not None:
+            vectors_path = fringe_vector_file(self.record, opts, ota)
+            fringe_rows = focalfit.fringe_samples(data, self._fringe_template(template_path, ota), vectors_path and
+                                                  fringe.fringe_vectors_from_regions(vectors_path, scale=scale),
+                                                  boxes, scale=scale)
+        return focalfit.ota_samples(data, header, boxes, ota=ota, scale=scale, fringe_rows=fringe_rows,
+                                    pupilghost_bins=bool(opts.pupilghost))
+
+    @staticmethod
+    def _fringe_template(template_path, ota: int) -> np.ndarray | None:
+        """OTA ``ota`` of the fringe template, float32 (None if the template lacks it)."""
         with fits.open(template_path) as hdul:
-            name = f"OTA{self.ota:02d}.SCI"
+            name = f"OTA{ota:02d}.SCI"
             return hdul[name].data.astype(np.float32) if name in hdul else None
 
 
@@ -481,8 +507,7 @@ class FocalPlaneCorrections(_FocalTask):
 
     def requires(self):
         opts = self.reduction_options
-        samples = {ota: FocalPlaneSamples.with_options(opts, obsid=self.obsid, ota=ota)
-                   for ota in self.record.otas}
+        samples = FocalPlaneSamples.with_options(opts, obsid=self.obsid)
         ghost_task = _template_requirements(self.record, opts).get("pupilghost")
         return {"samples": samples} | ({"pupilghost": ghost_task} if ghost_task is not None else {})
 
@@ -490,12 +515,10 @@ class FocalPlaneCorrections(_FocalTask):
         return FitsTarget(str(checkpoint_path(self.obsid, self.stage, self.identity)))
 
     def run(self):
-        samples = {}
-        for ota, target in self.input()["samples"].items():
-            with fits.open(target.path) as hdul:
-                samples[ota] = {hdu.name: (Table(hdu.data) if hdu.name != "PRIMARY" else hdu.header.copy())
-                                for hdu in hdul}
-        used = {"samples": [t.path for t in self.input()["samples"].values()]}
+        samples_path = self.input()["samples"].path
+        with fits.open(samples_path) as hdul:
+            samples = focalfit.read_exposure_samples(hdul)
+        used = {"samples": samples_path}
         ghost_path = _template_path(self, "pupilghost")
         layout = instrument.layout_for_mjd(self.record.mjd)
         with ExitStack() as stack:

@@ -3,7 +3,8 @@
 arrays, headers, tables and already-read templates in; results out; no paths, no Luigi.
 
 - :func:`ota_samples`: the small per-OTA measurements the exposure-wide fit reads (fringe amplitudes, 64-px
-  block medians for the ghost fit, sky boxes), as the ``FocalPlaneSamples`` product.
+  block medians for the ghost fit, sky boxes); :func:`exposure_samples` gathers every OTA's into the one
+  ``FocalPlaneSamples`` product of an exposure, :func:`read_exposure_samples` reads it back for the fit.
 - :func:`fit_focal_plane`: the exposure's fringe scale, pupil-ghost centre and scale and global sky, from
   those samples only (never from images), as the ``FocalPlaneCorrections`` product.
 - :func:`correct_ota`: one OTA minus fringe template x ``FRNG_SCL`` and ghost template x ``PUPLGFAC``.
@@ -23,11 +24,12 @@ from astropy.table import Table, vstack
 
 from .. import instrument
 from ..detrend.background import sky_statistics
+from ..errors import PodiflowError
 from ..stats import block_median
 from . import fringe, pupilghost
 
-__all__ = ["NOT_DONE", "PG_BLOCK_PX", "fringe_samples", "ota_samples", "fit_focal_plane", "ghost_applies",
-           "correct_ota"]
+__all__ = ["NOT_DONE", "PG_BLOCK_PX", "fringe_samples", "ota_samples", "exposure_samples", "read_exposure_samples",
+           "fit_focal_plane", "ghost_applies", "correct_ota"]
 
 #: Written for a scale that was not fitted (QuickReduce's convention).
 NOT_DONE = -1.0
@@ -116,6 +118,64 @@ def ota_samples(data: np.ndarray | None, header: fits.Header, boxes: Table, *, o
         hdus.append(fits.BinTableHDU(Table([x, y, values], names=("X", "Y", "SKY")), name="PGBINS"))
     hdus.append(fits.BinTableHDU(boxes, name="SKYBOXES"))
     return fits.HDUList(hdus)
+
+
+def exposure_samples(per_ota: dict) -> fits.HDUList:
+    """The samples of every OTA of an exposure in one MEF (the ``FocalPlaneSamples`` layout).
+
+    Parameters
+    ----------
+    per_ota : dict
+        ``OTA -> HDUList`` of :func:`ota_samples`, in the exposure's OTA order (kept in the file; changed in place:
+        its table extensions are renamed and moved).
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
+        An empty ``PRIMARY`` (for the provenance), then per OTA ``OTAnn.SKYBOXES`` carrying the cards of that
+        OTA's primary (``OTA, SCALE, AXIS_X/Y, ROTSTART, GUIDEOTA`` [``PGCNTR_X/Y``]), [``OTAnn.FRINGE``],
+        [``OTAnn.PGBINS``].
+    """
+    hdus = [fits.PrimaryHDU()]
+    for ota, hdul in per_ota.items():
+        tables = sorted(hdul[1:], key=lambda hdu: hdu.name != "SKYBOXES")
+        tables[0].header.extend(hdul[0].header.copy(strip=True).cards)
+        for hdu in tables:
+            hdu.name = f"OTA{ota:02d}.{hdu.name}"
+        hdus += tables
+    return fits.HDUList(hdus)
+
+
+def read_exposure_samples(hdul: fits.HDUList) -> dict:
+    """The samples of :func:`exposure_samples` as :func:`fit_focal_plane` takes them.
+
+    Parameters
+    ----------
+    hdul : astropy.io.fits.HDUList
+        An opened ``FocalPlaneSamples`` product.
+
+    Returns
+    -------
+    dict
+        ``OTA -> {"PRIMARY": Header, "SKYBOXES": Table, ["FRINGE": Table], ["PGBINS": Table]}`` in the file's OTA
+        order; the header is the ``OTAnn.SKYBOXES`` one, with the OTA's cards.
+
+    Raises
+    ------
+    podisteps.errors.PodiflowError
+        If an extension is not named ``OTAnn.<table>`` (not this layout), naming the file.
+    """
+    samples: dict = {}
+    for hdu in hdul[1:]:
+        ota, _, kind = hdu.name.partition(".")
+        if not (len(ota) == 5 and ota.startswith("OTA") and ota[3:].isdigit() and kind):
+            raise PodiflowError(f"{hdul.filename()}: extension {hdu.name!r} is not OTAnn.<table>: not a "
+                                "per-exposure FocalPlaneSamples file")
+        entry = samples.setdefault(int(ota[3:]), {})
+        entry[kind] = Table(hdu.data)
+        if kind == "SKYBOXES":
+            entry["PRIMARY"] = hdu.header.copy()
+    return samples
 
 
 def fit_focal_plane(samples: dict, *, ghost_template=None, layout: str, sky_otas,
