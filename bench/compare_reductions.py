@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/compare_reductions.py BEFORE AFTER [--night 20131004]
+    python bench/compare_reductions.py BEFORE AFTER [--night 20131004] [--merged-stage STAGE ...]
 
 ``BEFORE`` and ``AFTER`` are folders reduced with ``podiflow reduce`` (``out/<night>/<obsid>/<obsid>.fits``).
 Pixels and table cells must be identical (NaN equal to NaN); header cards must have the same values after
@@ -10,6 +10,12 @@ two normalisations that only say where a reduction ran: the folder (``BEFORE``/`
 product identities (10 hex digits in file names -> ``<id>``). Cards that record when or with which code a
 file was written (:data:`TIME_CARDS`) are not compared. Exit 0 when everything matches, 1 otherwise; one
 line per difference.
+
+``--merged-stage STAGE`` compares across a change of checkpoint layout in which the per-OTA checkpoints of
+``STAGE`` (``<obsid>.<OTA>.<stage>.<id>.fits``) became one per exposure (``<obsid>.<stage>.<id>.fits``): the
+names of those intermediate files, in provenance cards and in the ``ASSOCIATIONS`` table, are then compared
+without the OTA, and the table's rows once each (the 13 rows of one exposure's per-OTA files become one).
+Only file names of intermediate products are relaxed; pixels, catalogues, WCS and every other card are not.
 """
 
 from __future__ import annotations
@@ -28,28 +34,46 @@ TIME_CARDS = {"DATE", "IRAF-TLM", "PLVER", "PLVERSIO", "PFVERS", "CHECKSUM", "DA
 IDENTITY_RE = re.compile(r"(?<![0-9a-f])[0-9a-f]{10}(?![0-9a-f])")
 
 
-def _normalise(value, roots: tuple[str, ...]):
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    if not isinstance(value, str):
-        return value
-    for root in roots:
-        value = value.replace(root, "<root>")
-    return IDENTITY_RE.sub("<id>", value.strip())
+class Normaliser:
+    """What two reductions may differ in: their folders (``roots``), product identities and, with ``merged``
+    (:func:`merged_stages`), the OTA in the names of the merged stages' files."""
+
+    def __init__(self, roots: tuple[str, ...], merged: re.Pattern | None = None):
+        self.roots, self.merged = roots, merged
+
+    def __call__(self, value):
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if not isinstance(value, str):
+            return value
+        for root in self.roots:
+            value = value.replace(root, "<root>")
+        value = IDENTITY_RE.sub("<id>", value.strip())
+        return self.merged.sub(r".\1.", value) if self.merged is not None else value
 
 
-def _cards(header: fits.Header, roots) -> list:
+def merged_stages(stages) -> re.Pattern | None:
+    """The pattern of per-OTA file names (``.<OTA>.<stage>.``) of ``stages`` (None without any)."""
+    if not stages:
+        return None
+    return re.compile(r"\.\d\d\.(" + "|".join(re.escape(s) for s in stages) + r")\.")
+
+
+def _cards(header: fits.Header, norm: Normaliser) -> list:
     """Comparable ``(keyword, value)`` pairs; provenance checksums (``PFSUMnnn``, ``PFID``) are identities.
 
     HISTORY and COMMENT count as one text each: a long path wraps onto the next card at a place that depends
-    on the folder's length.
+    on the folder's length. With merged stages the ``ASSOCIATIONS`` table's shape (row count, row width, string
+    column widths) is left to the comparison of its rows.
     """
-    cards = [(c.keyword, _normalise(c.value, roots)) for c in header.cards
-             if c.keyword not in TIME_CARDS | {"HISTORY", "COMMENT"} and not c.keyword.startswith("PFSUM")
-             and c.keyword != "PFID"]
+    skip = TIME_CARDS | {"HISTORY", "COMMENT", "PFID"}
+    if norm.merged is not None and header.get("EXTNAME") == "ASSOCIATIONS":
+        skip = skip | {"NAXIS1", "NAXIS2"} | {k for k in header if k.startswith("TFORM")}
+    cards = [(c.keyword, norm(c.value)) for c in header.cards
+             if c.keyword not in skip and not c.keyword.startswith("PFSUM")]
     for key in ("HISTORY", "COMMENT"):
         text = "".join(str(c.value) for c in header.cards if c.keyword == key)
-        cards.append((key, _normalise(text, roots)))
+        cards.append((key, norm(text)))
     return cards
 
 
@@ -64,14 +88,23 @@ def _same_array(a, b) -> bool:
     return bool(np.array_equal(a, b))
 
 
-def _compare_table(name: str, a, b, roots) -> list:
+def _distinct_rows(table, norm: Normaliser) -> list:
+    """The rows of ``table`` normalised, each once, in their order."""
+    rows = [tuple(norm(v) if isinstance(v, (str, bytes)) else np.asarray(v).item() for v in row) for row in table]
+    return list(dict.fromkeys(rows))
+
+
+def _compare_table(name: str, a, b, norm: Normaliser) -> list:
+    if norm.merged is not None and name.endswith("[ASSOCIATIONS]"):
+        ra, rb = _distinct_rows(a, norm), _distinct_rows(b, norm)
+        return [] if ra == rb else [f"{name}: rows differ ({len(ra)} vs {len(rb)} distinct)"]
     if a.columns.names != b.columns.names or len(a) != len(b):
         return [f"{name}: columns or rows differ ({a.columns.names} x {len(a)} vs {b.columns.names} x {len(b)})"]
     out = []
     for col in a.columns.names:
         x, y = a[col], b[col]
         if np.asarray(x).dtype.kind in "SUO":
-            same = [_normalise(u, roots) for u in x] == [_normalise(v, roots) for v in y]
+            same = [norm(u) for u in x] == [norm(v) for v in y]
         else:
             same = _same_array(x, y)
         if not same:
@@ -79,7 +112,7 @@ def _compare_table(name: str, a, b, roots) -> list:
     return out
 
 
-def compare_mef(before: Path, after: Path, roots: tuple[str, ...]) -> list:
+def compare_mef(before: Path, after: Path, norm: Normaliser) -> list:
     """Differences between two final MEFs, one line each (empty: identical up to the allowed cards)."""
     out = []
     with fits.open(before) as a, fits.open(after) as b:
@@ -88,12 +121,12 @@ def compare_mef(before: Path, after: Path, roots: tuple[str, ...]) -> list:
             return [f"{after.name}: extensions {names_b} instead of {names_a}"]
         for ha, hb in zip(a, b):
             where = f"{after.name}[{ha.name}]"
-            ca, cb = _cards(ha.header, roots), _cards(hb.header, roots)
+            ca, cb = _cards(ha.header, norm), _cards(hb.header, norm)
             if ca != cb:
                 diff = sorted(set(ca) ^ set(cb), key=str)[:6]
                 out.append(f"{where}: header cards differ, e.g. {diff}")
             if isinstance(ha, fits.BinTableHDU):
-                out += _compare_table(where, ha.data, hb.data, roots)
+                out += _compare_table(where, ha.data, hb.data, norm)
             elif not _same_array(ha.data, hb.data):
                 out.append(f"{where}: pixels differ")
     return out
@@ -104,8 +137,10 @@ def main(argv=None) -> int:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     parser.add_argument("--night", default="20131004")
+    parser.add_argument("--merged-stage", action="append", default=[], metavar="STAGE",
+                        help="per-OTA checkpoints of STAGE became one per exposure (see the module docstring)")
     args = parser.parse_args(argv)
-    roots = (str(args.before.resolve()), str(args.after.resolve()))
+    norm = Normaliser((str(args.before.resolve()), str(args.after.resolve())), merged_stages(args.merged_stage))
     mefs = sorted((args.before / "out" / args.night).glob("*/o*.fits"))
     if not mefs:
         print(f"no final MEFs under {args.before / 'out' / args.night}")
@@ -113,7 +148,7 @@ def main(argv=None) -> int:
     problems = []
     for mef in mefs:
         twin = args.after / mef.relative_to(args.before)
-        problems += compare_mef(mef, twin, roots) if twin.exists() else [f"{twin}: missing"]
+        problems += compare_mef(mef, twin, norm) if twin.exists() else [f"{twin}: missing"]
     for line in problems:
         print(line)
     print(f"{len(mefs)} final MEF(s) compared: {'identical' if not problems else f'{len(problems)} difference(s)'}")
