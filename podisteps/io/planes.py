@@ -58,10 +58,8 @@ def plain_pixels(hdu: fits.ImageHDU, path: str) -> np.ndarray:
 
     Parameters
     ----------
-    hdu : astropy.io.fits.ImageHDU
-        The plane, from a file opened with ``do_not_scale_image_data=True``; shape ``(ny, nx)``.
-    path : str
-        The file, for the error message.
+    hdu, path
+        As for :func:`stored_integers` (an image plane, and its file for the message).
 
     Returns
     -------
