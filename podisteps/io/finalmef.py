@@ -27,6 +27,7 @@ value is not finite.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, fields
 
@@ -59,6 +60,9 @@ INHERITED_KEYS = ("OBSID", "OBSTYPE", "OBJECT", "FILTER", "FILTERID", "FILTDSCR"
 #: headers_to_delete_from_otas, plus INHERIT).
 _DROP_FROM_OTAS = ("INHERIT", "CELLGAP1", "CELLGAP2", "CNAXIS1", "CNAXIS2", "NAMPS", "NEXTEND", "PRESCAN1",
                    "PRESCAN2", "OVRSCAN1", "OVRSCAN2", "IMNAXIS1", "IMNAXIS2", "EXTEND")
+
+#: Both of the above: no OTA extension keeps these cards.
+_NOT_FROM_OTAS = frozenset(INHERITED_KEYS + _DROP_FROM_OTAS)
 
 #: OTA header values that must be finite numbers for the OTA to be published (when present).
 OTA_KEY_VALUES = ("GAIN", "CRVAL1", "CRVAL2", "CD1_1", "CD1_2", "CD2_1", "CD2_2")
@@ -302,13 +306,10 @@ def _timing(ph: fits.Header) -> None:
 
 def _ota_header(header: fits.Header, fix, phot) -> fits.Header:
     """OTA header without inherited/deleted cards, with the solved WCS and the photometry cards."""
-    hdr = header.copy()
-    ota = int(hdr["OTA"])
-    for key in INHERITED_KEYS + _DROP_FROM_OTAS:
-        hdr.remove(key, ignore_missing=True, remove_all=True)
+    ota = int(header["OTA"])
+    hdr = fits.Header([copy.copy(c) for c in header.cards if c.keyword not in _NOT_FROM_OTAS
+                       and not (fix is not None and WCS_CARD_RE.match(c.keyword))])  # one pass, no card removal
     if fix is not None:
-        for key in [k for k in hdr if WCS_CARD_RE.match(k)]:
-            del hdr[key]
         hdr.update(_wcs_cards(fix, ota))
     if phot is not None and f"OTA{ota:02d}.PHOT" in phot:
         hdr.update([c for c in phot[f"OTA{ota:02d}.PHOT"].header.cards if c.keyword.startswith(("FLX", "PHOT"))])
@@ -332,9 +333,10 @@ def _image(data: np.ndarray, hdr: fits.Header, binning: int, fill: float) -> fit
 
 
 def _table(hdu: fits.BinTableHDU, binning: int) -> fits.BinTableHDU:
-    """A copy of an upstream table extension, its pixel columns divided by the soft-binning factor."""
+    """An upstream table extension as it is (written unchanged, not copied), or without ``binning == 1`` a new
+    one with its pixel columns divided by the soft-binning factor."""
     if binning == 1:
-        return hdu.copy()
+        return hdu
     out = fits.table_to_hdu(mef.softbin_table(Table(hdu.data), binning))
     out.header.update([c for c in hdu.header.cards if c.keyword not in out.header])
     return out
