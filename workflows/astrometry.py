@@ -234,10 +234,10 @@ class FixWCS(PodiTask):
         headers, catalogs, sources = {}, {}, {}
         sized = {}
         for ota, target in inputs["catalogs"].items():
-            with fits.open(target.path) as hdul:
+            with fits.open(target.path, memmap=False) as hdul:  # in memory: the table's columns are not copied
                 hdr = hdul["CAT.ODI"].header
                 headers[ota] = _wcs_header(hdr)
-                catalogs[ota] = Table(hdul["CAT.ODI"].data)
+                catalogs[ota] = Table(hdul["CAT.ODI"].data, copy=False)
             sized[ota] = headers[ota].copy()  # the OTA's extent places the refinement's control points
             sized[ota]["NAXIS1"], sized[ota]["NAXIS2"] = int(hdr["IMWIDTH"]), int(hdr["IMHEIGHT"])
             sources[ota] = _selected_sources(catalogs[ota])
@@ -316,17 +316,16 @@ class FixWCS(PodiTask):
 
     @staticmethod
     def _tables(solution, catalogs, refs) -> list:
-        merged, pairs = [], []
-        for ota, cat in catalogs.items():
-            cat = cat.copy()
-            x, y = np.asarray(cat["X"], float), np.asarray(cat["Y"], float)
-            cat["RA"], cat["DEC"] = astrometry.odi2wcs(solution.headers, ota, x, y)
-            merged.append(cat)
+        pairs = []
+        odi = vstack(list(catalogs.values())) if catalogs else Table()
+        if catalogs:  # RA, DEC of every row with its OTA's solved WCS
+            radec = [astrometry.odi2wcs(solution.headers, ota, np.asarray(cat["X"], float), np.asarray(cat["Y"], float))
+                     for ota, cat in catalogs.items()]
+            odi["RA"], odi["DEC"] = (np.concatenate([r[k] for r in radec]) for k in (0, 1))
         for ota, (i1, i2) in solution.matches.items():
             ra, dec = solution.radec[ota]
             pairs.append(Table({"ODI_RA": ra[i1], "ODI_DEC": dec[i1], "REF_RA": np.asarray(refs["ra"])[i2],
                                 "REF_DEC": np.asarray(refs["dec"])[i2], "OTA": np.full(len(i1), ota, np.int16)}))
-        odi = vstack(merged) if merged else Table()
         cal = vstack(pairs) if pairs else Table()
         return [table_hdu(refs, "CAT.WCSREF"), table_hdu(odi, "CAT.ODI"),
                 table_hdu(cal, "WCSCAL.CAT", [("MATCHRAD", 2.0, "match radius, arcsec")])]
