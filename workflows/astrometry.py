@@ -28,6 +28,7 @@ from podisteps.catalog import detect, refcat
 from podisteps.detrend.wcs import WCS_CARD_RE
 from podisteps.errors import logger
 from podisteps.io.planes import plain_pixels, stored_integers
+from podisteps.io.plaintable import read_table
 
 from .base import CheckpointTarget, FitsTarget, PodiTask
 from .focalplane import image_task
@@ -234,15 +235,15 @@ class FixWCS(PodiTask):
         headers, catalogs, sources = {}, {}, {}
         sized = {}
         for ota, target in inputs["catalogs"].items():
-            with fits.open(target.path, memmap=False) as hdul:  # in memory: the table's columns are not copied
+            with fits.open(target.path) as hdul:
                 hdr = hdul["CAT.ODI"].header
                 headers[ota] = _wcs_header(hdr)
-                catalogs[ota] = Table(hdul["CAT.ODI"].data, copy=False)
+                catalogs[ota] = read_table(hdul["CAT.ODI"], target.path)
             sized[ota] = headers[ota].copy()  # the OTA's extent places the refinement's control points
             sized[ota]["NAXIS1"], sized[ota]["NAXIS2"] = int(hdr["IMWIDTH"]), int(hdr["IMHEIGHT"])
             sources[ota] = _selected_sources(catalogs[ota])
         with fits.open(inputs["refcat"].path) as hdul:
-            refs = Table(hdul["CAT.WCSREF"].data)
+            refs = read_table(hdul["CAT.WCSREF"], inputs["refcat"].path)
             n_total = int(hdul["CAT.WCSREF"].header.get("NCATROWS", -1))
         self.progress(30, f"{self.obsid}: solving the WCS with {sum(len(s[0]) for s in sources.values())} "
                           f"sources and {len(refs)} reference stars")
