@@ -317,12 +317,13 @@ class FixWCS(PodiTask):
 
     @staticmethod
     def _tables(solution, catalogs, refs) -> list:
-        pairs = []
-        odi = vstack(list(catalogs.values())) if catalogs else Table()
-        if catalogs:  # RA, DEC of every row with its OTA's solved WCS
+        pairs, odi = [], Table()
+        if catalogs:  # stacked once; RA, DEC of every row with its OTA's solved WCS
+            odi = vstack(list(catalogs.values()))
             radec = [astrometry.odi2wcs(solution.headers, ota, np.asarray(cat["X"], float), np.asarray(cat["Y"], float))
                      for ota, cat in catalogs.items()]
-            odi["RA"], odi["DEC"] = (np.concatenate([r[k] for r in radec]) for k in (0, 1))
+            odi["RA"] = np.concatenate([ra for ra, _ in radec])
+            odi["DEC"] = np.concatenate([dec for _, dec in radec])
         for ota, (i1, i2) in solution.matches.items():
             ra, dec = solution.radec[ota]
             pairs.append(Table({"ODI_RA": ra[i1], "ODI_DEC": dec[i1], "REF_RA": np.asarray(refs["ra"])[i2],

@@ -332,7 +332,7 @@ def _image(data: np.ndarray, hdr: fits.Header, binning: int, fill: float) -> fit
 
 
 def _table(hdu: fits.BinTableHDU, binning: int) -> fits.BinTableHDU:
-    """An upstream table extension as it is (written unchanged, not copied), or without ``binning == 1`` a new
+    """An upstream table extension: as it is without ``-softbin`` (written unchanged, so not copied), else a new
     one with its pixel columns divided by the soft-binning factor."""
     if binning == 1:
         return hdu
