@@ -28,6 +28,7 @@ from podisteps.catalog import detect, refcat
 from podisteps.detrend.wcs import WCS_CARD_RE
 from podisteps.errors import logger
 from podisteps.io.planes import plain_pixels, stored_integers
+from podisteps.io.plaintable import read_table
 
 from .base import CheckpointTarget, FitsTarget, PodiTask
 from .focalplane import image_task
@@ -237,12 +238,12 @@ class FixWCS(PodiTask):
             with fits.open(target.path) as hdul:
                 hdr = hdul["CAT.ODI"].header
                 headers[ota] = _wcs_header(hdr)
-                catalogs[ota] = Table(hdul["CAT.ODI"].data)
+                catalogs[ota] = read_table(hdul["CAT.ODI"], target.path)
             sized[ota] = headers[ota].copy()  # the OTA's extent places the refinement's control points
             sized[ota]["NAXIS1"], sized[ota]["NAXIS2"] = int(hdr["IMWIDTH"]), int(hdr["IMHEIGHT"])
             sources[ota] = _selected_sources(catalogs[ota])
         with fits.open(inputs["refcat"].path) as hdul:
-            refs = Table(hdul["CAT.WCSREF"].data)
+            refs = read_table(hdul["CAT.WCSREF"], inputs["refcat"].path)
             n_total = int(hdul["CAT.WCSREF"].header.get("NCATROWS", -1))
         self.progress(30, f"{self.obsid}: solving the WCS with {sum(len(s[0]) for s in sources.values())} "
                           f"sources and {len(refs)} reference stars")
@@ -316,17 +317,17 @@ class FixWCS(PodiTask):
 
     @staticmethod
     def _tables(solution, catalogs, refs) -> list:
-        merged, pairs = [], []
-        for ota, cat in catalogs.items():
-            cat = cat.copy()
-            x, y = np.asarray(cat["X"], float), np.asarray(cat["Y"], float)
-            cat["RA"], cat["DEC"] = astrometry.odi2wcs(solution.headers, ota, x, y)
-            merged.append(cat)
+        pairs, odi = [], Table()
+        if catalogs:  # stacked once; RA, DEC of every row with its OTA's solved WCS
+            odi = vstack(list(catalogs.values()))
+            radec = [astrometry.odi2wcs(solution.headers, ota, np.asarray(cat["X"], float), np.asarray(cat["Y"], float))
+                     for ota, cat in catalogs.items()]
+            odi["RA"] = np.concatenate([ra for ra, _ in radec])
+            odi["DEC"] = np.concatenate([dec for _, dec in radec])
         for ota, (i1, i2) in solution.matches.items():
             ra, dec = solution.radec[ota]
             pairs.append(Table({"ODI_RA": ra[i1], "ODI_DEC": dec[i1], "REF_RA": np.asarray(refs["ra"])[i2],
                                 "REF_DEC": np.asarray(refs["dec"])[i2], "OTA": np.full(len(i1), ota, np.int16)}))
-        odi = vstack(merged) if merged else Table()
         cal = vstack(pairs) if pairs else Table()
         return [table_hdu(refs, "CAT.WCSREF"), table_hdu(odi, "CAT.ODI"),
                 table_hdu(cal, "WCSCAL.CAT", [("MATCHRAD", 2.0, "match radius, arcsec")])]

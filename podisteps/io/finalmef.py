@@ -27,6 +27,7 @@ value is not finite.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, fields
 
@@ -59,6 +60,9 @@ INHERITED_KEYS = ("OBSID", "OBSTYPE", "OBJECT", "FILTER", "FILTERID", "FILTDSCR"
 #: headers_to_delete_from_otas, plus INHERIT).
 _DROP_FROM_OTAS = ("INHERIT", "CELLGAP1", "CELLGAP2", "CNAXIS1", "CNAXIS2", "NAMPS", "NEXTEND", "PRESCAN1",
                    "PRESCAN2", "OVRSCAN1", "OVRSCAN2", "IMNAXIS1", "IMNAXIS2", "EXTEND")
+
+#: Both of the above: no OTA extension keeps these cards.
+_NOT_FROM_OTAS = frozenset(INHERITED_KEYS + _DROP_FROM_OTAS)
 
 #: OTA header values that must be finite numbers for the OTA to be published (when present).
 OTA_KEY_VALUES = ("GAIN", "CRVAL1", "CRVAL2", "CD1_1", "CD1_2", "CD2_1", "CD2_2")
@@ -171,35 +175,34 @@ def final_mef(otas, products: ExposureProducts, *, options: MefOptions, log_keys
     masks = [None] * len(otas) if masks is None else masks
     rows = products.provenance.get("otas") or [[] for _ in otas]
     parts = [_ota_extensions(h, products, options, m) | {"provenance": r} for h, m, r in zip(otas, masks, rows)]
-    problems = {int(p["header"]["OTA"]): _ota_problem(p, options) for p in parts}
+    samples = {int(p["header"]["OTA"]): mef.check_sample(p["sci"].data) for p in parts}  # read once, checked twice
+    problems = {ota: _ota_problem(samples[ota], p["header"], options) for (ota, p) in zip(samples, parts)}
     bad = {ota: why for ota, why in problems.items() if why}
     if len(bad) * 2 > len(parts):  # more than half of them: not one OTA's fault
         raise sanity.SanityError(f"{name}: {len(bad)} of {len(parts)} OTAs cannot be published ("
                                  + "; ".join(f"{o:02d}: {why}" for o, why in sorted(bad.items())) + "): not published")
     hdul = _assemble([p for p in parts if int(p["header"]["OTA"]) not in bad], products, options, log_keys)
     hdul[0].header.extend(mef.integrity_cards(hdul, [*lost, *sorted(bad.items())]))
-    sanity.check_product(name, *mef.product_check_inputs(hdul))
+    values = mef.product_check_inputs(fits.HDUList([hdul[0]]))[1]  # the primary's key values; pixels sampled above
+    sanity.check_product(name, {ota: sample for ota, sample in samples.items() if ota not in bad}, values)
     return hdul
 
 
-def _ota_problem(part: dict, options: MefOptions) -> str:
-    """Why one OTA cannot be published ('' if it can): its pixels as written, the fill value counting as
-    undefined, and its key header values."""
-    data = mef.check_sample(part["sci"].data)
-    hdr = part["header"]
-    return sanity.ota_problem(data, {k: hdr[k] for k in OTA_KEY_VALUES if k in hdr}, fill=options.fill)
+def _ota_problem(sample: np.ndarray, hdr: fits.Header, options: MefOptions) -> str:
+    """Why one OTA cannot be published ('' if it can): the sample of its pixels as written
+    (:func:`podisteps.io.mef.check_sample`), the fill value counting as undefined, and its key header values."""
+    return sanity.ota_problem(sample, {k: hdr[k] for k in OTA_KEY_VALUES if k in hdr}, fill=options.fill)
 
 
 def _ota_extensions(h: fits.HDUList, products: ExposureProducts, options: MefOptions, mask=None) -> dict:
-    """One OTA's ``sci`` (and ``mask``) extension, its output ``header`` and its sky ``boxes``."""
+    """One OTA's ``sci`` (and ``mask``) extension, its output ``header`` and its ``SKYBOXES`` extension (read
+    only when the sky is measured over the boxes: :func:`_sky_boxes`)."""
     hdr = _ota_header(h[1].header, products.fixwcs if products.valid_wcs else None, products.photcal)
-    boxes = Table(h["SKYBOXES"].data)
-    boxes["OTA"] = np.full(len(boxes), int(hdr["OTA"]), np.int16)
     data = h[1].data
     if products.photflat is not None:  # -autophotflat: 1 everywhere without a zero point, whatever the sky
         data = apply_photflat(data, products.photflat[hdr["EXTNAME"]].data,
                               float(products.photcal[0].header.get("SKYLEVEL", 0.0)))
-    part = {"source": h[1].header, "header": hdr, "boxes": boxes,
+    part = {"source": h[1].header, "header": hdr, "boxes": h["SKYBOXES"],
             "sci": _image(data, hdr, options.binning, options.fill)}
     if options.maskext:
         mask = np.asarray(h[2].data if mask is None else mask)
@@ -214,7 +217,7 @@ def _assemble(parts: list, products: ExposureProducts, options: MefOptions, log_
     _merge_ota_cards(ph, [p["header"] for p in parts], log_keys)
     tables = [_table(t, options.binning) for t in _exposure_tables(ph, products)]
     headers = {int(p["header"]["OTA"]): p["header"] for p in parts}
-    sky = _skylevel(ph, [p["boxes"] for p in parts], products.focalplane, headers)
+    sky = _skylevel(ph, [(int(p["header"]["OTA"]), p["boxes"]) for p in parts], products.focalplane, headers)
     _exposure_log(ph, options, products)
     ph["SKYNOISE"] = (math.sqrt(8.0 ** 2 + max(ph["SKYLEVEL"], 0.0) * ph["GAIN"]) if ph["GAIN"] > 0 else -1.0,
                       "sky noise sqrt(8^2 + SKYLEVEL*GAIN), e-")
@@ -302,13 +305,10 @@ def _timing(ph: fits.Header) -> None:
 
 def _ota_header(header: fits.Header, fix, phot) -> fits.Header:
     """OTA header without inherited/deleted cards, with the solved WCS and the photometry cards."""
-    hdr = header.copy()
-    ota = int(hdr["OTA"])
-    for key in INHERITED_KEYS + _DROP_FROM_OTAS:
-        hdr.remove(key, ignore_missing=True, remove_all=True)
+    ota = int(header["OTA"])
+    hdr = fits.Header([copy.copy(c) for c in header.cards if c.keyword not in _NOT_FROM_OTAS
+                       and not (fix is not None and WCS_CARD_RE.match(c.keyword))])  # one pass, no card removal
     if fix is not None:
-        for key in [k for k in hdr if WCS_CARD_RE.match(k)]:
-            del hdr[key]
         hdr.update(_wcs_cards(fix, ota))
     if phot is not None and f"OTA{ota:02d}.PHOT" in phot:
         hdr.update([c for c in phot[f"OTA{ota:02d}.PHOT"].header.cards if c.keyword.startswith(("FLX", "PHOT"))])
@@ -332,9 +332,10 @@ def _image(data: np.ndarray, hdr: fits.Header, binning: int, fill: float) -> fit
 
 
 def _table(hdu: fits.BinTableHDU, binning: int) -> fits.BinTableHDU:
-    """A copy of an upstream table extension, its pixel columns divided by the soft-binning factor."""
+    """An upstream table extension: as it is without ``-softbin`` (written unchanged, so not copied), else a new
+    one with its pixel columns divided by the soft-binning factor."""
     if binning == 1:
-        return hdu.copy()
+        return hdu
     out = fits.table_to_hdu(mef.softbin_table(Table(hdu.data), binning))
     out.header.update([c for c in hdu.header.cards if c.keyword not in out.header])
     return out
@@ -342,14 +343,14 @@ def _table(hdu: fits.BinTableHDU, binning: int) -> fits.BinTableHDU:
 
 def _skylevel(ph: fits.Header, boxes: list, focal, headers: dict) -> fits.BinTableHDU:
     """The SKYLEVEL table (with RA, DEC) and primary sky cards: from the focal-plane product, else from
-    ``boxes`` (the published OTAs' sky boxes)."""
+    ``boxes`` (``(OTA, SKYBOXES extension)`` of the published OTAs: :func:`_sky_boxes`)."""
     if focal is not None:
         table = Table(focal["SKYLEVEL"].data)
         stats = {k: focal[0].header[k] for k in sky_statistics(np.array([]))}
         for key in _FOCAL_CARDS:
             ph[key] = (focal[0].header[key], focal[0].header.comments[key])
     else:
-        table = vstack([b for b in boxes if len(b)]) if any(len(b) for b in boxes) else Table()
+        table = _sky_boxes(boxes)
         stats = sky_statistics(np.asarray(table["INTENSITY"]) if len(table) else np.array([]))
         for key in _FOCAL_CARDS:  # no focal-plane correction without the focal-plane product
             ph[key] = (-1.0, "not done (-1)")
@@ -360,6 +361,14 @@ def _skylevel(ph: fits.Header, boxes: list, focal, headers: dict) -> fits.BinTab
     for key, value in stats.items():
         hdu.header[key] = (value, "sky statistics, ADU")
     return hdu
+
+
+def _sky_boxes(boxes: list) -> Table:
+    """The rows of the ``(OTA, SKYBOXES extension)`` in ``boxes`` with an ``OTA`` column (int16); empty if none."""
+    tables = [Table(hdu.data) for _, hdu in boxes]
+    for (ota, _), table in zip(boxes, tables):
+        table["OTA"] = np.full(len(table), ota, np.int16)
+    return vstack([t for t in tables if len(t)]) if any(len(t) for t in tables) else Table()
 
 
 def _add_radec(table: Table, headers: dict) -> Table:
