@@ -191,7 +191,8 @@ class RawOTA:
         ``(cx, cy)`` -> raw cell array, shape ``(ny, nx)``; dtype as requested (uint16 or float32).
     cell_headers : dict
         ``(cx, cy)`` -> cell header: a mapping keyword -> value (an ``astropy.io.fits.Header`` for ``.fz``
-        files and unusual layouts, a dict of the value cards for plain uint16 files).
+        files and unusual layouts, a :class:`podisteps.io.rawheaders.Cards` of the value cards for plain
+        uint16 files).
     geometry : podisteps.instrument.CellGeometry
         The detector geometry recognised from the cell shape and binning.
     """
