@@ -1,6 +1,6 @@
 """The headers of a raw OTA file, read fast by walking its 2880-byte blocks, and its structure checked.
 
-A raw OTA file has a primary and 64 cell HDUs; checking every header of a night this way costs a few
+A raw OTA file has a primary and 64 cell HDUs; checking every header of a night this way costs
 about two milliseconds per file (astropy needs tens; a card's value is parsed only when read), so the night
 index can check every file before anything runs.
 """
