@@ -148,7 +148,7 @@ def _walk(path: Path, *, astropy_primary: bool = True) -> tuple[list, list, int]
     if path.stat().st_size == 0:
         raise RawFormatError(f"{path}: empty file (0 bytes)")
     headers, offsets, end = [], [], 0
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=_BLOCK) as fh:  # one block per read: the rest of an HDU is skipped
         if fh.read(9) != b"SIMPLE  =":
             raise RawFormatError(f"{path}: not a readable FITS file (it does not start with SIMPLE =)")
         fh.seek(0)
