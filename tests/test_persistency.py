@@ -6,11 +6,12 @@ from astropy.io import fits
 
 from podisteps import instrument
 from podisteps.detrend.persistency import (SATPIX_DTYPE, in_persistency_window, is_same_frame, persistence_model,
-                                           read_saturation_catalog, saturated_pixels, saturation_catalog_hdulist,
+                                           read_saturation_catalog, saturated_pixels, saturated_stored_pixels,
+                                           saturation_catalog_hdulist,
                                            saturation_catalog_name, select_catalogs, subtract_persistence)
 from podisteps.io import rawio
 
-from .rawfactory import OBSID, primary_header, write_ota
+from .rawfactory import OBSID, cell_headers, primary_header, write_ota
 
 MJD = 56352.25
 DAY = 86400.0
@@ -39,6 +40,24 @@ def test_catalog_from_a_real_raw_file(tmp_path):
     table = saturated_pixels(raw.cells)
     raw16 = rawio.read_raw_ota(path, dtype=np.uint16)
     assert len(table) == sum(int((raw16.cells[c] == 65535).sum()) for c in instrument.CELL_IDS) > 0
+
+
+def test_stored_words_give_the_same_table(tmp_path):
+    """Saturation found on a plain file's stored words is the table of its counts; values whose stored
+    bytes are a byte swap or a sign flip of 7F FF are not saturated."""
+    cells = _cells()
+    cells[(4, 4)][5, 6] = 32639  # stored -129: bytes FF 7F, the swapped word
+    cells[(4, 4)][7, 8] = 32767  # stored -1: bytes FF FF
+    cells[(4, 4)][9, 9] = 65279  # stored 32511: bytes 7E FF
+    path = tmp_path / rawio.ota_filename(OBSID, 33)
+    rawio.write_raw_ota(path, primary_header(), cells, cell_headers())
+    table = saturated_stored_pixels(rawio.read_raw_stored(path).cells)
+    assert table.dtype == SATPIX_DTYPE and table.tobytes() == saturated_pixels(cells).tobytes()
+    assert [tuple(int(v) for v in r) for r in table] == [(0, 7, 65, 3), (2, 5, 10, 20), (2, 5, 10, 30)]
+    with pytest.raises(TypeError, match="must be big-endian int16"):
+        saturated_stored_pixels({(0, 0): cells[(0, 0)]})
+    # no stored-word path for a compressed file (not even opened): the caller reads its counts
+    assert rawio.read_raw_stored(tmp_path / rawio.ota_filename(OBSID, 33, fz=True)) is None
 
 
 def test_file_layout_round_trip(tmp_path):

@@ -42,6 +42,17 @@ def test_plain_read_agrees_with_astropy(tmp_path):
             assert {k: raw.cell_headers[(cx, cy)][k] for k in hdu.header} == dict(hdu.header)
 
 
+def test_stored_read_is_the_counts_as_stored(tmp_path):
+    """read_raw_stored's cells are the '>i2' words of the file: count - 32768; headers as read_raw_ota's."""
+    path, data = write_ota(tmp_path)
+    raw, stored = rawio.read_raw_ota(path, dtype=np.uint16), rawio.read_raw_stored(path)
+    assert stored.primary.tostring() == raw.primary.tostring() and stored.geometry == raw.geometry
+    for c in instrument.CELL_IDS:
+        assert stored.cells[c].dtype == np.dtype(">i2") and not stored.cells[c].flags.writeable
+        assert np.array_equal(stored.cells[c].astype(np.int32) + 32768, data[c])
+        assert dict(stored.cell_headers[c]) == dict(raw.cell_headers[c])
+
+
 def test_float_cells_read_through_astropy(tmp_path):
     """A cell stored as float32 (not the raw uint16 layout) is read by astropy's path, converted as asked."""
     path, data = write_ota(tmp_path)
@@ -51,6 +62,7 @@ def test_float_cells_read_through_astropy(tmp_path):
             header.remove(key)
         hdul[hdul.index_of("xy52")] = fits.ImageHDU(data[(5, 2)].astype(np.float32) + 0.25, header=header)
     raw = rawio.read_raw_ota(path)
+    assert rawio.read_raw_stored(path) is None  # not as stored in raw files: no stored-word view
     assert np.array_equal(raw.cells[(5, 2)], data[(5, 2)].astype(np.float32) + 0.25)
     assert np.array_equal(raw.cells[(0, 0)], data[(0, 0)].astype(np.float32))
 
@@ -245,7 +257,8 @@ def test_header_check_agrees_with_the_reader(tmp_path, fz, change, message):
     if message is None:
         assert rawio.check_raw_file(path)["FPPOS"] == rawio.read_raw_ota(path).primary["FPPOS"] == "xy33"
         return
-    for check in (rawio.check_raw_file, rawio.read_raw_ota):
+    stored = () if fz else (rawio.read_raw_stored,)  # a .fz file has no stored-word read
+    for check in (rawio.check_raw_file, rawio.read_raw_ota, *stored):
         with pytest.raises(rawio.RawFormatError) as error:
             check(path)
         assert str(error.value).startswith(f"{path}: {message}")
@@ -256,8 +269,9 @@ def test_header_check_finds_truncation_and_empty_files(tmp_path, fz):
     path, _ = write_ota(tmp_path, fz=fz)
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) - 2880])  # a whole block short: astropy alone reads this without a word
-    with pytest.raises(rawio.RawFormatError, match=r"33\.fits(\.fz)?: truncated FITS file"):
-        rawio.check_raw_file(path)
+    for check in (rawio.check_raw_file,) if fz else (rawio.check_raw_file, rawio.read_raw_stored):
+        with pytest.raises(rawio.RawFormatError, match=r"33\.fits(\.fz)?: truncated FITS file"):
+            check(path)
     path.write_bytes(b"")
     for check in (rawio.check_raw_file, rawio.read_raw_ota, rawio.read_primary_header):
         with pytest.raises(rawio.RawFormatError, match=r"33\.fits(\.fz)?: empty file \(0 bytes\)$"):

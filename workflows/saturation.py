@@ -112,6 +112,19 @@ def folder_catalogs(folder: Path) -> tuple:
     return _scan(str(folder), tuple(signature))
 
 
+def _saturated(path: Path) -> tuple[fits.Header, np.ndarray]:
+    """The primary header and saturated-pixel table of one raw OTA file.
+
+    A plain file's saturated pixels are found on its stored words (:func:`rawio.read_raw_stored`); a ``.fz``
+    file or an unusual layout is read as counts. Either raises :class:`rawio.RawFormatError` for a bad file.
+    """
+    stored = rawio.read_raw_stored(path)
+    if stored is not None:
+        return stored.primary, persistency.saturated_stored_pixels(stored.cells)
+    raw = rawio.read_raw_ota(path, dtype=np.uint16)
+    return raw.primary, persistency.saturated_pixels(raw.cells)
+
+
 class SaturationCatalog(PodiTask):
     """The saturated raw pixels (>= 65535) of every OTA of one exposure, in QuickReduce's per-exposure layout
     (``OTAnn.SATPIX`` tables; ``SATERRnn`` for an unreadable raw file)."""
@@ -130,13 +143,12 @@ class SaturationCatalog(PodiTask):
         tables, errors, primary = {}, {}, None
         for ota, path in zip(exposure_record(self.obsid).otas, paths, strict=True):
             try:
-                raw = rawio.read_raw_ota(path, dtype=np.uint16)
+                first, tables[ota] = _saturated(path)
             except rawio.RawFormatError as exc:
                 logger.warning("%s: persistency source skipped: %s", self.obsid, exc)
                 errors[ota] = str(exc)  # no saturated pixels known; later exposures skip this OTA
                 continue
-            tables[ota] = persistency.saturated_pixels(raw.cells)
-            primary = raw.primary if primary is None else primary  # the first readable OTA's cards
+            primary = first if primary is None else primary  # the first readable OTA's cards
         hdul = persistency.saturation_catalog_hdulist(self.fallback_primary() if primary is None else primary,
                                                       tables, errors=errors)
         self.add_provenance(hdul[0].header, {"raw": paths})

@@ -35,6 +35,7 @@ __all__ = [
     "SATPIX_DTYPE",
     "SaturationCatalog",
     "saturated_pixels",
+    "saturated_stored_pixels",
     "satpix_extname",
     "saturation_error_key",
     "saturation_catalog_name",
@@ -115,12 +116,59 @@ def saturated_pixels(cells: dict, *, limit: float = SATURATION_LIMIT) -> np.ndar
     numpy.ndarray
         Structured array of :data:`SATPIX_DTYPE`, ordered by cell (EXTNAME order), then row, then column.
     """
+    # The usual cell has no saturated pixel: one fast pass instead of a full boolean image and its nonzero.
+    return _pixel_table(cells, lambda cell: None if cell.max() < limit else cell >= limit)
+
+
+#: A saturated pixel's stored word in a raw cell (BITPIX 16, BZERO 32768, big-endian): physical 65535 is
+#: stored 32767, bytes 7F FF, here as the native uint16 those two bytes read as on this machine.
+_SATURATED_WORD = np.array([SATURATION_LIMIT - 32768], dtype=">i2").view(np.uint16)[0]
+
+
+def saturated_stored_pixels(cells: dict) -> np.ndarray:
+    """:func:`saturated_pixels` of raw cells as stored in the file, without converting them to counts.
+
+    Physical 65535, the largest value a raw pixel can hold, is the stored big-endian int16 32767, so the
+    saturated pixels (``>= SATURATION_LIMIT``) are those whose two stored bytes are 7F FF: found by comparing
+    the words as they are, with no byte swap and no BZERO addition.
+
+    Parameters
+    ----------
+    cells : dict
+        ``(cx, cy)`` -> stored cell array of dtype ``>i2`` (BITPIX 16, BZERO 32768), shape ``(ny, nx)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same table as :func:`saturated_pixels` of the cells' counts.
+
+    Raises
+    ------
+    TypeError
+        If a cell is not a ``>i2`` array.
+    """
+    return _pixel_table(cells, _stored_hits)
+
+
+def _stored_hits(cell: np.ndarray) -> np.ndarray | None:
+    """Boolean image of the saturated stored words of one ``>i2`` cell, None when there is none."""
+    if cell.dtype != np.dtype(">i2"):
+        raise TypeError(f"a stored raw cell must be big-endian int16 ('>i2'), got {cell.dtype}")
+    found = cell.view(np.uint16) == _SATURATED_WORD
+    return found if found.any() else None
+
+
+def _pixel_table(cells: dict, hits) -> np.ndarray:
+    """The :data:`SATPIX_DTYPE` rows of ``cells``, in cell then row then column order.
+
+    ``hits(cell)`` returns a boolean image of the cell's saturated pixels, or None when it has none.
+    """
     parts = []
     for cx, cy in sorted(cells):
-        cell = np.asarray(cells[(cx, cy)])
-        if cell.max() < limit:  # the usual cell: one fast pass instead of a full boolean image and its nonzero
+        found = hits(np.asarray(cells[(cx, cy)]))
+        if found is None:
             continue
-        y, x = np.nonzero(cell >= limit)
+        y, x = np.nonzero(found)
         part = np.zeros(len(x), dtype=SATPIX_DTYPE)
         part["CELL_X"], part["CELL_Y"], part["X"], part["Y"] = cx, cy, x, y
         parts.append(part)

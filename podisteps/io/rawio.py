@@ -9,6 +9,7 @@ Raw format (docs/formats.md, 'Raw exposures'): one file per OTA,
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import re
 import warnings
@@ -36,6 +37,7 @@ __all__ = [
     "read_primary_header",
     "check_raw_file",
     "read_raw_ota",
+    "read_raw_stored",
     "write_raw_ota",
     "get_binning",
     "resolve_file_or_dir",
@@ -189,7 +191,8 @@ class RawOTA:
         ``(cx, cy)`` -> raw cell array, shape ``(ny, nx)``; dtype as requested (uint16 or float32).
     cell_headers : dict
         ``(cx, cy)`` -> cell header: a mapping keyword -> value (an ``astropy.io.fits.Header`` for ``.fz``
-        files and unusual layouts, a dict of the value cards for plain uint16 files).
+        files and unusual layouts, a :class:`podisteps.io.rawheaders.Cards` of the value cards for plain
+        uint16 files).
     geometry : podisteps.instrument.CellGeometry
         The detector geometry recognised from the cell shape and binning.
     """
@@ -384,21 +387,34 @@ def _plain_uint16(hdr) -> bool:
             and hdr.get("BSCALE", 1) == 1 and "BLANK" not in hdr)
 
 
-def _read_plain(path: Path, required_keys, dtype) -> RawOTA | None:
-    """:func:`read_raw_ota` of a plain file without astropy's HDU objects; None unless every cell is plain uint16.
+def _plain_layout(path: Path, required_keys) -> tuple | None:
+    """Headers, data offsets, cell index, cell shape and geometry of a checked raw file; None unless every cell
+    is plain uint16 (:func:`_plain_uint16`).
 
-    The headers are walked block by block (:func:`podisteps.io.rawheaders.walk_hdus`) and each cell's data
-    read straight from its offset: big-endian int16 with BZERO 32768, whose unsigned value is the stored
-    bits with the sign bit flipped. Values and checks are those of astropy's path.
+    The headers are walked block by block (:func:`podisteps.io.rawheaders.walk_hdus`) with the checks of
+    astropy's path; the primary gets ``EXTEND`` as astropy adds it when it reads a file with extensions.
     """
     headers, offsets = walk_hdus(path)
     index, shape, geo = _layout(path, headers, required_keys)
     if not all(_plain_uint16(headers[i]) for i in index.values()):
         return None
     primary = headers[0]
-    if "EXTEND" not in primary:  # as astropy adds it when it reads a file with extensions
+    if "EXTEND" not in primary:
         naxis = int(primary.get("NAXIS", 0))
         primary.set("EXTEND", True, after=f"NAXIS{naxis}" if naxis else "NAXIS")
+    return headers, offsets, index, shape, geo
+
+
+def _read_plain(path: Path, required_keys, dtype) -> RawOTA | None:
+    """:func:`read_raw_ota` of a plain file without astropy's HDU objects; None unless every cell is plain uint16.
+
+    Each cell's data is read straight from its offset: big-endian int16 with BZERO 32768, whose unsigned
+    value is the stored bits with the sign bit flipped. Values and checks are those of astropy's path.
+    """
+    layout = _plain_layout(path, required_keys)
+    if layout is None:
+        return None
+    headers, offsets, index, shape, geo = layout
     cells = {}
     with open(path, "rb") as fh:
         for cid, i in index.items():
@@ -406,8 +422,47 @@ def _read_plain(path: Path, required_keys, dtype) -> RawOTA | None:
             data = np.fromfile(fh, dtype=">u2", count=shape[0] * shape[1]).reshape(shape).astype(np.uint16)
             data ^= np.uint16(0x8000)
             cells[cid] = _as_dtype(data, dtype)
-    return RawOTA(path=path, primary=primary, cells=cells, cell_headers={c: headers[i] for c, i in index.items()},
-                  geometry=geo)
+    return RawOTA(path=path, primary=headers[0], cells=cells,
+                  cell_headers={c: headers[i] for c, i in index.items()}, geometry=geo)
+
+
+def read_raw_stored(path: str | os.PathLike, *, required_keys=REQUIRED_PRIMARY_KEYS) -> RawOTA | None:
+    """Read a plain raw OTA file's cells as stored (big-endian int16, BZERO 32768), without converting them.
+
+    The file is memory-mapped and each cell is a read-only ``>i2`` view of its data section (which
+    :func:`podisteps.io.rawheaders.walk_hdus` checked to lie inside the file): no copy, no byte swap, no
+    BZERO addition (count = stored + 32768). Headers and checks are those of :func:`read_raw_ota`, so a bad
+    file raises the same error.
+
+    Parameters
+    ----------
+    path : path-like
+        The raw OTA file.
+    required_keys : sequence of str, optional
+        Primary keywords that must be present.
+
+    Returns
+    -------
+    RawOTA or None
+        Cells of dtype ``>i2``, shape ``(ny, nx)``; None for a ``.fz`` file or one with a cell not stored
+        as plain uint16 (read those with :func:`read_raw_ota`).
+
+    Raises
+    ------
+    RawFormatError
+        As :func:`read_raw_ota`.
+    """
+    path = Path(path)
+    layout = None if path.name.endswith(".fz") else _plain_layout(path, required_keys)
+    if layout is None:
+        return None
+    headers, offsets, index, shape, geo = layout
+    with open(path, "rb") as fh:  # the map outlives the handle; the cells keep it alive
+        words = np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
+    size = 2 * shape[0] * shape[1]
+    cells = {cid: words[offsets[i]:offsets[i] + size].view(">i2").reshape(shape) for cid, i in index.items()}
+    return RawOTA(path=path, primary=headers[0], cells=cells,
+                  cell_headers={c: headers[i] for c, i in index.items()}, geometry=geo)
 
 
 def read_raw_ota(
