@@ -17,7 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 from podisteps import instrument
-from podisteps.io import rawio
+from podisteps.io import rawio, rawwrite
 
 
 def _write_sample(folder: Path, *, fz: bool) -> Path:
@@ -28,7 +28,7 @@ def _write_sample(folder: Path, *, fz: bool) -> Path:
     hdr = fits.Header({"OBSID": "20130301T040000.0", "FPPOS": "xy33"})
     heads = {c: fits.Header({"WN_CELLX": c[0], "WN_CELLY": c[1], "CCDSUM": "1 1"}) for c in instrument.CELL_IDS}
     path = folder / rawio.ota_filename("o20130301T040000.0", 33, fz=fz)
-    rawio.write_raw_ota(path, hdr, cells, heads, fz=fz)
+    rawwrite.write_raw_ota(path, hdr, cells, heads, fz=fz)
     return path
 
 

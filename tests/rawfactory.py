@@ -8,7 +8,7 @@ import numpy as np
 from astropy.io import fits
 
 from podisteps import instrument
-from podisteps.io import rawio
+from podisteps.io import rawio, rawwrite
 
 OBSID = "o20130301T040000.0"
 
@@ -60,7 +60,7 @@ def write_ota(directory, *, ota: int = 33, obsid: str = OBSID, kind: str = "test
     geo = instrument.geometry(kind, binning)
     data = cells(geo, seed=seed)
     path = directory / rawio.ota_filename(obsid, ota, fz=fz)
-    rawio.write_raw_ota(path, primary_header(ota=ota, obsid=obsid, binning=binning, mjd=mjd), data,
+    rawwrite.write_raw_ota(path, primary_header(ota=ota, obsid=obsid, binning=binning, mjd=mjd), data,
                         cell_headers(binning), fz=fz)
     return path, data
 

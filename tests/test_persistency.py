@@ -9,7 +9,7 @@ from podisteps.detrend.persistency import (SATPIX_DTYPE, in_persistency_window, 
                                            read_saturation_catalog, saturated_pixels, saturated_stored_pixels,
                                            saturation_catalog_hdulist,
                                            saturation_catalog_name, select_catalogs, subtract_persistence)
-from podisteps.io import rawio
+from podisteps.io import rawio, rawwrite
 
 from .rawfactory import OBSID, cell_headers, primary_header, write_ota
 
@@ -50,7 +50,7 @@ def test_stored_words_give_the_same_table(tmp_path):
     cells[(4, 4)][7, 8] = 32767  # stored -1: bytes FF FF
     cells[(4, 4)][9, 9] = 65279  # stored 32511: bytes 7E FF
     path = tmp_path / rawio.ota_filename(OBSID, 33)
-    rawio.write_raw_ota(path, primary_header(), cells, cell_headers())
+    rawwrite.write_raw_ota(path, primary_header(), cells, cell_headers())
     table = saturated_stored_pixels(rawio.read_raw_stored(path).cells)
     assert table.dtype == SATPIX_DTYPE and table.tobytes() == saturated_pixels(cells).tobytes()
     assert [tuple(int(v) for v in r) for r in table] == [(0, 7, 65, 3), (2, 5, 10, 20), (2, 5, 10, 30)]

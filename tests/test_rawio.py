@@ -6,7 +6,7 @@ from astropy.io import fits
 
 from podisteps import instrument
 from podisteps.detrend.assemble import assemble_ota
-from podisteps.io import rawio
+from podisteps.io import rawio, rawwrite
 from podisteps.maskbits import MASK_BITS
 
 from .rawfactory import OBSID, cell_headers, cells, primary_header, write_ota
@@ -127,7 +127,7 @@ def test_assemble_fills_every_pixel_outside_the_trimmed_cells(tmp_path):
 
 
 def _write(path, primary, data, headers, **kw):
-    rawio.write_raw_ota(path, primary, data, headers, **kw)
+    rawwrite.write_raw_ota(path, primary, data, headers, **kw)
     return path
 
 

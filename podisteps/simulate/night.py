@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from ..io.rawio import ota_filename, write_raw_ota
+from ..io.rawio import ota_filename
+from ..io.rawwrite import write_raw_ota
 from . import mastercals, truth
 from .nightspec import Night, load_night
 from .render import render_exposure
