@@ -403,6 +403,13 @@ def _plain_layout(path: Path, required_keys) -> tuple | None:
     return headers, offsets, index, shape, geo
 
 
+def _plain_ota(path: Path, layout: tuple, cells: dict) -> RawOTA:
+    """The :class:`RawOTA` of a plain file from its :func:`_plain_layout` and its ``cells``."""
+    headers, _, index, _, geo = layout
+    return RawOTA(path=path, primary=headers[0], cells=cells,
+                  cell_headers={c: headers[i] for c, i in index.items()}, geometry=geo)
+
+
 def _read_plain(path: Path, required_keys, dtype) -> RawOTA | None:
     """:func:`read_raw_ota` of a plain file without astropy's HDU objects; None unless every cell is plain uint16.
 
@@ -412,7 +419,7 @@ def _read_plain(path: Path, required_keys, dtype) -> RawOTA | None:
     layout = _plain_layout(path, required_keys)
     if layout is None:
         return None
-    headers, offsets, index, shape, geo = layout
+    _, offsets, index, shape, _ = layout
     cells = {}
     with open(path, "rb") as fh:
         for cid, i in index.items():
@@ -420,8 +427,7 @@ def _read_plain(path: Path, required_keys, dtype) -> RawOTA | None:
             data = np.fromfile(fh, dtype=">u2", count=shape[0] * shape[1]).reshape(shape).astype(np.uint16)
             data ^= np.uint16(0x8000)
             cells[cid] = _as_dtype(data, dtype)
-    return RawOTA(path=path, primary=headers[0], cells=cells,
-                  cell_headers={c: headers[i] for c, i in index.items()}, geometry=geo)
+    return _plain_ota(path, layout, cells)
 
 
 def read_raw_stored(path: str | os.PathLike, *, required_keys=REQUIRED_PRIMARY_KEYS) -> RawOTA | None:
@@ -452,13 +458,12 @@ def read_raw_stored(path: str | os.PathLike, *, required_keys=REQUIRED_PRIMARY_K
     layout = None if path.name.endswith(".fz") else _plain_layout(path, required_keys)
     if layout is None:
         return None
-    headers, offsets, index, shape, geo = layout
+    _, offsets, index, shape, _ = layout
     with open(path, "rb") as fh:  # the map outlives the handle; the cells keep it alive
         words = np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
     size = 2 * shape[0] * shape[1]
     cells = {cid: words[offsets[i]:offsets[i] + size].view(">i2").reshape(shape) for cid, i in index.items()}
-    return RawOTA(path=path, primary=headers[0], cells=cells,
-                  cell_headers={c: headers[i] for c, i in index.items()}, geometry=geo)
+    return _plain_ota(path, layout, cells)
 
 
 def read_raw_ota(
