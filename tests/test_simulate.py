@@ -22,6 +22,7 @@ from podisteps import instrument
 from podisteps.instrument.packagedata import configs_dir
 from podisteps.io import rawio
 from podisteps.simulate import cli, load_night, render_exposure, simulate_night
+from podisteps.simulate.night import persistence_groups
 
 CONFIGS = configs_dir()
 
@@ -81,7 +82,9 @@ def test_layout_and_names(night_dir):
 def test_determinism_and_only(night_dir, tmp_path):
     out, written = night_dir
     again = tmp_path / "again"
-    simulate_night(SPEC, again)
+    # four processes for four exposures: the two science exposures (linked by persistence) are cut apart, so the
+    # second renders the first again for its persistence; the files must not depend on it
+    simulate_night(SPEC, again, jobs=4)
     assert _hashes(out) == _hashes(again)
     one = tmp_path / "one"
     target = written[-1].name
@@ -90,6 +93,16 @@ def test_determinism_and_only(night_dir, tmp_path):
     assert got and all(k.split("/")[1] == target for k in got)
     ref = _hashes(out / "raw")
     assert all(ref[k] == v for k, v in got.items())
+
+
+def test_persistence_groups_keep_linked_exposures_together():
+    night = load_night("demo")
+    groups = persistence_groups(night.exposures, night)
+    science = [i for i, e in enumerate(night.exposures) if e.obstype == "OBJECT"]
+    # the demo's four science exposures follow each other within the persistence window; calibrations stand alone
+    assert len(science) == 4 and science in groups
+    assert sorted(i for g in groups for i in g) == list(range(len(night.exposures)))
+    assert all(len(g) == 1 for g in groups if g != science)
 
 
 def _write_spec(tmp_path: Path) -> Path:

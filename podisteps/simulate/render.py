@@ -30,7 +30,7 @@ from . import headers, photometry, sky
 from .effects import Effects
 from .randomness import rng_for
 
-__all__ = ["OTARender", "ExposureRender", "render_exposure", "cell_of_pixels"]
+__all__ = ["OTARender", "ExposureRender", "render_exposure", "cell_of_pixels", "persistence_window"]
 
 #: Flat-field fall-off from the axis to 30' (fraction), and sigma of the sky and flat tilts (per arcmin).
 FLAT_FALLOFF = 0.04
@@ -208,12 +208,12 @@ def saturation_sources(night, exposure, ota: int) -> np.ndarray:
     return night.saturation_cache[key]
 
 
-def persistence_sources(night, exposure, ota: int) -> list:
-    """Earlier exposures whose saturation persists in ``ota`` of ``exposure``: ``(exposure, t, sources)``.
+def persistence_window(night, exposure) -> list:
+    """Earlier science exposures whose saturation can persist into ``exposure``: ``(exposure, t)``.
 
     ``t`` = seconds from the end of the earlier exposure to the start of this one; an earlier exposure
     counts when ``dt >= 1 s`` and ``0 <= t <= 600 s`` (QuickReduce's window, docs/reduction-steps.md, 'Saturation and
-    persistency').
+    persistency') and it has the same layout.
     """
     out = []
     for p in night.exposures:
@@ -221,9 +221,17 @@ def persistence_sources(night, exposure, ota: int) -> list:
             continue
         dt = (exposure.mjd - p.mjd) * 86400.0
         t = dt - p.exptime
-        if dt < 1.0 or t < 0.0 or t > effects_mod.PERSISTENCE_WINDOW or ota not in p.otas:
-            continue
-        src = saturation_sources(night, p, ota)
+        if dt >= 1.0 and 0.0 <= t <= effects_mod.PERSISTENCE_WINDOW:
+            out.append((p, t))
+    return out
+
+
+def persistence_sources(night, exposure, ota: int) -> list:
+    """Earlier exposures whose saturation persists in ``ota`` of ``exposure``: ``(exposure, t, sources)``
+    (:func:`persistence_window`, the sources from :func:`saturation_sources`)."""
+    out = []
+    for p, t in persistence_window(night, exposure):
+        src = saturation_sources(night, p, ota) if ota in p.otas else ()
         if len(src):
             out.append((p, t, src))
     return out
