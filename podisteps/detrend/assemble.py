@@ -44,7 +44,7 @@ def assemble_ota(
     n = geometry.ota_size
     sci = np.empty((n, n), dtype=np.float32)  # every pixel is written once below: no fill of the whole frame
     # Zeros from the kernel: the pages of the mostly-zero MASK that are only read later (the mask bits of the
-    # cells in use) are never allocated, and none is written twice (13 ms per full-size OTA).
+    # cells in use) are never allocated, and none is written twice (about 10 ms per full-size OTA).
     mask = np.zeros((n, n), dtype=np.uint16)
     src_rows, src_cols = geometry.data_section(trimcell=trimcell)
     regions = {cid: geometry.target_region(*cid, trimcell=trimcell) for cid in CELL_IDS}
