@@ -310,8 +310,8 @@ def _aperture_photometry(sub, bad, good, rms, x, y, *, radius: float, gain: floa
     """Flux over the unmasked pixels of circles of ``radius`` px: magnitude, error, masked fraction of the
     area (0 for complete apertures); magnitude 99 above :data:`MAX_MASKED_FRACTION`.
 
-    ``sub`` is zero at ``bad`` pixels; ``good`` is 1.0 at unmasked pixels, 0.0 at ``bad`` ones (float32,
-    made once per image for all apertures). sep scales the flux of an aperture with masked pixels up by its
+    ``sub`` is zero at ``bad`` pixels; ``good`` is True at unmasked pixels, False at ``bad`` ones (bool,
+    made once per image for all apertures; its sums are those of 1.0 and 0.0). sep scales the flux of an aperture with masked pixels up by its
     area ratio; partial apertures are measured again without the mask, as the plain sum of their unmasked
     pixels (the error then also counts the masked pixels' sky noise, a slight overestimate).
 
@@ -358,6 +358,8 @@ def _masked_copy(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
         Boolean mask, shape ``(ny, nx)``.
     """
     image, bad = np.empty(data.shape, np.float32), np.empty(data.shape, bool)
+    if mask is not None and not mask.dtype.isnative:  # the same bytes are nonzero in either order: no swap
+        mask = mask.view(mask.dtype.newbyteorder("="))
     for start in range(0, data.shape[0], _BLOCK_ROWS):
         rows = np.s_[start:start + _BLOCK_ROWS]
         block, masked = image[rows], bad[rows]
@@ -524,7 +526,7 @@ def source_catalog(
     table["ELONGATION"] = (a / b).astype(np.float32)
     table["ELLIPTICITY"] = (1.0 - b / a).astype(np.float32)
     nominal = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
-    good = np.logical_not(bad, out=back)  # unmasked pixels (1.0) for every aperture, in the no longer used back
+    good = np.logical_not(bad)  # unmasked pixels for every aperture (sep sums True as 1.0, as a float 1.0)
     partial = np.zeros(len(xw), bool)
     for diameter, name in zip(APERTURE_DIAMETERS, _APER_NAMES):  # ascending: see _aperture_photometry
         mag, err, maskfrac = _aperture_photometry(sub, bad, good, rms, xw, yw, radius=diameter / 2.0 / nominal,
