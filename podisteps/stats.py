@@ -79,9 +79,9 @@ def median(values: np.ndarray):
 
     np.median partitions its copy at both middle ranks and at the last one (its NaN test); here the copy is
     partitioned at the upper middle rank only, the lower middle value is the largest below it and a NaN sorts
-    into the upper half. The mean of the two middle values is taken as np.median takes it (of a tie of -0.0 and
-    +0.0 at the middle either zero may be taken, by either function). 4x faster on the
-    overscan blocks of a full-size OTA (64 blocks of 24 700 float32 pixels: 17 -> 4 ms).
+    into the upper half. The mean of the two middle values is taken as np.median takes it (of a tie of -0.0
+    and +0.0 at the middle either zero may be taken, by either function). 4x faster on the overscan blocks
+    of a full-size OTA (64 blocks of 24 700 float32 pixels: 17 -> 4 ms).
 
     Parameters
     ----------

@@ -310,10 +310,11 @@ def _aperture_photometry(sub, bad, good, rms, x, y, *, radius: float, gain: floa
     """Flux over the unmasked pixels of circles of ``radius`` px: magnitude, error, masked fraction of the
     area (0 for complete apertures); magnitude 99 above :data:`MAX_MASKED_FRACTION`.
 
-    ``sub`` is zero at ``bad`` pixels; ``good`` is True at unmasked pixels, False at ``bad`` ones (bool,
-    made once per image for all apertures; its sums are those of 1.0 and 0.0). sep scales the flux of an aperture with masked pixels up by its
-    area ratio; partial apertures are measured again without the mask, as the plain sum of their unmasked
-    pixels (the error then also counts the masked pixels' sky noise, a slight overestimate).
+    ``sub`` is zero at ``bad`` pixels; ``good`` is True at unmasked pixels, False at ``bad`` ones (bool, made
+    once per image for all apertures; sep sums it as 1.0 and 0.0). sep scales the flux of an aperture with
+    masked pixels up by its area ratio; partial apertures are measured again without the mask, as the plain
+    sum of their unmasked pixels (the error then also counts the masked pixels' sky noise, a slight
+    overestimate).
 
     ``partial`` (bool, shape ``(n,)``) holds the sources whose smaller circle was partial, and is updated with
     this circle's. The pixels sep flags in a circle (masked, or its box off the image) are those within its
