@@ -306,17 +306,27 @@ def _bits_near(mask: np.ndarray, bits: int, x, y, half) -> np.ndarray:
     return near
 
 
-def _aperture_photometry(sub, bad, good, rms, x, y, *, radius: float, gain: float):
+def _aperture_photometry(sub, bad, good, rms, x, y, *, radius: float, gain: float, partial: np.ndarray):
     """Flux over the unmasked pixels of circles of ``radius`` px: magnitude, error, masked fraction of the
     area (0 for complete apertures); magnitude 99 above :data:`MAX_MASKED_FRACTION`.
 
-    ``sub`` is zero at ``bad`` pixels; ``good`` is 1.0 at unmasked pixels, 0.0 at ``bad`` ones (float32,
-    made once per image for all apertures). sep scales the flux of an aperture with masked pixels up by its
-    area ratio; partial apertures are measured again without the mask, as the plain sum of their unmasked
-    pixels (the error then also counts the masked pixels' sky noise, a slight overestimate).
+    ``sub`` is zero at ``bad`` pixels; ``good`` is True at unmasked pixels, False at ``bad`` ones (bool, made
+    once per image for all apertures; sep sums it as 1.0 and 0.0). sep scales the flux of an aperture with
+    masked pixels up by its area ratio; partial apertures are measured again without the mask, as the plain
+    sum of their unmasked pixels (the error then also counts the masked pixels' sky noise, a slight
+    overestimate).
+
+    ``partial`` (bool, shape ``(n,)``) holds the sources whose smaller circle was partial, and is updated with
+    this circle's. The pixels sep flags in a circle (masked, or its box off the image) are those within its
+    radius plus 0.71 px, so a circle holds every flagged pixel of a smaller one around the same centre: those
+    sources are partial again and skip the masked measurement, whose flux would be replaced.
     """
-    flux, ferr, fflag = sep.sum_circle(sub, x, y, radius, err=rms, gain=gain, mask=bad, subpix=0)
-    partial = (fflag & (sep.APER_HASMASKED | sep.APER_TRUNC)) != 0
+    flux, ferr = np.empty(x.size), np.empty(x.size)
+    unknown = ~partial
+    if unknown.any():
+        flux[unknown], ferr[unknown], fflag = sep.sum_circle(sub, x[unknown], y[unknown], radius, err=rms,
+                                                             gain=gain, mask=bad, subpix=0)
+        partial[unknown] = (fflag & (sep.APER_HASMASKED | sep.APER_TRUNC)) != 0
     maskfrac = np.zeros(x.size)
     if partial.any():
         xp, yp = x[partial], y[partial]
@@ -349,6 +359,8 @@ def _masked_copy(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
         Boolean mask, shape ``(ny, nx)``.
     """
     image, bad = np.empty(data.shape, np.float32), np.empty(data.shape, bool)
+    if mask is not None and not mask.dtype.isnative:  # the same bytes are nonzero in either order: no swap
+        mask = mask.view(mask.dtype.newbyteorder("="))
     for start in range(0, data.shape[0], _BLOCK_ROWS):
         rows = np.s_[start:start + _BLOCK_ROWS]
         block, masked = image[rows], bad[rows]
@@ -515,10 +527,11 @@ def source_catalog(
     table["ELONGATION"] = (a / b).astype(np.float32)
     table["ELLIPTICITY"] = (1.0 - b / a).astype(np.float32)
     nominal = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
-    good = np.logical_not(bad, out=back)  # unmasked pixels (1.0) for every aperture, in the no longer used back
-    for diameter, name in zip(APERTURE_DIAMETERS, _APER_NAMES):
+    good = np.logical_not(bad)  # unmasked pixels for every aperture (sep sums True as 1.0, as a float 1.0)
+    partial = np.zeros(len(xw), bool)
+    for diameter, name in zip(APERTURE_DIAMETERS, _APER_NAMES):  # ascending: see _aperture_photometry
         mag, err, maskfrac = _aperture_photometry(sub, bad, good, rms, xw, yw, radius=diameter / 2.0 / nominal,
-                                                  gain=gain)
+                                                  gain=gain, partial=partial)
         table[f"MAG_{name}"], table[f"MAGERR_{name}"] = mag.astype(np.float32), err.astype(np.float32)
         table[f"MASKFRAC_{name}"] = maskfrac.astype(np.float32)
         table["FLAGS"][maskfrac > 0] |= FLAG_BITS["PARTIAL"]

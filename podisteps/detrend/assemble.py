@@ -43,7 +43,9 @@ def assemble_ota(
     """
     n = geometry.ota_size
     sci = np.empty((n, n), dtype=np.float32)  # every pixel is written once below: no fill of the whole frame
-    mask = np.empty((n, n), dtype=np.uint16)
+    # Zeros from the kernel: the pages of the mostly-zero MASK that are only read later (the mask bits of the
+    # cells in use) are never allocated, and none is written twice (about 10 ms per full-size OTA).
+    mask = np.zeros((n, n), dtype=np.uint16)
     src_rows, src_cols = geometry.data_section(trimcell=trimcell)
     regions = {cid: geometry.target_region(*cid, trimcell=trimcell) for cid in CELL_IDS}
     for cid, (rows, cols) in regions.items():
@@ -53,7 +55,6 @@ def assemble_ota(
             mask[rows, cols] = MASK_BITS["BADCELL"]
             continue
         sci[rows, cols] = data[src_rows, src_cols]
-        mask[rows, cols] = 0
     # The cells lie on a grid (a cell's rows depend on its row only, its columns on its column), so what no
     # cell covers is whole rows and whole columns of the frame.
     for rows in _uncovered([r for r, _ in regions.values()], n):

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from ..instrument import CellGeometry
+from ..stats import median
 
 __all__ = ["overscan_block", "overscan_level", "overscan_row_levels", "subtract_overscan"]
 
@@ -44,7 +45,7 @@ def overscan_block(cell: np.ndarray, geometry: CellGeometry) -> np.ndarray:
 
 def overscan_level(cell: np.ndarray, geometry: CellGeometry) -> float:
     """Return the scalar overscan level of a cell: the median of its whole overscan block, in ADU."""
-    return float(np.median(overscan_block(cell, geometry)))
+    return float(median(overscan_block(cell, geometry)))
 
 
 def overscan_row_levels(cell: np.ndarray, geometry: CellGeometry, *, window: int = 15) -> np.ndarray:
