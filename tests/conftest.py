@@ -56,6 +56,12 @@ def small_night(tmp_path_factory):
     return out
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _installation_cache(tmp_path_factory):
+    """The installation-wide cache folder (``workflows.paths.cache_root``: the parsed IERS table) of this session."""
+    os.environ["PODIFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("podiflow-cache"))
+
+
 @pytest.fixture(autouse=True)
 def _no_writes_outside_tmp():
     """Fail any test that leaves files in the source tree (tests write only to temporary folders)."""

@@ -6,6 +6,7 @@ import os
 import luigi
 import numpy as np
 import pytest
+import xxhash
 from astropy.io import fits
 
 from podisteps.io.atomic import TornFileError
@@ -94,6 +95,17 @@ def test_a_checksum_cache_entry_cut_short_is_hashed_again(tmp_path, source, podi
     entry.write_text(digest[:7])  # as a machine crash may leave it (the cache is not fsynced)
     base._DIGESTS.clear()
     assert cached_checksum(source) == digest == file_checksum(source) and entry.read_text() == digest
+
+
+@pytest.mark.parametrize("size", [0, 4096, 3 * 4096 + 17])
+def test_file_checksum_is_xxh3_of_the_bytes_across_map_windows(tmp_path, size):
+    data = np.random.default_rng(5).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "input.bin"
+    path.write_bytes(data)
+    assert file_checksum(path, window=4096) == file_checksum(path) == xxhash.xxh3_128_hexdigest(data)
+    if size:
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the last bit changed: another digest
+        assert file_checksum(path, window=4096) != xxhash.xxh3_128_hexdigest(data)
 
 
 def test_failed_write_leaves_no_target(tmp_path):

@@ -1,6 +1,7 @@
 """``workflows.launch``: the IERS table that every build reads first, parsed once and then kept in a cache."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -47,3 +48,32 @@ def test_damaged_cache_is_parsed_again_and_replaced(tmp_path):
     _, again, parsed = _cards(cache)
     assert parsed and again == good
     assert kept.read_bytes() != b"not a pickle"
+
+
+def test_unwritable_cache_costs_the_parse_not_the_run(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")  # a file where the cache folder should be
+    _, cards, parsed = _cards(blocked)
+    assert parsed and blocked.read_text() == ""
+    assert cards["SUN_RISE"][0] == pytest.approx(13.40, abs=0.05)
+
+
+def test_cache_root_follows_the_environment(tmp_path, monkeypatch):
+    from workflows.paths import cache_root
+
+    monkeypatch.setenv("PODIFLOW_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine"
+    monkeypatch.delenv("PODIFLOW_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "podiflow"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "podiflow"
+
+
+def test_build_keeps_the_table_in_the_installation_cache_not_the_work_folder(tmp_path):
+    script = "from workflows.launch import build; assert build([], workers=1, local_scheduler=True)"
+    env = {**os.environ, "PODIFLOW_CACHE_DIR": str(tmp_path / "installation")}
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, env=env, capture_output=True)
+    assert len(list((tmp_path / "installation").glob("iers-*.pickle"))) == 1
+    assert not (tmp_path / "work" / "cache").exists()

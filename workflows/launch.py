@@ -5,10 +5,13 @@ what the benchmark measures is what the commands do. With ``--workers`` above 1 
 from the scheduling process: whatever that process has read before the build, every task inherits for free.
 
 That is astropy's IERS (Earth rotation) table, which each exposure's almanac cards need. Parsing the bundled
-text file costs about 0.4 CPU-s; the parsed table is kept in ``<work>/cache/`` as a pickle named by a hash of
-the astropy, numpy and Python versions and the bundled files' sizes and times, and read from there (about
-0.01 s) by later runs. Other versions or other bundled files give another name, so a cached table is only ever
-the one this installation would parse; an unreadable cache file is parsed again and replaced.
+text file costs about 0.4 CPU-s; the parsed table is kept as a pickle named by a hash of the astropy, numpy
+and Python versions and the bundled files' sizes and times, and read from there (about 0.01 s) by later runs.
+Other versions or other bundled files give another name, so a cached table is only ever the one this
+installation would parse; an unreadable cache file is parsed again and replaced. The table belongs to the
+installation, not to a night, so it is kept in the installation-wide cache folder
+(:func:`workflows.paths.cache_root`, ``~/.cache/podiflow/`` by default): a run in a fresh work folder reads it
+too. A cache folder that cannot be written costs the parse, never the run.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from podisteps.errors import logger
 from podisteps.instrument import almanac
 from podisteps.io.atomic import atomic_path
 
-from .paths import work_root
+from .paths import cache_root
 
 __all__ = ["build", "load_earth_rotation"]
 
@@ -65,16 +68,20 @@ def load_earth_rotation(cache_dir: Path) -> None:
         almanac.use_earth_rotation(table)
         return
     table = almanac.load_earth_rotation()
-    if table.meta.get("data_path") == almanac.earth_rotation_files()[0]:  # the bundled file, nothing else
+    if table.meta.get("data_path") != almanac.earth_rotation_files()[0]:  # keep the bundled file's, nothing else
+        return
+    try:
         with atomic_path(path, durable=False) as tmp:
             tmp.write_bytes(pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL))
+    except OSError as exc:
+        logger.info("%s: cannot keep the parsed IERS table (%s): parsed again by the next run", path, exc)
 
 
 def build(tasks: list, *, workers: int, **options):
     """``luigi.build(tasks, workers=workers, **options)`` after reading what every fork would read again.
 
-    That is the IERS table (:func:`load_earth_rotation`, cached in ``<work>/cache/``): once here instead of
-    once per exposure.
+    That is the IERS table (:func:`load_earth_rotation`, cached in :func:`workflows.paths.cache_root`): once
+    here instead of once per exposure.
 
     Parameters
     ----------
@@ -89,5 +96,5 @@ def build(tasks: list, *, workers: int, **options):
     luigi.execution_summary.LuigiRunResult or bool
         What :func:`luigi.build` returns.
     """
-    load_earth_rotation(work_root() / "cache")
+    load_earth_rotation(cache_root())
     return luigi.build(tasks, workers=workers, **options)

@@ -7,6 +7,7 @@
 <work>/<night>/cals/...                                            masters
 <work>/<night>/night-index.json                                    the cached night index
 <work>/<night>/night-index.exposures.json                          its records per exposure, with their files
+<cache>/iers-<hash>.pickle                                         the parsed IERS table (cache_root())
 <out>/<night>/<obsid>/<obsid>.fits                                 final MEF
 ```
 """
@@ -36,6 +37,7 @@ __all__ = [
     "work_root",
     "out_root",
     "mastercals_root",
+    "cache_root",
     "exposure_dir",
     "checkpoint_path",
     "night_index",
@@ -85,6 +87,19 @@ def out_root() -> Path:
 def mastercals_root() -> Path:
     """``[podiflow] mastercals_dir`` as an absolute path."""
     return _absolute(site().mastercals_dir, os.getcwd())
+
+
+#: Environment variable naming the folder of caches that belong to the installation, not to a night.
+CACHE_ENV = "PODIFLOW_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """The folder of installation-wide caches (the parsed IERS table: :mod:`workflows.launch`), shared by every
+    work folder: ``$PODIFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/podiflow``, else ``~/.cache/podiflow``."""
+    folder = os.environ.get(CACHE_ENV)
+    if folder:
+        return Path(folder).expanduser().resolve()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser().resolve() / "podiflow"
 
 
 def exposure_dir(obsid: str) -> Path:
