@@ -303,12 +303,20 @@ class PodiTask(luigi.Task):
                 target.check_whole()
         return targets
 
+    def reads(self) -> list:
+        """The upstream tasks whose products this task reads (their identities enter :attr:`identity`): those of
+        :meth:`requires`; a task that runs an upstream step itself names that step's task instead."""
+        return [t for t in luigi.task.flatten(self.requires()) if isinstance(t, PodiTask)]
+
+    def identity_for(self, reader: "PodiTask") -> str:
+        """The identity of the product of this task that ``reader`` reads: :attr:`identity`; a task that writes
+        two products says which one."""
+        return self.identity
+
     @cached_property
     def identity(self) -> str:
         """Short hash of family, parameters, upstream identities and external inputs (:func:`input_identity`)."""
-        upstream = sorted(
-            t.identity for t in luigi.task.flatten(self.requires()) if isinstance(t, PodiTask)
-        )
+        upstream = sorted(t.identity_for(self) for t in self.reads())
         payload = {
             "family": self.get_task_family(),
             "params": self.to_str_params(only_significant=True),
