@@ -1,7 +1,8 @@
 """Source catalogues and astrometric calibration: ``OTACatalog``, ``ReferenceCatalog``, ``FixWCS``.
 
-``OTACatalog(obsid, ota)`` runs sep on the OTA (the detrended one until the focal-plane corrections land)
-and keeps the OTA's WCS cards in the table header, so ``FixWCS`` never opens an image.
+``OTACatalog(obsid, ota)`` runs sep on the OTA (the CorrectedOTA with a focal-plane correction; without one it
+detrends the OTA itself and hands the image to sep in memory: one task per OTA from raw to catalogue) and keeps
+the OTA's WCS cards in the table header, so ``FixWCS`` never opens an image.
 ``ReferenceCatalog(obsid)`` cuts the reference stars around the pointing (radius 0.8 deg + the largest
 pointing error searched) and moves them to the exposure epoch. ``FixWCS(obsid)`` solves the pointing and
 rotation over the focal plane, then refines each OTA (docs/astrometry.md). With
@@ -121,6 +122,7 @@ class OTACatalog(PodiTask):
         return {"catalog": catalog, "detrended": self.source().output()} if self.fused else {"catalog": catalog}
 
     def run(self):
+        self.step_family = None
         if not self.fused:
             self._catalogue_file(self.input().path)
         elif _whole(self.source().output()):

@@ -8,6 +8,10 @@ requires the per-exposure ``SaturationCatalog`` of every earlier exposure of the
 persistency window that has this OTA, found through the night index at scheduling time, and reads only this
 OTA's table from each.
 
+``DetrendOTA.write_detrended`` is also run, unscheduled, by the ``OTACatalog`` that detrends and catalogues an OTA
+in one process when the exposure takes no focal-plane correction (docs/architecture.md, 'One task from raw to
+catalogue').
+
 Checkpoint layout: PRIMARY (provenance), ``OTAxy.SCI`` (float32, NaN undefined), ``OTAxy.MASK``
 (uint16 bits, ``podisteps.maskbits.MASK_BITS``), ``SKYBOXES`` (table).
 """
