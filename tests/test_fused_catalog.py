@@ -11,6 +11,7 @@ from astropy.io import fits
 from podisteps.catalog import detect
 from workflows import failures
 from workflows.astrometry import FixWCS, OTACatalog
+from workflows.base import provenance_cards
 from workflows.collect import CollectCells
 from workflows.detrend import DetrendOTA
 from workflows.focalplane import FocalPlaneSamples, image_task
@@ -62,7 +63,9 @@ def test_one_node_per_ota_writes_each_detrended_checkpoint(small_night, podiflow
         assert image is samples.requires()["detrend"][OTA] and isinstance(detrend, DetrendOTA)
         assert image.identity_for(final) == image.identity_for(samples) == detrend.identity != image.identity
         assert image.identity_for(FixWCS(obsid=sci.obsid, options=image.options)) == image.identity
-        assert samples.identity == FocalPlaneSamples(obsid=sci.obsid, options=samples.options).identity
+        plain = FocalPlaneSamples(obsid=sci.obsid, options=samples.options)  # as before the fusion
+        assert samples.catalogs and samples.identity == plain.identity
+        assert provenance_cards(samples, {}) == provenance_cards(plain, {})  # PFPARAMS without ``catalogs``
 
 
 def test_fused_products_equal_the_separate_tasks(small_night, podiflow_config, tmp_path, monkeypatch):

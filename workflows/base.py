@@ -137,7 +137,7 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
         ("PFVERS", __version__, "podiflow version"),
         ("PFTASK", task.get_task_family(), "podiflow task family"),
         ("PFID", task.identity, "podiflow product identity"),
-        ("PFPARAMS", json.dumps(task.to_str_params(), sort_keys=True), ""),
+        ("PFPARAMS", json.dumps(_recorded_params(task), sort_keys=True), ""),
     ]
     n = 0
     for role, paths in inputs.items():
@@ -146,6 +146,14 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
             cards.append((f"PFIN{n:03d}", f"{role}:{Path(path).resolve()}", ""))
             cards.append((f"PFSUM{n:03d}", cached_checksum(path), "XXH3-128 of PFIN"))
     return cards
+
+
+def _recorded_params(task: "PodiTask") -> dict:
+    """The parameters ``PFPARAMS`` records: all but the hidden insignificant ones, which name no property of the
+    product (e.g. which task makes an upstream file: ``workflows.focalplane`` ``catalogs``)."""
+    unrecorded = {name for name, p in task.get_params()
+                  if not p.significant and p.visibility == ParameterVisibility.HIDDEN}
+    return {k: v for k, v in task.to_str_params().items() if k not in unrecorded}
 
 
 class FitsTarget(luigi.LocalTarget):
