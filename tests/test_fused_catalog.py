@@ -44,18 +44,21 @@ def _dag(root) -> dict:
     return seen
 
 
-@pytest.mark.parametrize("options", [{"fixwcs": True, "photcalib": True}, {"fixwcs": True}, {}])
+@pytest.mark.parametrize("options", [{"fixwcs": True, "photcalib": True}, {"fixwcs": True}, {},
+                                     {"fixwcs": True, "fringe": "auto"}])
 def test_one_node_per_ota_writes_each_detrended_checkpoint(small_night, podiflow_config, options):
     podiflow_config(raw_dir=small_night / "raw", mastercals_dir=small_night / "mastercals", masters="bias,dark,flat")
     sci = _science()
     tasks = _dag(ReduceExposure(obsid=sci.obsid, options={k: str(v).lower() for k, v in options.items()})).values()
-    writers = [t.output()["detrended"].path for t in tasks if isinstance(t, OTACatalog)]
+    writers = [t.output()["detrended"].path for t in tasks if isinstance(t, OTACatalog) and t.fused]
     writers += [t.output().path for t in tasks if isinstance(t, DetrendOTA)]
     assert len(writers) == len(set(writers))  # no checkpoint has two tasks that make it
     science = [t for t in tasks if getattr(t, "obsid", None) == sci.obsid]
     families = sorted(t.get_task_family() for t in science if getattr(t, "ota", None) == OTA)
-    assert families == (["OTACatalog"] if options else ["DetrendOTA"])
-    if options:  # the final MEF and the sky fit read the fused task's checkpoint, with DetrendOTA's identity
+    fused = options.get("fixwcs") and not options.get("fringe")
+    assert families == (["OTACatalog"] if fused else ["CorrectedOTA", "DetrendOTA", "OTACatalog"] if options
+                        else ["DetrendOTA"])
+    if fused:  # the final MEF and the sky fit read the fused task's checkpoint, with DetrendOTA's identity
         final = next(t for t in science if isinstance(t, CollectCells))
         image = final.requires()["otas"][OTA]
         samples = next(t for t in science if isinstance(t, FocalPlaneSamples))
