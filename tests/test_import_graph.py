@@ -14,7 +14,7 @@ import podisteps
 import workflows
 
 #: Function-local imports that close a cycle, each documented where it is: the DAG's own recursions.
-RECURSIONS = {("detrend", "masters")}
+RECURSIONS = {("detrend", "masters"), ("focalplane", "astrometry")}
 
 
 def _imports() -> dict:

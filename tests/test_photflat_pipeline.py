@@ -77,7 +77,7 @@ def test_photflat_file_divides_the_pixels_and_shifts_the_magnitudes(small):
     hdr = fits.getheader(flat[33].output().path, 1)
     assert hdr["_FOTFLAT"] == "successful" and fits.getheader(plain[33].output().path, 1)["_FOTFLAT"] == "not selected"
     # sep measures the same sources, each 2.5 log10(1.05) = 0.0530 mag fainter
-    cat0, cat1 = (Table(fits.getdata(t.output().path, "CAT.ODI")) for t in catalogs)
+    cat0, cat1 = (Table(fits.getdata(t.output()["catalog"].path, "CAT.ODI")) for t in catalogs)
     assert len(cat0) == len(cat1) > 20
     good = (cat0["FLAGS"] == 0) & (cat0["MAG_D40"] < 75)
     dmag = np.asarray(cat1["MAG_D40"] - cat0["MAG_D40"])[good]

@@ -1,7 +1,8 @@
 """Source catalogues and astrometric calibration: ``OTACatalog``, ``ReferenceCatalog``, ``FixWCS``.
 
-``OTACatalog(obsid, ota)`` runs sep on the OTA (the detrended one until the focal-plane corrections land)
-and keeps the OTA's WCS cards in the table header, so ``FixWCS`` never opens an image.
+``OTACatalog(obsid, ota)`` runs sep on the OTA (the CorrectedOTA with a focal-plane correction; without one it
+detrends the OTA itself and hands the image to sep in memory: one task per OTA from raw to catalogue) and keeps
+the OTA's WCS cards in the table header, so ``FixWCS`` never opens an image.
 ``ReferenceCatalog(obsid)`` cuts the reference stars around the pointing (radius 0.8 deg + the largest
 pointing error searched) and moves them to the exposure epoch. ``FixWCS(obsid)`` solves the pointing and
 rotation over the focal plane, then refines each OTA (docs/astrometry.md). With
@@ -27,11 +28,13 @@ from podisteps import astrometry
 from podisteps.catalog import detect, refcat
 from podisteps.detrend.wcs import WCS_CARD_RE
 from podisteps.errors import logger
+from podisteps.io.atomic import TornFileError
 from podisteps.io.planes import plain_pixels, stored_integers
 from podisteps.io.plaintable import read_table
 
 from .base import CheckpointTarget, FitsTarget, PodiTask
-from .focalplane import image_task
+from .detrend import DetrendOTA
+from .focalplane import focal_correction, image_task
 from .paths import checkpoint_path
 from .saturation import exposure_record
 from .settings import site
@@ -73,27 +76,88 @@ def table_hdu(table: Table, name: str, header_cards=()) -> fits.BinTableHDU:
 
 
 class OTACatalog(PodiTask):
-    """The sep catalogue of one OTA with QuickReduce's ``CAT.ODI`` columns (canned WCS)."""
+    """The sep catalogue of one OTA with QuickReduce's ``CAT.ODI`` columns (canned WCS).
+
+    Without a focal-plane correction (:attr:`fused`) this task also detrends the OTA, in the same process
+    (docs/architecture.md, 'One task from raw to catalogue'): it requires what DetrendOTA requires, writes
+    DetrendOTA's checkpoint (same path, bytes and cards: :meth:`workflows.detrend.DetrendOTA.write_detrended` of
+    :meth:`source`, a DetrendOTA that is never scheduled) and hands the image to sep in memory; a whole checkpoint
+    already on disk is read instead. Its output is then ``{"catalog", "detrended"}``. With a correction it
+    requires CorrectedOTA and reads its product; its output is ``{"catalog"}``.
+    """
 
     obsid = luigi.Parameter()
     ota = luigi.IntParameter()
     stage = "catalog"
+    memory_gb = 1  # an OTA image, detrended here without a focal-plane correction (as DetrendOTA's)
+
+    #: The family of the step that runs, for failure reports (:mod:`workflows.failures`): ``"DetrendOTA"`` while
+    #: this task detrends, else None (the catalogue).
+    step_family = None
+
+    @property
+    def fused(self) -> bool:
+        """Whether this task detrends its OTA itself (no focal-plane correction)."""
+        return not focal_correction(self.reduction_options)
+
+    def source(self) -> PodiTask:
+        """The task whose product is catalogued: DetrendOTA (run by this task, :attr:`fused`) or CorrectedOTA."""
+        opts = self.reduction_options
+        if self.fused:
+            return DetrendOTA.with_options(opts, obsid=self.obsid, ota=self.ota)
+        return image_task(self.obsid, self.ota, opts)
 
     def requires(self):
-        return image_task(self.obsid, self.ota, self.reduction_options)
+        return self.source().requires() if self.fused else self.source()
+
+    def reads(self) -> list:
+        return [self.source()]
+
+    def identity_for(self, reader: PodiTask) -> str:
+        """The catalogue's identity for FixWCS; the detrended image's for the tasks that read it (:func:`image_task`)."""
+        return self.source().identity if self.fused and not isinstance(reader, FixWCS) else self.identity
 
     def output(self):
-        return CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        catalog = CheckpointTarget(str(checkpoint_path(self.obsid, self.stage, self.identity, ota=self.ota)))
+        return {"catalog": catalog, "detrended": self.source().output()} if self.fused else {"catalog": catalog}
 
     def run(self):
-        path = self.input().path
-        with fits.open(path, do_not_scale_image_data=True) as hdul:  # planes as stored: podisteps.io.planes
-            header, data = hdul[1].header, plain_pixels(hdul[1], path)
-            ny, nx = data.shape
-            scale = max(1, 4096 // ny)
-            # source_catalog makes its own native float32 copy of the (big-endian) pixels: no copy here
-            catalog = detect.source_catalog(data, header, ota=self.ota, mask=stored_integers(hdul[2], path),
-                                            back_size=max(8, 64 // scale), gain=float(header.get("GAIN", 1.3)))
+        self.step_family = None
+        if not self.fused:
+            self._catalogue_file(self.input().path)
+        elif _whole(self.source().output()):
+            self._catalogue_file(self.source().output().path)
+        else:
+            self.step_family = "DetrendOTA"
+            image = self.source().write_detrended(progress=lambda pct, msg: self.progress(0.8 * pct, msg))
+            self.step_family = None
+            self._catalogue(image.sci, image.header, image.mask, self.source().output().path)
+
+    def _catalogue_file(self, path: str) -> None:
+        """Catalogue the OTA checkpoint at ``path`` (planes as stored: :mod:`podisteps.io.planes`)."""
+        with fits.open(path, do_not_scale_image_data=True) as hdul:
+            self._catalogue(plain_pixels(hdul[1], path), hdul[1].header, stored_integers(hdul[2], path), path)
+
+    def _catalogue(self, data: np.ndarray, header: fits.Header, mask: np.ndarray, path: str) -> None:
+        """Write the catalogue of one OTA image.
+
+        Parameters
+        ----------
+        data : numpy.ndarray
+            The ``OTAxy.SCI`` pixels, ADU, float32 of either byte order (sep gets its own native copy), shape
+            ``(ny, nx)``.
+        header : astropy.io.fits.Header
+            Its header (WCS, ``GAIN``).
+        mask : numpy.ndarray
+            The uint16 ``OTAxy.MASK`` bits, shape ``(ny, nx)``.
+        path : str
+            The checkpoint the image is (provenance role ``detrended``).
+        """
+        self.progress(85, f"{self.obsid} OTA{self.ota:02d}: source catalogue")
+        ny, nx = data.shape
+        scale = max(1, 4096 // ny)
+        catalog = detect.source_catalog(data, header, ota=self.ota, mask=mask, back_size=max(8, 64 // scale),
+                                        gain=float(header.get("GAIN", 1.3)))
         wcs_cards = [(c.keyword, c.value, c.comment) for c in header.cards if WCS_CARD_RE.match(c.keyword)
                      or c.keyword in ("CRVAL1", "CRVAL2")]
         hdu = table_hdu(catalog, "CAT.ODI", wcs_cards + [("OTA", self.ota, "OTA position"),
@@ -101,7 +165,19 @@ class OTACatalog(PodiTask):
                                                           ("IMHEIGHT", ny, "image height, px")])
         primary = fits.PrimaryHDU()
         self.add_provenance(primary.header, {"detrended": path})
-        self.output().write_hdulist(fits.HDUList([primary, hdu]))
+        self.output()["catalog"].write_hdulist(fits.HDUList([primary, hdu]))
+
+
+def _whole(target: CheckpointTarget) -> bool:
+    """Whether a checkpoint is on disk and whole (one cut short is removed, with a warning, and made again)."""
+    if not target.exists():
+        return False
+    try:
+        target.check_whole()
+    except TornFileError as exc:
+        logger.warning("%s", exc)
+        return False
+    return True
 
 
 class ReferenceCatalog(PodiTask):
@@ -235,10 +311,11 @@ class FixWCS(PodiTask):
         headers, catalogs, sources = {}, {}, {}
         sized = {}
         for ota, target in inputs["catalogs"].items():
-            with fits.open(target.path) as hdul:
+            path = target["catalog"].path
+            with fits.open(path) as hdul:
                 hdr = hdul["CAT.ODI"].header
                 headers[ota] = _wcs_header(hdr)
-                catalogs[ota] = read_table(hdul["CAT.ODI"], target.path)
+                catalogs[ota] = read_table(hdul["CAT.ODI"], path)
             sized[ota] = headers[ota].copy()  # the OTA's extent places the refinement's control points
             sized[ota]["NAXIS1"], sized[ota]["NAXIS2"] = int(hdr["IMWIDTH"]), int(hdr["IMHEIGHT"])
             sources[ota] = _selected_sources(catalogs[ota])
@@ -301,7 +378,7 @@ class FixWCS(PodiTask):
                                          float(first["CRVAL2"]))
         if offsets is not None:
             final = _apply_nonsidereal(final, hdr, offsets)
-        inputs = {"catalogs": [t.path for t in self.input()["catalogs"].values()],
+        inputs = {"catalogs": [t["catalog"].path for t in self.input()["catalogs"].values()],
                   "refcat": self.input()["refcat"].path, "nonsidereal-reference": self.external_inputs()}
         self.add_provenance(hdr, inputs)
         hdus = [primary]

@@ -148,7 +148,7 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
         ("PFVERS", __version__, "podiflow version"),
         ("PFTASK", task.get_task_family(), "podiflow task family"),
         ("PFID", task.identity, "podiflow product identity"),
-        ("PFPARAMS", json.dumps(task.to_str_params(), sort_keys=True), ""),
+        ("PFPARAMS", json.dumps(_recorded_params(task), sort_keys=True), ""),
     ]
     n = 0
     for role, paths in inputs.items():
@@ -157,6 +157,14 @@ def provenance_cards(task: "PodiTask", inputs: dict) -> list:
             cards.append((f"PFIN{n:03d}", f"{role}:{Path(path).resolve()}", ""))
             cards.append((f"PFSUM{n:03d}", cached_checksum(path), "XXH3-128 of PFIN"))
     return cards
+
+
+def _recorded_params(task: "PodiTask") -> dict:
+    """The parameters ``PFPARAMS`` records: all but the hidden insignificant ones, which name no property of the
+    product (e.g. which task makes an upstream file: ``workflows.focalplane`` ``catalogs``)."""
+    unrecorded = {name for name, p in task.get_params()
+                  if not p.significant and p.visibility == ParameterVisibility.HIDDEN}
+    return {k: v for k, v in task.to_str_params().items() if k not in unrecorded}
 
 
 class FitsTarget(luigi.LocalTarget):
@@ -314,12 +322,20 @@ class PodiTask(luigi.Task):
                 target.check_whole()
         return targets
 
+    def reads(self) -> list:
+        """The upstream tasks whose products this task reads (their identities enter :attr:`identity`): those of
+        :meth:`requires`; a task that runs an upstream step itself names that step's task instead."""
+        return [t for t in luigi.task.flatten(self.requires()) if isinstance(t, PodiTask)]
+
+    def identity_for(self, reader: "PodiTask") -> str:
+        """The identity of the product of this task that ``reader`` reads: :attr:`identity`; a task that writes
+        two products says which one."""
+        return self.identity
+
     @cached_property
     def identity(self) -> str:
         """Short hash of family, parameters, upstream identities and external inputs (:func:`input_identity`)."""
-        upstream = sorted(
-            t.identity for t in luigi.task.flatten(self.requires()) if isinstance(t, PodiTask)
-        )
+        upstream = sorted(t.identity_for(self) for t in self.reads())
         payload = {
             "family": self.get_task_family(),
             "params": self.to_str_params(only_significant=True),

@@ -34,7 +34,7 @@ from podisteps.io.streamed import write_fits_streamed
 from .astrometry import FixWCS
 from .base import FitsTarget, PodiTask
 from .detrend import REDUCTION_LOG_KEYS
-from .focalplane import FocalPlaneCorrections, image_task
+from .focalplane import FocalPlaneCorrections, catalog_options, image_target, image_task
 from .options import MEF_FAMILIES
 from .paths import checkpoint_path, night_of, out_root
 from .photometry import RadialZP, photometry_task
@@ -78,7 +78,8 @@ class CollectCells(PodiTask):
         opts = self.reduction_options
         req = {"otas": {ota: image_task(self.obsid, ota, opts) for ota in self.otas()}}
         if self._focal_sky():
-            req["focalplane"] = FocalPlaneCorrections.with_options(opts, obsid=self.obsid)
+            req["focalplane"] = FocalPlaneCorrections.with_options(opts, obsid=self.obsid,
+                                                                   catalogs=catalog_options(opts))
         if opts.photcalib or opts.autophotflat:  # the astrometry PhotCalib used, so that it is made once
             req["photcal"] = photometry_task(self.obsid, opts)  # RadialZP with -fitradialZP
             calib = req["photcal"].requires() if isinstance(req["photcal"], RadialZP) else req["photcal"]
@@ -114,7 +115,7 @@ class CollectCells(PodiTask):
         inputs = self.input()
         with ExitStack() as stack:
             # read-only maps: their pages are released once read (podisteps.io.mapped), one OTA held at a time
-            opened = [stack.enter_context(fits.open(t.path, memmap=True, mode="denywrite"))
+            opened = [stack.enter_context(fits.open(image_target(t).path, memmap=True, mode="denywrite"))
                       for t in inputs["otas"].values()]
             extra = {k: stack.enter_context(fits.open(inputs[k].path))
                      for k in ("fixwcs", "photcal", "focalplane", "photflat") if k in inputs}

@@ -8,6 +8,10 @@ requires the per-exposure ``SaturationCatalog`` of every earlier exposure of the
 persistency window that has this OTA, found through the night index at scheduling time, and reads only this
 OTA's table from each.
 
+``DetrendOTA.write_detrended`` is also run, unscheduled, by the ``OTACatalog`` that detrends and catalogues an OTA
+in one process when the exposure takes no focal-plane correction (docs/architecture.md, 'One task from raw to
+catalogue').
+
 Checkpoint layout: PRIMARY (provenance), ``OTAxy.SCI`` (float32, NaN undefined), ``OTAxy.MASK``
 (uint16 bits, ``podisteps.maskbits.MASK_BITS``), ``SKYBOXES`` (table).
 """
@@ -23,8 +27,8 @@ import luigi
 from astropy.io import fits
 from astropy.table import Table
 
-from podisteps.detrend import (BadPixelRegions, Calibration, DetrendInputs, DetrendSettings, PersistencySource,
-                               detrend_ota, masks, persistency)
+from podisteps.detrend import (BadPixelRegions, Calibration, DetrendInputs, DetrendResult, DetrendSettings,
+                               PersistencySource, detrend_ota, masks, persistency)
 from podisteps.detrend.reductionlog import REDUCTION_LOG_KEYS
 from podisteps.errors import logger
 from podisteps.io import rawio
@@ -175,16 +179,36 @@ class DetrendOTA(PodiTask):
     # ------------------------------------------------------------------------------------------------
 
     def run(self):
+        self.write_detrended()
+
+    def write_detrended(self, *, progress=None) -> DetrendResult:
+        """Detrend the OTA and write the checkpoint (:meth:`output`, with this task's provenance).
+
+        ``OTACatalog`` calls it on a DetrendOTA it does not schedule, to detrend and catalogue an OTA in one
+        process (docs/architecture.md, 'One task from raw to catalogue').
+
+        Parameters
+        ----------
+        progress : callable, optional
+            ``progress(percent, message)``; default :meth:`progress` (this task's web UI status).
+
+        Returns
+        -------
+        podisteps.detrend.DetrendResult
+            The detrended OTA in memory: ``sci`` float32 and ``mask`` uint16, shape ``(ny, nx)``, as written;
+            ``header`` the ``OTAxy.SCI`` header as it reads back from the file (parsed from its written cards).
+        """
+        progress = progress or self.progress
         cal = dataclasses.replace(self.calibrations,
                                   **{step: Path(t.path) for step, t in self.input()["masters"].items()})
         raw_path = raw_file(self.obsid, self.ota)
-        self.progress(5, f"{self.obsid} OTA{self.ota:02d}: reading raw cells")
+        progress(5, f"{self.obsid} OTA{self.ota:02d}: reading raw cells")
         raw = rawio.read_raw_ota(raw_path)
         with contextlib.ExitStack() as stack:
             result = detrend_ota(raw, ota=self.ota, settings=DetrendSettings.from_options(self.reduction_options),
                                  inputs=self._inputs(cal, stack),
                                  sky_seed=zlib.crc32(f"{self.obsid}.{self.ota}".encode()),
-                                 progress=lambda pct, msg: self.progress(pct, f"{self.obsid} {msg}"))
+                                 progress=lambda pct, msg: progress(pct, f"{self.obsid} {msg}"))
         primary_hdu = fits.PrimaryHDU()
         self.add_provenance(primary_hdu.header, result.log.files())
         mask_header = fits.Header({"EXTNAME": f"OTA{self.ota:02d}.MASK"})
@@ -193,15 +217,18 @@ class DetrendOTA(PodiTask):
         sky_hdu = fits.table_to_hdu(Table(result.skyboxes, meta={}))
         sky_hdu.name = "SKYBOXES"
         mask = result.mask
+        sci_hdu = fits.ImageHDU(result.sci, header=result.header)
         self.output().write_hdulist(fits.HDUList([
             primary_hdu,
-            fits.ImageHDU(result.sci, header=result.header),
+            sci_hdu,
             # lossless, mostly 0; tiles of MASK_TILE_ROWS rows: astropy's default tile of one row costs 2-3x
             # more to write and read (4096 tiles per full-size OTA)
             fits.CompImageHDU(mask, header=mask_header, compression_type="RICE_1",
                               tile_shape=(min(MASK_TILE_ROWS, mask.shape[0]), mask.shape[1])),
             sky_hdu,
         ]))
+        # the cards as written and read back: a float card's value is the one its text gives
+        return dataclasses.replace(result, header=fits.Header.fromstring(sci_hdu.header.tostring()))
 
     def _inputs(self, cal, stack: contextlib.ExitStack) -> DetrendInputs:
         """Open this OTA's calibrations and earlier exposures' saturation catalogues (closed with ``stack``)."""

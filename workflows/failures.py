@@ -91,7 +91,7 @@ def _label(task) -> str:
     """``DetrendOTA(ota=33)``: the family and the parameters that tell tasks of one exposure apart."""
     params = {k: v for k, v in task.to_str_params(only_significant=True).items()
               if k not in ("obsid", "night", "options", "output_path")}
-    family = task.get_task_family()
+    family = getattr(task, "step_family", None) or task.get_task_family()  # OTACatalog detrending: DetrendOTA
     return f"{family}({', '.join(f'{k}={v}' for k, v in params.items())})" if params else family
 
 

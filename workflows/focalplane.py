@@ -66,6 +66,7 @@ from pathlib import Path
 
 import luigi
 import numpy as np
+from luigi.parameter import ParameterVisibility
 from astropy.io import fits
 from astropy.table import Table
 
@@ -82,7 +83,8 @@ from .options import ReductionOptions
 from .paths import checkpoint_path, mastercals_root, night_index, night_of, work_root
 from .saturation import exposure_record
 
-__all__ = ["FocalPlaneSamples", "FocalPlaneCorrections", "CorrectedOTA", "image_task", "FOCAL_FAMILIES",
+__all__ = ["FocalPlaneSamples", "FocalPlaneCorrections", "CorrectedOTA", "image_task", "image_target", "catalog_options",
+           "focal_correction", "FOCAL_FAMILIES",
            "FringeTemplate", "PupilGhostTemplate", "TemplateSource", "fringe_source", "fringe_vector_file",
            "pupilghost_source", "read_pupilghost_template", "PupilGhostTemplateData", "frame_scale"]
 
@@ -392,12 +394,53 @@ def read_pupilghost_template(hdul: fits.HDUList, *, data_scale: int) -> PupilGho
 FOCAL_FAMILIES = ["DetrendOTA", "FocalPlaneCorrections"]
 
 
+def catalog_tasks():
+    """``workflows.astrometry``, imported on first use: the one module cycle of the catalogue.
+
+    Without a focal-plane correction an exposure's OTAs are detrended by the ``OTACatalog`` tasks that catalogue
+    them (:func:`image_task`), so ``FocalPlaneSamples`` and :func:`image_task` name OTACatalog; with one,
+    ``OTACatalog`` requires ``CorrectedOTA`` (``OTACatalog -> CorrectedOTA -> FocalPlaneCorrections ->
+    FocalPlaneSamples -> DetrendOTA``). ``astrometry`` imports this module, so this module cannot import
+    ``astrometry`` while it is loaded.
+    """
+    from . import astrometry
+
+    return astrometry
+
+
+def focal_correction(options: ReductionOptions) -> bool:
+    """Whether an exposure reduced with ``options`` takes a focal-plane correction (``-fringe``, ``-pupilghost``)."""
+    return bool(options.fringe or options.pupilghost)
+
+
+def catalog_options(options: ReductionOptions) -> dict:
+    """The ``options`` of the OTACatalog tasks that detrend an exposure's OTAs and catalogue them in one process.
+
+    Those of the exposure's FixWCS when the reduction makes catalogues (``-fixwcs``, ``-photcalib``,
+    ``-autophotflat``) of detrended OTAs (no focal-plane correction); ``{}`` otherwise (DetrendOTA detrends).
+    """
+    if focal_correction(options) or not (options.fixwcs or options.photcalib or options.autophotflat):
+        return {}
+    return catalog_tasks().FixWCS.options_for(options.replace(fixwcs=True))
+
+
 def image_task(obsid: str, ota: int, options: ReductionOptions) -> PodiTask:
-    """The image catalogues and the final MEF should read: CorrectedOTA with a focal-plane correction on,
+    """The task whose image catalogues and the final MEF read: CorrectedOTA with a focal-plane correction on;
+    else, when the reduction makes catalogues, the OTACatalog that detrends the OTA and catalogues it in one
+    process (:func:`catalog_options`; the image is its output's ``detrended`` target, :func:`image_target`);
     else DetrendOTA (the correction tasks are then skipped)."""
-    if options.fringe or options.pupilghost:
+    if focal_correction(options):
         return CorrectedOTA.with_options(options, obsid=obsid, ota=ota)
+    catalogs = catalog_options(options)
+    if catalogs:
+        return catalog_tasks().OTACatalog(obsid=obsid, ota=ota, options=catalogs)
     return DetrendOTA.with_options(options, obsid=obsid, ota=ota)
+
+
+def image_target(output):
+    """The image among the outputs of an :func:`image_task`: an OTACatalog's ``detrended`` target, else the output
+    itself (a :class:`workflows.base.CheckpointTarget`)."""
+    return output["detrended"] if isinstance(output, dict) else output
 
 
 def _template_requirements(record, options) -> dict:
@@ -423,7 +466,14 @@ class _FocalTask(PodiTask):
         """The exposure's night-index record."""
         return exposure_record(self.obsid)
 
-    def _detrend(self, ota: int) -> DetrendOTA:
+    #: The options of the OTACatalog tasks that detrend this exposure's OTAs (:func:`catalog_options`, given by
+    #: CollectCells), ``{}`` when DetrendOTA does. Not significant: it names the task that makes the same files.
+    catalogs = luigi.DictParameter(default={}, significant=False, visibility=ParameterVisibility.HIDDEN)
+
+    def _detrend(self, ota: int) -> PodiTask:
+        """The task that detrends OTA ``ota``: the OTACatalog of :attr:`catalogs`, else DetrendOTA."""
+        if self.catalogs:
+            return catalog_tasks().OTACatalog(obsid=self.obsid, ota=ota, options=self.catalogs)
         return DetrendOTA.with_options(self.reduction_options, obsid=self.obsid, ota=ota)
 
     def external_inputs(self):
@@ -458,7 +508,7 @@ class FocalPlaneSamples(_FocalTask):
 
     def run(self):
         template_path = _template_path(self, "fringe")
-        detrended = {ota: t.path for ota, t in self.input()["detrend"].items()}
+        detrended = {ota: image_target(t).path for ota, t in self.input()["detrend"].items()}
         per_ota = {}
         for i, (ota, path) in enumerate(detrended.items()):
             self.progress(100 * i / len(detrended), f"focal-plane samples: OTA{ota:02d}")
@@ -507,7 +557,7 @@ class FocalPlaneCorrections(_FocalTask):
 
     def requires(self):
         opts = self.reduction_options
-        samples = FocalPlaneSamples.with_options(opts, obsid=self.obsid)
+        samples = FocalPlaneSamples.with_options(opts, obsid=self.obsid, catalogs=self.catalogs)
         ghost_task = _template_requirements(self.record, opts).get("pupilghost")
         return {"samples": samples} | ({"pupilghost": ghost_task} if ghost_task is not None else {})
 

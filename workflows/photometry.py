@@ -173,7 +173,7 @@ class PhotCalib(PodiTask):
         """
         levels, gains = [], []
         for catalog in self.requires()["fixwcs"].requires()["catalogs"].values():
-            hdr = fits.getheader(catalog.requires().output().path, 1)
+            hdr = fits.getheader(catalog.source().output().path, 1)
             gains.append(float(hdr.get("GAIN", 1.3)))
             if hdr.get("SKY_MEDI", -1) > -1000:
                 levels.append(float(hdr["SKY_MEDI"]))
@@ -186,7 +186,7 @@ def _ota_frames(fixwcs: FixWCS) -> dict[int, fits.Header]:
     with fits.open(fixwcs.output().path) as hdul:
         for ota, catalog in fixwcs.requires()["catalogs"].items():
             hdr = hdul[f"OTA{ota:02d}.WCS"].header.copy()
-            size = fits.getheader(catalog.output().path, "CAT.ODI")
+            size = fits.getheader(catalog.output()["catalog"].path, "CAT.ODI")
             hdr["NAXIS"], hdr["NAXIS1"], hdr["NAXIS2"] = 2, int(size["IMWIDTH"]), int(size["IMHEIGHT"])
             frames[ota] = hdr
     return frames
