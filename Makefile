@@ -47,7 +47,7 @@ install-check: $(STAMP)
 	  mkdir "$$tmp/run"; cd "$$tmp/run"; \
 	  env -u LUIGI_CONFIG_PATH "$$tmp/venv/bin/podiflow" simulate test-small night; \
 	  cd night; exposure=$$(ls -d raw/*/* | tail -1); \
-	  env -u LUIGI_CONFIG_PATH "$$tmp/venv/bin/podi_collectcells" "$$exposure" "$$tmp/run/out.fits" -noqaplots; \
+	  env -u LUIGI_CONFIG_PATH PODIFLOW_CACHE_DIR="$$tmp/cache" "$$tmp/venv/bin/podi_collectcells" "$$exposure" "$$tmp/run/out.fits" -noqaplots; \
 	  "$$tmp/venv/bin/python" -c "import sys; from astropy.io import fits; h = fits.open(sys.argv[1]); \
 	    n = sum(x.name.startswith('OTA') for x in h); assert n == 13, n; print('install-check: wheel installed,', n, 'OTAs reduced')" \
 	    "$$tmp/run/out.fits"
