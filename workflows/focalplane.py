@@ -72,6 +72,7 @@ from astropy.table import Table
 
 from podisteps import instrument
 from podisteps.focalplane import focalfit, fringe, pupilghost
+from podisteps.focalplane.pupilghost import frame_scale, read_pupilghost_template
 from podisteps.io.mapped import release_pages
 from podisteps.masters import history
 from podisteps.stats import block_median
@@ -86,7 +87,7 @@ from .saturation import exposure_record
 __all__ = ["FocalPlaneSamples", "FocalPlaneCorrections", "CorrectedOTA", "image_task", "image_target", "catalog_options",
            "focal_correction", "FOCAL_FAMILIES",
            "FringeTemplate", "PupilGhostTemplate", "TemplateSource", "fringe_source", "fringe_vector_file",
-           "pupilghost_source", "read_pupilghost_template", "PupilGhostTemplateData", "frame_scale"]
+           "pupilghost_source"]
 
 #: Pixel size at which fringe templates are source-masked and filtered, full-size bin1 px (fringes are far
 #: coarser; at full size a single pixel's noise hides star halos).
@@ -95,11 +96,6 @@ COARSE_PX = 8
 PROFILE_BLOCK_PX = 32.0
 #: Every n-th block enters the centre searches (the profile uses them all): the searches cost per sample.
 CENTRE_SUBSAMPLE = 4
-
-
-def frame_scale(shape: tuple[int, ...]) -> int:
-    """Full-size bin1 px per frame px of an OTA image of ``shape`` (4096 // width: 1, 2, or 8 x binning)."""
-    return max(1, 4096 // shape[-1])
 
 
 def _coarse(shape: tuple[int, ...]) -> int:
@@ -359,50 +355,13 @@ def _binned_axis_relative(paths: dict) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return values / np.median(values), x, y, header
 
 
-@dataclass(frozen=True)
-class PupilGhostTemplateData:
-    """A pupil-ghost template file read for use (``combined`` may be memory-mapped: keep the file open)."""
-
-    combined: np.ndarray
-    otas: frozenset
-    profile_r: np.ndarray      # frame px of the data it is applied to
-    profile_v: np.ndarray
-    rotangle: float
-
-
-def read_pupilghost_template(hdul: fits.HDUList, *, data_scale: int) -> PupilGhostTemplateData:
-    """Read QuickReduce's (or podiflow's) template for data of ``data_scale`` full-size px per px.
-
-    Raises
-    ------
-    ValueError
-        If the template's pixel scale differs from the data's (no resampling is done).
-    """
-    comb = hdul["COMBINED"]
-    scale = int(comb.header.get("PGSCALE", hdul[0].header.get("BINNING", data_scale)))
-    if scale != data_scale:
-        raise ValueError(f"{hdul.filename()}: pupil-ghost template at {scale} full-size px per px, "
-                         f"data at {data_scale}")
-    prof = hdul["RAWPROFILE"]
-    radii = float(prof.header["CRVAL1"]) + float(prof.header["CD1_1"]) * np.arange(prof.data.shape[0])
-    otas = frozenset(int(n[3:5]) for n in str(comb.header.get("OTAORDER", "")).split(";") if n.strip())
-    return PupilGhostTemplateData(comb.data, otas, radii / scale, np.nan_to_num(prof.data[:, 0].astype(float)),
-                                  float(comb.header.get("ROTANGLE", 0.0)))
-
-
 #: Task families whose options shape the focal-plane products.
 FOCAL_FAMILIES = ["DetrendOTA", "FocalPlaneCorrections"]
 
 
 def catalog_tasks():
-    """``workflows.astrometry``, imported on first use: the one module cycle of the catalogue.
-
-    Without a focal-plane correction an exposure's OTAs are detrended by the ``OTACatalog`` tasks that catalogue
-    them (:func:`image_task`), so ``FocalPlaneSamples`` and :func:`image_task` name OTACatalog; with one,
-    ``OTACatalog`` requires ``CorrectedOTA`` (``OTACatalog -> CorrectedOTA -> FocalPlaneCorrections ->
-    FocalPlaneSamples -> DetrendOTA``). ``astrometry`` imports this module, so this module cannot import
-    ``astrometry`` while it is loaded.
-    """
+    """``workflows.astrometry``, imported on first use: it imports this module (``OTACatalog`` requires
+    ``CorrectedOTA``), and without a focal-plane correction :func:`image_task` names its ``OTACatalog``."""
     from . import astrometry
 
     return astrometry

@@ -40,12 +40,13 @@ from podisteps.detrend import calibrate
 from podisteps.io.atomic import write_text_atomic
 from podisteps.io.outputname import safe_component
 from podisteps.io.streamed import write_fits_streamed
+from podisteps.focalplane.pupilghost import frame_scale, read_pupilghost_template
 from podisteps.masters import combine, flatfield, flatghost, mastermef
 
 from .base import FitsTarget, PodiTask, provenance_cards
 from .calibrations import KINDS, frame_options, link_latest, master_options
 from .detrend import DetrendOTA
-from .focalplane import FocalPlaneCorrections, frame_scale, pupilghost_source, read_pupilghost_template
+from .focalplane import FocalPlaneCorrections, pupilghost_source
 from .options import ReductionOptions
 from .paths import checkpoint_path, night_index, work_root
 from .runlock import discard_intermediates

@@ -188,7 +188,7 @@ def fit_focal_plane(samples: dict, *, ghost_template=None, layout: str, sky_otas
         ``OTA -> {extension name: Table, "PRIMARY": Header}`` of :func:`ota_samples` (every OTA).
     ghost_template : object, optional
         The pupil-ghost template at the data's scale (``combined``, ``otas``, ``rotangle``, ``profile_r``,
-        ``profile_v``: ``workflows.focalplane.read_pupilghost_template``); None: no ghost fit.
+        ``profile_v``: ``podisteps.focalplane.pupilghost.read_pupilghost_template``); None: no ghost fit.
     layout : str
         The focal-plane layout's name (the ghost centre's first guess).
     sky_otas : iterable of int

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from astropy.io import fits
 from scipy import ndimage, optimize
 
 from ..instrument.packagedata import load_toml
@@ -55,6 +57,9 @@ __all__ = [
     "centre_guess",
     "PROFILE_RADII",
     "GENERIC_PROFILE",
+    "frame_scale",
+    "PupilGhostTemplateData",
+    "read_pupilghost_template",
 ]
 
 #: Side of the sky boxes, full-size bin1 px, and their number per OTA (docs/reduction-steps.md, 'Pupil-ghost samples').
@@ -512,3 +517,39 @@ def centre_guess(layout: str, rotator_deg: float, *, scale: float = 1.0) -> tupl
     ox, oy = CENTRE_GUESS[layout]
     a = math.radians(rotator_deg)
     return (ox * math.cos(a) - oy * math.sin(a)) / scale, (ox * math.sin(a) + oy * math.cos(a)) / scale
+
+
+def frame_scale(shape: tuple[int, ...]) -> int:
+    """Full-size bin1 px per frame px of an OTA image of ``shape`` (4096 // width: 1, 2, or 8 x binning)."""
+    return max(1, 4096 // shape[-1])
+
+
+@dataclass(frozen=True)
+class PupilGhostTemplateData:
+    """A pupil-ghost template file read for use (``combined`` may be memory-mapped: keep the file open)."""
+
+    combined: np.ndarray
+    otas: frozenset
+    profile_r: np.ndarray      # frame px of the data it is applied to
+    profile_v: np.ndarray
+    rotangle: float
+
+
+def read_pupilghost_template(hdul: fits.HDUList, *, data_scale: int) -> PupilGhostTemplateData:
+    """Read QuickReduce's (or podiflow's) template for data of ``data_scale`` full-size px per px.
+
+    Raises
+    ------
+    ValueError
+        If the template's pixel scale differs from the data's (no resampling is done).
+    """
+    comb = hdul["COMBINED"]
+    scale = int(comb.header.get("PGSCALE", hdul[0].header.get("BINNING", data_scale)))
+    if scale != data_scale:
+        raise ValueError(f"{hdul.filename()}: pupil-ghost template at {scale} full-size px per px, "
+                         f"data at {data_scale}")
+    prof = hdul["RAWPROFILE"]
+    radii = float(prof.header["CRVAL1"]) + float(prof.header["CD1_1"]) * np.arange(prof.data.shape[0])
+    otas = frozenset(int(n[3:5]) for n in str(comb.header.get("OTAORDER", "")).split(";") if n.strip())
+    return PupilGhostTemplateData(comb.data, otas, radii / scale, np.nan_to_num(prof.data[:, 0].astype(float)),
+                                  float(comb.header.get("ROTANGLE", 0.0)))
