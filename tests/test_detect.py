@@ -226,3 +226,24 @@ def test_frame_overflowing_the_pixel_stack_runs_again_with_the_same_catalogue():
         sep.set_extract_pixstack(before)
     assert len(cat) == x.size and _match(cat, x, y)[1].max() < 0.15  # S/N 30 and up
     assert all(np.array_equal(cat[c], reference[c]) for c in CATALOG_COLUMNS)
+
+
+def test_overwrite_gives_the_same_catalogue_and_uses_only_a_native_float32_input():
+    x, y, _, _, image = _scene(seed=5, n_side=5)
+    image = image.astype(np.float32)
+    image[40:44, 50:90] = np.nan  # a masked patch: zeroed in place
+    mask = np.zeros(image.shape, np.uint16)
+    mask[100:104, :] = 1
+    header = _header(*image.shape)
+    reference = source_catalog(image, header, ota=11, mask=mask)
+    swapped = image.astype(">f4")
+    kept = swapped.copy()
+    same = source_catalog(swapped, header, ota=11, mask=mask, overwrite=True)
+    assert np.array_equal(swapped, kept, equal_nan=True)  # not native: copied, untouched
+    scratch = image.copy()
+    cat = source_catalog(scratch, header, ota=11, mask=mask, overwrite=True)
+    assert not np.array_equal(scratch, image, equal_nan=True)  # worked on in place
+    assert np.all(scratch[40:44, 50:90] == 0.0) and np.all(scratch[100:104] == 0.0)
+    assert len(cat) >= x.size - 2
+    for other in (same, cat):
+        assert all(np.array_equal(other[c], reference[c]) for c in CATALOG_COLUMNS)

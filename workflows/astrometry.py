@@ -131,33 +131,37 @@ class OTACatalog(PodiTask):
             self.step_family = "DetrendOTA"
             image = self.source().write_detrended(progress=lambda pct, msg: self.progress(0.8 * pct, msg))
             self.step_family = None
-            self._catalogue(image.sci, image.header, image.mask, self.source().output().path)
+            self._catalogue(image.sci, image.header, image.mask, self.source().output().path, scratch=True)
 
     def _catalogue_file(self, path: str) -> None:
         """Catalogue the OTA checkpoint at ``path`` (planes as stored: :mod:`podisteps.io.planes`)."""
         with fits.open(path, do_not_scale_image_data=True) as hdul:
             self._catalogue(plain_pixels(hdul[1], path), hdul[1].header, stored_integers(hdul[2], path), path)
 
-    def _catalogue(self, data: np.ndarray, header: fits.Header, mask: np.ndarray, path: str) -> None:
+    def _catalogue(self, data: np.ndarray, header: fits.Header, mask: np.ndarray, path: str, *,
+                   scratch: bool = False) -> None:
         """Write the catalogue of one OTA image.
 
         Parameters
         ----------
         data : numpy.ndarray
-            The ``OTAxy.SCI`` pixels, ADU, float32 of either byte order (sep gets its own native copy), shape
-            ``(ny, nx)``.
+            The ``OTAxy.SCI`` pixels, ADU, float32 of either byte order (sep gets its own native copy unless
+            ``scratch``), shape ``(ny, nx)``.
         header : astropy.io.fits.Header
             Its header (WCS, ``GAIN``).
         mask : numpy.ndarray
             The uint16 ``OTAxy.MASK`` bits, shape ``(ny, nx)``.
         path : str
             The checkpoint the image is (provenance role ``detrended``).
+        scratch : bool, optional
+            Whether ``data`` is this task's own copy, already written, that the catalogue may overwrite
+            (:func:`podisteps.catalog.detect.source_catalog`'s ``overwrite``).
         """
         self.progress(85, f"{self.obsid} OTA{self.ota:02d}: source catalogue")
         ny, nx = data.shape
         scale = max(1, 4096 // ny)
         catalog = detect.source_catalog(data, header, ota=self.ota, mask=mask, back_size=max(8, 64 // scale),
-                                        gain=float(header.get("GAIN", 1.3)))
+                                        gain=float(header.get("GAIN", 1.3)), overwrite=scratch)
         wcs_cards = [(c.keyword, c.value, c.comment) for c in header.cards if WCS_CARD_RE.match(c.keyword)
                      or c.keyword in ("CRVAL1", "CRVAL2")]
         hdu = table_hdu(catalog, "CAT.ODI", wcs_cards + [("OTA", self.ota, "OTA position"),

@@ -337,12 +337,15 @@ def _aperture_photometry(sub, bad, good, rms, x, y, *, radius: float, gain: floa
     return mag, err, maskfrac
 
 
-def _masked_copy(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _masked_copy(data: np.ndarray, mask: np.ndarray | None, *,
+                 overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A native float32 copy of an image with its masked pixels set to 0, and its mask.
 
     Masked are the pixels that are not finite or nonzero in ``mask``. The work goes in blocks of
     :data:`_BLOCK_ROWS` rows, each copied, tested and zeroed while it is in the cache, without full-frame
-    temporaries (42 ms instead of 52 ms for whole-frame passes on a full-size OTA).
+    temporaries (42 ms instead of 52 ms for whole-frame passes on a full-size OTA). With ``overwrite`` a
+    writable native float32 C-contiguous ``data`` is itself the image returned: no fresh 64 MiB frame to
+    fault in (about 20 ms of system time at full size), the same values.
 
     Parameters
     ----------
@@ -350,6 +353,8 @@ def _masked_copy(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
         Image, ADU, shape ``(ny, nx)``, any real dtype and byte order.
     mask : numpy.ndarray or None
         Shape ``(ny, nx)``: nonzero pixels are masked.
+    overwrite : bool, optional
+        Whether ``data`` may be used as the image (only when it is writable native float32, C order).
 
     Returns
     -------
@@ -358,13 +363,17 @@ def _masked_copy(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
     bad : numpy.ndarray
         Boolean mask, shape ``(ny, nx)``.
     """
-    image, bad = np.empty(data.shape, np.float32), np.empty(data.shape, bool)
+    in_place = (overwrite and data.dtype == np.float32 and data.dtype.isnative and data.flags.c_contiguous
+                and data.flags.writeable)
+    image = data if in_place else np.empty(data.shape, np.float32)
+    bad = np.empty(data.shape, bool)
     if mask is not None and not mask.dtype.isnative:  # the same bytes are nonzero in either order: no swap
         mask = mask.view(mask.dtype.newbyteorder("="))
     for start in range(0, data.shape[0], _BLOCK_ROWS):
         rows = np.s_[start:start + _BLOCK_ROWS]
         block, masked = image[rows], bad[rows]
-        block[...] = data[rows]
+        if not in_place:
+            block[...] = data[rows]
         np.isfinite(block, out=masked)
         np.logical_not(masked, out=masked)
         if mask is not None:
@@ -422,6 +431,7 @@ def source_catalog(
     back_size: int = 64,
     saturation: float = 60000.0,
     gain: float | None = None,
+    overwrite: bool = False,
 ) -> Table:
     """Detect and measure the sources of one OTA frame (``CAT.ODI`` columns).
 
@@ -446,6 +456,10 @@ def source_catalog(
         Saturation level, ADU (background included).
     gain : float, optional
         e-/ADU for the Poisson term of the errors; default the header's ``GAIN`` (else 1.3).
+    overwrite : bool, optional
+        Whether ``data`` may be overwritten (it then ends background-subtracted, zero at masked pixels):
+        a writable native float32 image is then worked on in place instead of copied. The catalogue is the
+        same either way.
 
     Returns
     -------
@@ -454,7 +468,7 @@ def source_catalog(
         degrees, ``FWHM_WORLD`` arcsec); ``meta`` holds ``OTA``, ``GAIN``, ``PIXSCALE`` (median local
         scale, arcsec/px), ``BACKSIZE`` and ``THRESH``.
     """
-    image, bad = _masked_copy(np.asarray(data), None if mask is None else np.asarray(mask))
+    image, bad = _masked_copy(np.asarray(data), None if mask is None else np.asarray(mask), overwrite=overwrite)
     ny, nx = image.shape
     gain = float(gain if gain is not None else header.get("GAIN", DEFAULT_GAIN))
     back_size = int(max(8, min(back_size, min(ny, nx) // 4)))
