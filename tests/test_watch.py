@@ -11,12 +11,13 @@ import pytest
 from astropy.table import Table
 
 from podisteps.instrument.packagedata import configs_dir
+from podisteps.io.nightindex import night_signature
 from podisteps.io.rawio import read_primary_header
 from podisteps.simulate import simulate_night
 from workflows import cli
 from workflows.night import ReduceExposure
 from workflows.paths import out_root
-from workflows.watch import ArrivalTracker, WatchSettings, watch_night
+from workflows.watch import ArrivalTracker, WatchSettings, _drop_gone, watch_night
 
 
 class _Clock:
@@ -124,6 +125,23 @@ def test_watch_reduces_every_science_exposure_of_a_replayed_night(tmp_path, podi
     reduced = {row["obsid"] for row in summary if row["status"] == "reduced"}
     assert set(science) <= reduced
     assert sum(line.startswith("podiflow: ") for line in lines) == len(science)
+
+
+def test_a_linked_exposure_whose_folder_is_gone_is_left_out_with_one_line(tmp_path):
+    # a second watch of a night whose raw exposure folder was deleted or moved in between: its link in the
+    # view points at nothing, and the night's index (which reads the view) must not trip over it
+    raw, view = tmp_path / "raw" / "20131004", tmp_path / "view" / "20131004"
+    view.mkdir(parents=True)
+    for name in ("o20131005T013408.0", "o20131005T013939.0"):
+        (raw / name).mkdir(parents=True)
+        (view / name).symlink_to(raw / name, target_is_directory=True)
+    (raw / "o20131005T013939.0").rmdir()
+    assert [name for name, _ in night_signature(view)] == ["o20131005T013408.0"]
+    lines: list[str] = []
+    _drop_gone(view, lines.append)
+    _drop_gone(view, lines.append)
+    assert [p.name for p in view.iterdir()] == ["o20131005T013408.0"]
+    assert len(lines) == 1 and "o20131005T013939.0" in lines[0] and "left out" in lines[0]
 
 
 def _night_spec(*, start: str, kinds: tuple) -> dict:

@@ -225,11 +225,21 @@ def _link_other_nights(raw: Path, view_root: Path, night: str) -> None:
             link.symlink_to(other.resolve(), target_is_directory=True)
 
 
+def _drop_gone(view: Path, say) -> None:
+    """Remove the view's links to exposure folders that are gone (deleted or moved since they were linked),
+    with one line each: the night's index, and so every build, reads the view."""
+    for link in view.iterdir() if view.is_dir() else ():
+        if link.is_symlink() and not link.exists():
+            link.unlink(missing_ok=True)
+            say(f"podiflow watch: {link.name}: its folder is no longer in the raw night: left out")
+
+
 def _watch_loop(night: str, tracker: ArrivalTracker, view_root: Path, settings: WatchSettings, say) -> int:
     """Poll, link and reduce until stopped (see :func:`watch_night`)."""
     last_news = time.monotonic()
     try:
         while not (settings.stop_file and settings.stop_file.exists()):
+            _drop_gone(view_root / night, say)
             arrivals = tracker.poll()
             science = []
             for arrival in arrivals:

@@ -223,14 +223,18 @@ def night_signature(night_dir: str | os.PathLike) -> list:
     """Return what identifies the state of a night folder: (name, mtime_ns) of every entry in it.
 
     Adding, removing or rewriting an OTA file changes its folder's mtime (a rename or a new file does).
-    Hidden entries (``.name``) are left out.
+    Hidden entries (``.name``) are left out, and so are entries removed while the folder is read and links
+    to nothing.
     """
     night_dir = Path(night_dir)
     sig = []
     with os.scandir(night_dir) as it:
         for entry in it:
             if not entry.name.startswith("."):
-                sig.append([entry.name, entry.stat().st_mtime_ns])
+                try:
+                    sig.append([entry.name, entry.stat().st_mtime_ns])
+                except FileNotFoundError:
+                    continue
     return sorted(sig)
 
 
