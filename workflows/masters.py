@@ -37,10 +37,10 @@ from astropy.io import fits
 
 from podisteps import instrument, sanity
 from podisteps.detrend import calibrate
+from podisteps.focalplane.pupilghost import frame_scale, read_pupilghost_template
 from podisteps.io.atomic import write_text_atomic
 from podisteps.io.outputname import safe_component
 from podisteps.io.streamed import write_fits_streamed
-from podisteps.focalplane.pupilghost import frame_scale, read_pupilghost_template
 from podisteps.masters import combine, flatfield, flatghost, mastermef
 
 from .base import FitsTarget, PodiTask, provenance_cards

@@ -227,7 +227,8 @@ def _link_other_nights(raw: Path, view_root: Path, night: str) -> None:
 
 def _drop_gone(view: Path, say) -> None:
     """Remove the view's links to exposure folders that are gone (deleted or moved since they were linked),
-    with one line each: the night's index, and so every build, reads the view."""
+    with one line each. The night index already leaves such links out (`podisteps.io.nightindex.night_signature`); this tells
+    the observer and keeps the view tidy."""
     for link in view.iterdir() if view.is_dir() else ():
         if link.is_symlink() and not link.exists():
             link.unlink(missing_ok=True)
